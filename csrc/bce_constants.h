@@ -1,0 +1,22 @@
+#pragma once
+// Constants of PyTorch's binary cross entropy, named once for every kernel (CPU and CUDA).
+// No torch headers here: the ISA-specific CPU files include this with their own target flags.
+#include <cstdint>
+
+namespace bce_ext {
+
+// Each log term is clamped at -100 before it is weighted, so one element's loss is at most 100.
+// Source: aten/src/ATen/native/Loss.cpp (binary_cross_entropy_out_cpu) and cuda/Loss.cu.
+constexpr float kLogClamp = -100.0f;
+
+// Lower bound of the gradient's denominator max(x * (1 - x), EPSILON).
+// Source: `constexpr float EPSILON = 1e-12;` in Loss.cpp and cuda/Loss.cu. It is a float literal, so
+// widened to double it is 9.999999960041972e-13, which is what PyTorch's float64 gradient uses.
+constexpr float kGradEpsilon = 1e-12f;
+
+// Reduction codes of ATen (at::Reduction::Reduction).
+constexpr int64_t kReductionNone = 0;
+constexpr int64_t kReductionMean = 1;
+constexpr int64_t kReductionSum = 2;
+
+}  // namespace bce_ext

@@ -1,0 +1,35 @@
+// The op schemas, written once, and the Python module that carries them (bce_ext._C).
+// Kernels are registered per dispatch key in cpu/, cuda/ and autocast/; fake kernels and autograd
+// in bce_ext/_ops.py.
+#include <Python.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "cpu/bce_cpu_loops.h"
+
+TORCH_LIBRARY(bce_ext, m) {
+  // ATen's own schema, so that aten::binary_cross_entropy is the test oracle.
+  m.def("binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1) "
+        "-> Tensor");
+  // Gradients for input and target in one pass; output_mask says which are wanted (an unwanted one
+  // comes back as an empty tensor).
+  m.def("binary_cross_entropy_backward(Tensor grad_output, Tensor self, Tensor target, "
+        "Tensor? weight=None, int reduction=1, bool[2] output_mask=[True, False]) "
+        "-> (Tensor, Tensor)");
+}
+
+#ifndef BCE_EXT_CUDA_ARCHS
+#define BCE_EXT_CUDA_ARCHS ""
+#endif
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
+  m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_loops().isa); },
+        "Instruction set of the float32 CPU kernels on this machine.");
+#ifdef BCE_EXT_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+  m.attr("cuda_archs") = std::string(BCE_EXT_CUDA_ARCHS);
+}

@@ -1,0 +1,99 @@
+// Argument checks and element order shared by the CPU and CUDA kernels.
+#include "bce_prepare.h"
+
+#include <ATen/ExpandUtils.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "bce_constants.h"
+
+namespace bce_ext {
+
+void check_arguments(const at::Tensor& self, const at::Tensor& target,
+                     const std::optional<at::Tensor>& weight, int64_t reduction) {
+  // Same order as PyTorch: reduction, shape (torch/nn/functional.py), weight broadcast, devices and
+  // dtypes (TensorIterator), then the dispatch macro's dtype list.
+  TORCH_CHECK_VALUE(reduction >= kReductionNone && reduction <= kReductionSum, reduction,
+                    " is not a valid value for reduction");
+  TORCH_CHECK_VALUE(target.sizes() == self.sizes(), "Using a target size (torch.Size(",
+                    target.sizes(), ")) that is different to the input size (torch.Size(",
+                    self.sizes(), ")) is deprecated. Please ensure they have the same size.");
+  if (weight.has_value() && weight->defined()) {
+    // PyTorch expands the weight to broadcast_shapes(target, weight), then multiplies in place.
+    const auto shape = at::infer_size(target.sizes(), weight->sizes());
+    TORCH_CHECK(at::IntArrayRef(shape) == self.sizes(), "output with shape ", self.sizes(),
+                " doesn't match the broadcast shape ", at::IntArrayRef(shape));
+    TORCH_CHECK(weight->device() == self.device(),
+                "Expected all tensors to be on the same device, but found at least two devices, ",
+                self.device(), " and ", weight->device(), "!");
+    TORCH_CHECK(!at::isComplexType(weight->scalar_type()), "result type ",
+                weight->scalar_type(), " can't be cast to the desired output type ",
+                self.scalar_type());
+  }
+  TORCH_CHECK(target.device() == self.device(),
+              "Expected all tensors to be on the same device, but found at least two devices, ",
+              self.device(), " and ", target.device(), "!");
+  TORCH_CHECK(target.scalar_type() == self.scalar_type(), "Found dtype ", target.scalar_type(),
+              " but expected ", self.scalar_type());
+  const auto dtype = self.scalar_type();
+  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                                  dtype == at::kBFloat16,
+                              "\"binary_cross_entropy\" not implemented for '", dtype, "'");
+}
+
+std::vector<int64_t> memory_order(const at::Tensor& like) {
+  std::vector<int64_t> order(like.dim());
+  std::iota(order.begin(), order.end(), 0);
+  const auto strides = like.strides();
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return strides[a] > strides[b]; });
+  return order;
+}
+
+at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vector<int64_t>& order) {
+  return t.expand(sizes).permute(order).contiguous();
+}
+
+WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRef sizes,
+                         const std::vector<int64_t>& order, at::ScalarType dtype) {
+  WeightTable table;
+  if (!weight.has_value() || !weight->defined()) return table;
+  at::Tensor w = weight->expand(sizes).permute(order);
+  // Reading dimensions from the innermost out, a weight that is broadcast (stride 0) over the
+  // innermost dims, real over a middle run and broadcast again over the outermost, needs only its
+  // middle run: element i uses entry (i / inner) % period. Size-1 dims do not count.
+  enum { kInner, kMiddle, kOuter } state = kInner;
+  bool fits = true;
+  for (int64_t d = w.dim() - 1; d >= 0; --d) {
+    const int64_t size = w.size(d);
+    if (size == 1) continue;
+    const bool broadcast = w.stride(d) == 0;
+    if (state == kInner && broadcast) {
+      table.inner *= size;
+    } else if (state != kOuter && !broadcast) {
+      state = kMiddle;
+      table.period *= size;
+    } else if (state == kMiddle && broadcast) {
+      state = kOuter;
+    } else if (!broadcast) {
+      fits = false;
+    }
+  }
+  if (fits) {
+    for (int64_t d = 0; d < w.dim(); ++d) {
+      if (w.size(d) > 1 && w.stride(d) == 0) w = w.narrow(d, 0, 1);
+    }
+  } else {  // e.g. a (B, 1, L) weight on (B, C, L): no single run, so it is materialised.
+    table.inner = 1;
+    table.period = w.numel();
+  }
+  table.values = w.contiguous().to(dtype).reshape({-1});
+  return table;
+}
+
+at::ScalarType compute_type(at::ScalarType t) {
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+}  // namespace bce_ext

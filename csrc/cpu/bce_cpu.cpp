@@ -1,0 +1,309 @@
+// CPU kernels of bce_ext::binary_cross_entropy and its backward.
+//
+// Python reference (N = input.numel(), d = N for 'mean' else 1):
+//   loss = (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100)
+//   out  = (w * loss).sum() / d            # 'none': w * loss
+//   gi   = g * (x - t) / max((1 - x) * x, 1e-12) * w / d
+//   gt   = -log(x / (1 - x)) * g * w / d
+//
+// One pass over the inputs. Elements are split into fixed chunks of kChunk; each chunk's partial sum
+// lands in its own slot and the slots are added in order, so the result does not depend on how many
+// threads ran (SPEC section 2). The range checks run in the same pass; a chunk that saw a bad value
+// is searched again afterwards for the first bad element, so the message is the one PyTorch's serial
+// loop would raise.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "../bce_constants.h"
+#include "../bce_prepare.h"
+#include "bce_cpu_loops.h"
+
+namespace bce_ext::cpu {
+namespace {
+
+// Elements per chunk: the unit of work of one thread and of the fixed reduction blocking.
+constexpr int64_t kChunk = 1 << 15;
+// Elements converted at once between the storage type and the compute type (half types).
+constexpr int64_t kBlock = 2048;
+// A run of the inner loops should cover at least this many elements: shorter weight tables are tiled.
+constexpr int64_t kMinRun = 1024;
+// Below this many repeats of one weight value, the repeats are written out (see tile_weight).
+constexpr int64_t kMinRepeat = 16;
+
+template <typename scalar_t>
+using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+template <typename T>
+const Loops<T>& loops_for() {
+  if constexpr (std::is_same_v<T, double>) {
+    return double_loops();
+  } else {
+    return float_loops();
+  }
+}
+
+// The weight table, reshaped so that the inner loops get long runs: a short real run is tiled, and a
+// value repeated only a few times is written out repeated (at most N values, and only then).
+template <typename T>
+struct CpuWeight {
+  at::Tensor values;
+  const T* ptr = nullptr;
+  int64_t inner = 1;
+  int64_t period = 1;
+};
+
+template <typename T>
+CpuWeight<T> tile_weight(WeightTable table) {
+  CpuWeight<T> w;
+  if (!table.values.defined()) return w;
+  if (table.inner > 1 && table.inner < kMinRepeat) {
+    table.values = table.values.repeat_interleave(table.inner);
+    table.period *= table.inner;
+    table.inner = 1;
+  }
+  if (table.inner == 1 && table.period < kMinRun) {
+    const int64_t copies = (kMinRun + table.period - 1) / table.period;
+    table.values = table.values.repeat({copies});
+    table.period *= copies;
+  }
+  w.values = table.values;
+  w.ptr = table.values.template data_ptr<T>();
+  w.inner = table.inner;
+  w.period = table.period;
+  return w;
+}
+
+// Calls f(i, len, weight operand) for consecutive runs covering [begin, end).
+template <typename T, typename F>
+void for_each_run(const CpuWeight<T>& w, int64_t begin, int64_t end, F&& f) {
+  if (!w.ptr) {
+    f(begin, end - begin, Operand<T>{nullptr, 0});
+    return;
+  }
+  for (int64_t i = begin; i < end;) {
+    const int64_t q = i / w.inner;
+    const int64_t j = q % w.period;
+    int64_t len;
+    if (w.inner == 1) {
+      len = std::min(end - i, w.period - j);
+      f(i, len, Operand<T>{w.ptr + j, 1});
+    } else {
+      len = std::min(end - i, (q + 1) * w.inner - i);
+      f(i, len, Operand<T>{w.ptr + j, 0});
+    }
+    i += len;
+  }
+}
+
+// Elements [b, b + n) of `src` in the compute type: the storage itself, or a converted copy in `buf`.
+template <typename scalar_t>
+const compute_t<scalar_t>* load(const scalar_t* src, int64_t b, int64_t n,
+                                compute_t<scalar_t>* buf) {
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    return src + b;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(src[b + i]);
+    return buf;
+  }
+}
+
+// Where the inner loop should write elements [b, b + n) of `dst`; store() finishes the half types.
+template <typename scalar_t>
+compute_t<scalar_t>* sink(scalar_t* dst, int64_t b, compute_t<scalar_t>* buf) {
+  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    return dst ? dst + b : nullptr;
+  } else {
+    return dst ? buf : nullptr;
+  }
+}
+
+template <typename scalar_t>
+void store(scalar_t* dst, int64_t b, int64_t n, const compute_t<scalar_t>* buf) {
+  if constexpr (!std::is_same_v<scalar_t, compute_t<scalar_t>>) {
+    if (!dst) return;
+    for (int64_t i = 0; i < n; ++i) dst[b + i] = static_cast<scalar_t>(buf[i]);
+  }
+}
+
+template <typename T>
+bool out_of_range(T v) {
+  return !(v >= T(0) && v <= T(1));
+}
+
+// Raises PyTorch's message for the first bad element of the first chunk that reported one.
+template <typename scalar_t>
+void raise_first_bad(const std::vector<char>& chunk_bad, const scalar_t* x, const scalar_t* t,
+                     int64_t n) {
+  using T = compute_t<scalar_t>;
+  for (size_t c = 0; c < chunk_bad.size(); ++c) {
+    if (!chunk_bad[c]) continue;
+    const int64_t end = std::min<int64_t>(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < end; ++i) {
+      TORCH_CHECK(!out_of_range(static_cast<T>(x[i])),
+                  "all elements of input should be between 0 and 1");
+      TORCH_CHECK(!out_of_range(static_cast<T>(t[i])),
+                  "all elements of target should be between 0 and 1");
+    }
+  }
+}
+
+int64_t num_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+template <typename scalar_t>
+void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable& table,
+                    int64_t reduction, const at::Tensor& out_flat, const at::Tensor& out) {
+  using T = compute_t<scalar_t>;
+  const Loops<T>& L = loops_for<T>();
+  const int64_t n = x.numel();
+  const scalar_t* xp = x.data_ptr<scalar_t>();
+  const scalar_t* tp = t.data_ptr<scalar_t>();
+  scalar_t* op = reduction == kReductionNone ? out_flat.data_ptr<scalar_t>() : nullptr;
+  const CpuWeight<T> w = tile_weight<T>(table);
+  std::vector<double> partial(num_chunks(n), 0.0);
+  std::vector<char> chunk_bad(num_chunks(n), 0);
+
+  at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
+    T xbuf[kBlock], tbuf[kBlock], obuf[kBlock];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t end = std::min(n, (c + 1) * kChunk);
+      double sum = 0.0;
+      bool bad = false;
+      for (int64_t b = c * kChunk; b < end; b += kBlock) {
+        const int64_t m = std::min(kBlock, end - b);
+        const T* xb = load(xp, b, m, xbuf);
+        const T* tb = load(tp, b, m, tbuf);
+        T* ob = sink(op, b, obuf);
+        for_each_run(w, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo) {
+          if (op) {
+            L.forward_none(xb + (i - b), tb + (i - b), wo, ob + (i - b), len, &bad);
+          } else {
+            sum += L.forward_sum(xb + (i - b), tb + (i - b), wo, len, &bad);
+          }
+        });
+        store(op, b, m, obuf);
+      }
+      partial[c] = sum;
+      chunk_bad[c] = bad;
+    }
+  });
+  raise_first_bad(chunk_bad, xp, tp, n);
+  if (reduction != kReductionNone) {
+    double total = 0.0;
+    for (double p : partial) total += p;
+    if (reduction == kReductionMean) total /= static_cast<double>(n);
+    *out.data_ptr<scalar_t>() = static_cast<scalar_t>(total);
+  }
+}
+
+at::Tensor binary_cross_entropy_cpu(const at::Tensor& self, const at::Tensor& target,
+                                    const std::optional<at::Tensor>& weight, int64_t reduction) {
+  check_arguments(self, target, weight, reduction);
+  const bool reduced = reduction != kReductionNone;
+  at::Tensor out = reduced ? at::empty({}, self.options()) : at::empty_like(self);
+  const auto order = memory_order(reduced ? self : out);
+  const at::Tensor x = in_order(self, self.sizes(), order);
+  const at::Tensor t = in_order(target, self.sizes(), order);
+  if (self.numel() == 0) {
+    // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
+    if (reduced) out.fill_(reduction == kReductionMean ? NAN : 0.0);
+    return out;
+  }
+  const WeightTable table =
+      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
+                                  "binary_cross_entropy", [&] {
+    forward_kernel<scalar_t>(x, t, table, reduction, reduced ? out : out.permute(order), out);
+  });
+  return out;
+}
+
+template <typename scalar_t>
+void backward_kernel(const at::Tensor& grad, bool grad_scalar, const at::Tensor& x,
+                     const at::Tensor& t, const WeightTable& table, int64_t reduction,
+                     const at::Tensor& gi_flat, const at::Tensor& gt_flat) {
+  using T = compute_t<scalar_t>;
+  const Loops<T>& L = loops_for<T>();
+  const int64_t n = x.numel();
+  const scalar_t* xp = x.data_ptr<scalar_t>();
+  const scalar_t* tp = t.data_ptr<scalar_t>();
+  const scalar_t* gp = grad.data_ptr<scalar_t>();
+  scalar_t* gip = gi_flat.defined() ? gi_flat.data_ptr<scalar_t>() : nullptr;
+  scalar_t* gtp = gt_flat.defined() ? gt_flat.data_ptr<scalar_t>() : nullptr;
+  const T g_scalar = static_cast<T>(*gp);
+  const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
+  const CpuWeight<T> w = tile_weight<T>(table);
+
+  at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
+    T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock];
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t end = std::min(n, (c + 1) * kChunk);
+      for (int64_t b = c * kChunk; b < end; b += kBlock) {
+        const int64_t m = std::min(kBlock, end - b);
+        const T* xb = load(xp, b, m, xbuf);
+        const T* tb = load(tp, b, m, tbuf);
+        const T* gb = grad_scalar ? nullptr : load(gp, b, m, gbuf);
+        T* ib = sink(gip, b, ibuf);
+        T* ob = sink(gtp, b, obuf);
+        for_each_run(w, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo) {
+          const int64_t k = i - b;
+          const Operand<T> go = grad_scalar ? Operand<T>{&g_scalar, 0} : Operand<T>{gb + k, 1};
+          L.backward(go, xb + k, tb + k, wo, divisor, ib ? ib + k : nullptr, ob ? ob + k : nullptr,
+                     len);
+        });
+        store(gip, b, m, ibuf);
+        store(gtp, b, m, obuf);
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
+    const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
+    const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
+  check_arguments(self, target, weight, reduction);
+  TORCH_CHECK(grad_output.device() == self.device(),
+              "Expected all tensors to be on the same device, but found at least two devices, ",
+              self.device(), " and ", grad_output.device(), "!");
+  TORCH_CHECK(reduction == kReductionNone || grad_output.numel() == 1,
+              "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
+              grad_output.sizes());
+  at::Tensor gi = output_mask[0] ? at::empty_like(self) : at::empty({0}, self.options());
+  at::Tensor gt = output_mask[1] ? at::empty_like(self) : at::empty({0}, self.options());
+  if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return {gi, gt};
+  const auto order = memory_order(output_mask[0] ? gi : gt);
+  const at::Tensor x = in_order(self, self.sizes(), order);
+  const at::Tensor t = in_order(target, self.sizes(), order);
+  // A gradient that is one value for every element (a reduced loss, or an expanded one) is read once.
+  at::Tensor g = grad_output.to(self.scalar_type());
+  const at::Tensor g_expanded = reduction == kReductionNone ? g.expand(self.sizes()) : g;
+  const auto strides = g_expanded.strides();
+  const bool grad_scalar = g.numel() == 1 || std::all_of(strides.begin(), strides.end(),
+                                                         [](int64_t s) { return s == 0; });
+  if (!grad_scalar) g = in_order(g, self.sizes(), order);
+  const WeightTable table =
+      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
+                                  "binary_cross_entropy_backward", [&] {
+    backward_kernel<scalar_t>(g, grad_scalar, x, t, table, reduction,
+                              output_mask[0] ? gi.permute(order) : at::Tensor(),
+                              output_mask[1] ? gt.permute(order) : at::Tensor());
+  });
+  return {gi, gt};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(bce_ext, CPU, m) {
+  m.impl("binary_cross_entropy", &binary_cross_entropy_cpu);
+  m.impl("binary_cross_entropy_backward", &binary_cross_entropy_backward_cpu);
+}
+
+}  // namespace bce_ext::cpu

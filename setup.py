@@ -1,0 +1,136 @@
+"""Build of bce_ext's native kernels.
+
+It builds the CUDA kernels when the installed torch has CUDA and a CUDA toolkit is found, and a
+CPU-only extension otherwise; it prints which. Switches (environment variables):
+  BCE_EXT_CPU_ONLY=1        never build the CUDA kernels
+  FORCE_CUDA=1              fail, rather than fall back to CPU only, when they cannot be built
+  CUDA_HOME=/path           the toolkit to use (else found from nvcc's real location)
+  TORCH_CUDA_ARCH_LIST=...  GPU architectures (default: Volta to Hopper, those nvcc supports)
+  BCE_EXT_DEBUG=1           -O0 -g
+The extension must be built against the torch it runs with, so install with
+`pip install --no-build-isolation .` (see README).
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# Volta to Hopper; architectures the installed nvcc no longer supports are dropped.
+DEFAULT_ARCHS = ["7.0", "7.5", "8.0", "8.6", "8.9", "9.0"]
+
+
+def _flag(name):
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def _say(msg):
+    print(f"[bce_ext setup] {msg}", file=sys.stderr)
+
+
+def _nvcc_toolkit(nvcc):
+    """The toolkit root of `nvcc`, asked of nvcc itself: a wrapper script (as /usr/local/bin/nvcc on
+    the development machines) hides it from realpath(), which is what torch's own guess uses."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.cu")
+        open(src, "w").close()
+        try:
+            out = subprocess.run([nvcc, "--dryrun", "-c", src, "-o", os.path.join(tmp, "p.o")],
+                                 capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    m = re.search(r"^#\$ TOP=(.+)$", out.stdout + out.stderr, re.MULTILINE)
+    return os.path.realpath(m.group(1).strip()) if m else None
+
+
+def find_cuda_home():
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        home = os.environ.get(var)
+        if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return home
+    candidates = [shutil.which("nvcc")] + sorted(glob.glob("/usr/local/cuda*/bin/nvcc"), reverse=True)
+    for nvcc in filter(None, candidates):
+        home = _nvcc_toolkit(nvcc)
+        if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return home
+    return None
+
+
+def pip_toolkit_includes():
+    """Header folders of a pip-installed CUDA toolkit (nvidia/cu13/include holds cusparse.h, which
+    ATen's CUDA headers include and a bare nvcc install may lack)."""
+    import site
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    found = []
+    for root in roots:
+        for inc in sorted(glob.glob(os.path.join(root, "nvidia", "*", "include"))):
+            if os.path.exists(os.path.join(inc, "cusparse.h")):
+                found.append(inc)
+    return found
+
+
+def nvcc_archs(cuda_home):
+    try:
+        out = subprocess.run([os.path.join(cuda_home, "bin", "nvcc"), "--list-gpu-arch"],
+                             capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {f"{m[:-1]}.{m[-1]}" for m in re.findall(r"compute_(\d+)", out)}
+
+
+def cuda_plan():
+    """(cuda_home, arch list) when the CUDA kernels are to be built, else (None, reason)."""
+    if _flag("BCE_EXT_CPU_ONLY"):
+        return None, "BCE_EXT_CPU_ONLY is set"
+    import torch
+    if torch.version.cuda is None:
+        return None, f"torch {torch.__version__} has no CUDA"
+    home = find_cuda_home()
+    if home is None:
+        return None, "no CUDA toolkit (nvcc) found; set CUDA_HOME"
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if not archs:
+        supported = nvcc_archs(home) or set(DEFAULT_ARCHS)
+        keep = [a for a in DEFAULT_ARCHS if a in supported]
+        archs = ";".join(keep[:-1] + [keep[-1] + "+PTX"])
+    return home, archs
+
+
+def build_extension():
+    home, archs = cuda_plan()
+    if home is None and _flag("FORCE_CUDA"):
+        sys.exit(f"[bce_ext setup] FORCE_CUDA=1 but the CUDA kernels cannot be built: {archs}")
+    if home is not None:
+        os.environ["CUDA_HOME"] = home  # read by torch.utils.cpp_extension at import
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp")
+                     + glob.glob("csrc/autocast/*.cpp"))
+    debug = _flag("BCE_EXT_DEBUG")
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    cxx = opt + ["-fdiagnostics-color=always"]
+    macros = []
+    kwargs = {}
+    if home is not None:
+        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+        macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
+        kwargs["include_dirs"] = pip_toolkit_includes()
+        extra = {"cxx": cxx, "nvcc": opt + ["-lineinfo"]}
+        ext = CUDAExtension("bce_ext._C", sources, extra_compile_args=extra, define_macros=macros,
+                            **kwargs)
+        _say(f"building CPU and CUDA kernels (CUDA_HOME={home}, TORCH_CUDA_ARCH_LIST={archs})")
+    else:
+        ext = CppExtension("bce_ext._C", sources, extra_compile_args={"cxx": cxx},
+                           define_macros=macros)
+        _say(f"building CPU kernels only: {archs}")
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = build_extension()
+setup(ext_modules=ext_modules, cmdclass=cmdclass)
