@@ -63,6 +63,8 @@ class BinaryCrossEntropyFunction(torch.autograd.Function):
 
 def _backward_setup_context(ctx, inputs, output):
     grad, input, target, weight, reduction, output_mask = inputs
+    # An output nobody differentiates must add nothing (not 0 * inf = NaN at x = 0 or 1).
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(grad, input, target, weight)
     ctx.reduction = reduction
     ctx.output_mask = output_mask

@@ -1,0 +1,156 @@
+"""Autograd, the dispatcher registrations, torch.compile and autocast."""
+import pytest
+import torch
+import torch._dynamo.testing
+import torch.nn.functional as F
+
+import bce_ext
+from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+
+OPS = torch.ops.bce_ext
+
+
+def _f64(shape, device, low=0.05):
+    # Away from 0 and 1 so that the finite differences stay inside [0, 1].
+    return probabilities(shape, torch.float64, device, low=low).mul(0.9).requires_grad_()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradcheck_and_gradgradcheck(device, reduction, weighted):
+    x, t = _f64((3, 4), device), _f64((3, 4), device)
+    w = torch.rand(4, dtype=torch.float64, device=device) if weighted else None
+
+    def fn(a, b):
+        return bce_ext.binary_cross_entropy(a, b, w, reduction=reduction)
+
+    assert torch.autograd.gradcheck(fn, (x, t))
+    assert torch.autograd.gradgradcheck(fn, (x, t))
+
+
+def test_double_backward_matches_pytorch(device):
+    """Second derivatives use PyTorch's formulas (additive 1e-12), including at the boundaries."""
+    x = torch.tensor([0.0, 0.0, 0.5, 0.3, 0.9], dtype=torch.float64, device=device)
+    t = torch.tensor([1.0, 0.0, 0.5, 0.8, 0.1], dtype=torch.float64, device=device)
+    for fn in (bce_ext.binary_cross_entropy, F.binary_cross_entropy):
+        a, b = x.clone().requires_grad_(), t.clone().requires_grad_()
+        gx, gt = torch.autograd.grad(fn(a, b, reduction="sum"), (a, b), create_graph=True)
+        second = torch.autograd.grad(gx.sum(), (a, b), retain_graph=True)
+        second += torch.autograd.grad(gx.sum() + gt[2:].sum(), (a, b))
+        if fn is bce_ext.binary_cross_entropy:
+            mine = second
+        else:
+            for m, r in zip(mine, second):
+                torch.testing.assert_close(m, r, rtol=1e-9, atol=0, equal_nan=True)
+
+
+def test_function_apply(device):
+    x = torch.rand(5, 3, device=device, requires_grad=True)
+    t = torch.rand(5, 3, device=device, requires_grad=True)
+    w = torch.rand(3, device=device)
+    out = bce_ext.BinaryCrossEntropyFunction.apply(x, t, w, 2)
+    gx, gt = torch.autograd.grad(out, (x, t))
+    expected = oracle(x, t, w, "sum")
+    for a, e in zip((out.detach(), gx, gt), expected):
+        assert_matches(a, e)
+
+
+def test_only_requested_gradients_are_computed(device):
+    x = torch.rand(4, device=device, requires_grad=True)
+    t = torch.rand(4, device=device)
+    loss = bce_ext.binary_cross_entropy(x, t)
+    (gx,) = torch.autograd.grad(loss, (x,))
+    gi, gt = OPS.binary_cross_entropy_backward(torch.tensor(1.0, device=device), x, t, None, 1,
+                                               [True, False])
+    assert gt.numel() == 0
+    assert_matches(gi, gx)
+
+
+@pytest.mark.parametrize("reduction", [0, 1, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_opcheck_forward(device, reduction, weighted):
+    x = torch.rand(3, 5, device=device, requires_grad=True)
+    t = torch.rand(3, 5, device=device, requires_grad=True)
+    w = torch.rand(5, device=device) if weighted else None
+    torch.library.opcheck(OPS.binary_cross_entropy.default, (x, t, w, reduction))
+    torch.library.opcheck(OPS.binary_cross_entropy.default,
+                          (x.detach().t(), t.detach().t(), None, reduction))
+
+
+@pytest.mark.parametrize("reduction", [0, 1, 2])
+@pytest.mark.parametrize("mask", [[True, False], [False, True], [True, True]], ids=str)
+def test_opcheck_backward(device, reduction, mask):
+    x = _f64((3, 5), device)
+    t = _f64((3, 5), device)
+    g = torch.rand((3, 5) if reduction == 0 else (), dtype=torch.float64, device=device,
+                   requires_grad=True)
+    w = torch.rand(5, dtype=torch.float64, device=device)
+    torch.library.opcheck(OPS.binary_cross_entropy_backward.default, (g, x, t, w, reduction, mask))
+
+
+def test_compile_training_step_fullgraph(device):
+    """A training step's forward and loss trace as one graph with fullgraph=True (no graph break);
+    AOTAutograd compiles its backward, which runs our backward op. Loss and gradients match eager."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 8),
+                                torch.nn.Sigmoid()).to(device)
+    loss_fn = bce_ext.BCELoss(weight=torch.rand(8, device=device))
+    x = torch.rand(32, 8, device=device)
+
+    def forward_loss(inp):
+        return loss_fn(model(inp), inp)
+
+    eager_loss = forward_loss(x)
+    eager_loss.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    counter = torch._dynamo.testing.CompileCounterWithBackend("inductor")
+    compiled_loss = torch.compile(forward_loss, fullgraph=True, backend=counter)(x)
+    compiled_loss.backward()
+    assert counter.frame_count == 1
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-6, atol=1e-6)
+    for p, g in zip(model.parameters(), eager_grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_compile_functional_with_grads(device, reduction):
+    torch._dynamo.reset()
+    x = torch.rand(6, 7, device=device, requires_grad=True)
+    t = torch.rand(6, 7, device=device, requires_grad=True)
+    w = torch.rand(7, device=device)
+    fn = torch.compile(lambda a, b: bce_ext.binary_cross_entropy(a.sigmoid(), b, w,
+                                                                  reduction=reduction).sum(),
+                       fullgraph=True)
+    out = fn(x, t)
+    gx, gt = torch.autograd.grad(out, (x, t))
+    ref = F.binary_cross_entropy(x.sigmoid(), t, w, reduction=reduction).sum()
+    rx, rt = torch.autograd.grad(ref, (x, t))
+    for a, e in zip((out, gx, gt), (ref, rx, rt)):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cpu_autocast_gives_float32(dtype):
+    """As PyTorch: under CPU autocast the loss is computed and returned in float32."""
+    x = torch.rand(4, 3).to(dtype).requires_grad_()
+    t = torch.rand(4, 3).to(dtype)
+    with torch.autocast("cpu", dtype=dtype):
+        out = bce_ext.binary_cross_entropy(x, t)
+        ref = F.binary_cross_entropy(x, t)
+        mixed = bce_ext.binary_cross_entropy(x.float(), t)  # f32 input, half target: both cast
+    assert out.dtype == ref.dtype == mixed.dtype == torch.float32
+    assert_matches(out.detach(), ref.detach())
+    (gx,) = torch.autograd.grad(out, (x,))
+    (rx,) = torch.autograd.grad(ref, (x,))
+    assert gx.dtype == dtype
+    assert_matches(gx, rx)
+
+
+def test_half_gradients_are_finite_where_pytorch_gives_nan(device):
+    """Beyond PyTorch: half types are computed in float32, so the 1e-12 floor survives."""
+    x = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float16, device=device)
+    t = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float16, device=device)
+    _, gx, _ = ours(x, t, None, "sum")
+    assert torch.isfinite(gx).all()

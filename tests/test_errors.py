@@ -1,0 +1,139 @@
+"""Bad input: PyTorch's exception type and text (SPEC section 4), and a working call right after."""
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bce_ext
+from oracle import assert_matches
+
+
+def raised(fn, *args, **kwargs):
+    with pytest.raises(Exception) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def assert_same_error(args, kwargs=None, match_text=True):
+    """bce_ext raises what PyTorch raises for the same call, then still works."""
+    kwargs = kwargs or {}
+    ours = raised(bce_ext.binary_cross_entropy, *args, **kwargs)
+    theirs = raised(F.binary_cross_entropy, *args, **kwargs)
+    assert isinstance(ours, type(theirs)), (ours, theirs)
+    if match_text:
+        assert str(ours).splitlines()[0] == str(theirs).splitlines()[0]
+    x, t = torch.rand(4, device=args[0].device), torch.rand(4, device=args[0].device)
+    assert_matches(bce_ext.binary_cross_entropy(x, t), F.binary_cross_entropy(x, t))
+    return ours
+
+
+def test_target_size(device):
+    e = assert_same_error((torch.rand(3, device=device), torch.rand(3, 1, device=device)))
+    assert isinstance(e, ValueError)
+    assert "Using a target size (torch.Size([3, 1]))" in str(e)
+
+
+def test_target_size_zero_dim(device):
+    assert_same_error((torch.rand((), device=device), torch.rand(1, device=device)))
+
+
+def test_unknown_reduction(device):
+    e = assert_same_error((torch.rand(3, device=device), torch.rand(3, device=device)),
+                          {"reduction": "avg"})
+    assert isinstance(e, ValueError)
+
+
+def test_reduction_code_of_the_op(device):
+    x = torch.rand(3, device=device)
+    with pytest.raises(ValueError, match="5 is not a valid value for reduction"):
+        torch.ops.bce_ext.binary_cross_entropy(x, x, None, 5)
+
+
+def test_weight_not_broadcastable(device):
+    x, t = torch.rand(2, 3, device=device), torch.rand(2, 3, device=device)
+    e = assert_same_error((x, t, torch.rand(5, device=device)), match_text=False)
+    assert isinstance(e, RuntimeError)
+
+
+def test_weight_larger_than_input(device):
+    x, t = torch.rand(2, 3, device=device), torch.rand(2, 3, device=device)
+    assert_same_error((x, t, torch.rand(4, 2, 3, device=device)))
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                    (torch.float16, torch.float32), (torch.float32, torch.int64),
+                                    (torch.float32, torch.bool)], ids=str)
+def test_dtype_mismatch(device, dtypes):
+    x = torch.rand(3, device=device).to(dtypes[0])
+    t = torch.rand(3, device=device).round().to(dtypes[1])
+    e = assert_same_error((x, t))
+    assert isinstance(e, RuntimeError)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64], ids=str)
+def test_dtype_not_supported(device, dtype):
+    x = torch.ones(3, device=device).to(dtype)
+    assert_same_error((x, x.clone()))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.1, float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("which", ["input", "target"])
+def test_out_of_range_cpu(which, bad):
+    for position in (0, 5, 40_000):  # first element, inside, another chunk
+        x = torch.rand(50_000)
+        t = torch.rand(50_000)
+        (x if which == "input" else t)[position] = bad
+        e = assert_same_error((x, t))
+        assert str(e) == f"all elements of {which} should be between 0 and 1"
+
+
+def test_first_bad_element_decides_the_message():
+    """PyTorch checks input then target element by element: the first bad element names the one."""
+    x, t = torch.rand(70_000), torch.rand(70_000)
+    x[60_000] = 2.0
+    t[50_000] = -1.0
+    assert_same_error((x, t))
+    x[10] = float("nan")
+    assert_same_error((x, t))
+
+
+def test_weight_requires_grad():
+    x = torch.rand(3, requires_grad=True)
+    t = torch.rand(3)
+    w = torch.rand(3, requires_grad=True)
+    e = assert_same_error((x, t, w))
+    assert "not differentiable with respect to argument 'weight'" in str(e)
+    with torch.no_grad():  # as PyTorch: allowed without grad mode
+        assert_matches(bce_ext.binary_cross_entropy(x, t, w), F.binary_cross_entropy(x, t, w))
+
+
+def test_devices_differ():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a GPU")
+    x, t = torch.rand(3), torch.rand(3, device="cuda")
+    with pytest.raises(RuntimeError, match="cpu") as info:
+        bce_ext.binary_cross_entropy(x, t)
+    assert "cuda" in str(info.value)
+
+
+def _warnings_of(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    return out, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("legacy", [{"size_average": False}, {"reduce": False},
+                                    {"size_average": True, "reduce": True},
+                                    {"reduction": "elementwise_mean"}], ids=str)
+def test_legacy_arguments_warn_and_map(device, legacy):
+    x, t = torch.rand(4, 3, device=device), torch.rand(4, 3, device=device)
+    ours, ours_warnings = _warnings_of(bce_ext.binary_cross_entropy, x, t, **legacy)
+    theirs, their_warnings = _warnings_of(F.binary_cross_entropy, x, t, **legacy)
+    assert ours_warnings == their_warnings and ours_warnings
+    assert_matches(ours, theirs)
+    module, module_warnings = _warnings_of(bce_ext.BCELoss, **legacy)
+    ref_module, ref_warnings = _warnings_of(torch.nn.BCELoss, **legacy)
+    assert module_warnings == ref_warnings
+    assert module.reduction == ref_module.reduction

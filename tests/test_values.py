@@ -1,0 +1,234 @@
+"""Forward values and gradients against PyTorch over a grid, and the inputs that are not plain."""
+import itertools
+import math
+import zlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bce_ext
+from conftest import DTYPES
+from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+
+# Shapes: 0-dim, tiny, a tail that is not a multiple of any vector width, and one that spans
+# several of the kernel's 32768-element chunks (so both threads and the chunk blocking run).
+SHAPES = [(), (1,), (7,), (3, 5), (2, 3, 4), (3, 40001)]
+WEIGHTS = ["none", "full", "last_dim", "per_sample"]
+
+
+def make_weight(kind, shape, device):
+    if kind == "none":
+        return None
+    if kind == "full" or len(shape) == 0:
+        wshape = shape
+    elif kind == "last_dim":  # right-aligned broadcast: a (C,) weight applies along the last dim
+        wshape = shape[-1:]
+    else:  # one weight per sample: (B, 1, ..., 1)
+        wshape = shape[:1] + (1,) * (len(shape) - 1)
+    return (2 * torch.rand(wshape, dtype=torch.float64)).to(device)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("weight", WEIGHTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_grid(device, dtype, reduction, weight, shape):
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{dtype}{reduction}{weight}{shape}".encode()))
+    x = probabilities(shape, dtype, device, gen)
+    t = probabilities(shape, dtype, device, gen)
+    w = make_weight(weight, shape, device)
+    if w is not None:
+        w = w.to(dtype)
+    g = None if reduction != "none" else probabilities(shape, dtype, device, gen) - 0.5
+    expected = oracle(x, t, w, reduction, g)
+    actual = ours(x, t, w, reduction, g)
+    for a, e in zip(actual, expected):
+        assert_matches(a, e)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_boundaries(device, dtype, reduction):
+    """x, t in {0, 1} (and 0.5): the clamp at -100, the 1e-12 floor, the infinite target gradient."""
+    pairs = list(itertools.product([0.0, 1.0, 0.5], [0.0, 1.0, 0.5]))
+    x = torch.tensor([p[0] for p in pairs], dtype=dtype, device=device)
+    t = torch.tensor([p[1] for p in pairs], dtype=dtype, device=device)
+    for a, e in zip(ours(x, t, None, reduction), oracle(x, t, None, reduction)):
+        assert_matches(a, e)
+
+
+def test_negative_zero_and_largest_loss(device):
+    """x = t = 1 gives -0.0 with the sign bit, as PyTorch; the largest element loss is exactly 100."""
+    x = torch.tensor([1.0, 0.0, 1.0], device=device)
+    t = torch.tensor([1.0, 1.0, 0.0], device=device)
+    out = bce_ext.binary_cross_entropy(x, t, reduction="none")
+    ref = F.binary_cross_entropy(x, t, reduction="none")
+    assert torch.equal(out, ref)
+    assert torch.equal(torch.signbit(out), torch.signbit(ref))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_tiny_and_denormal_inputs(device, dtype):
+    tiny = torch.finfo(dtype).tiny
+    x = torch.tensor([1e-7, 1 - 1e-7, tiny, tiny / 4, 1e-40 if dtype == torch.float32 else 1e-310,
+                      0.5 + 1e-7], dtype=dtype, device=device)
+    t = torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.5], dtype=dtype, device=device)
+    for reduction in REDUCTIONS:
+        for a, e in zip(ours(x, t, None, reduction), oracle(x, t, None, reduction)):
+            assert_matches(a, e)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_empty(device, reduction):
+    x = torch.empty(0, 3, device=device, requires_grad=True)
+    t = torch.empty(0, 3, device=device)
+    out = bce_ext.binary_cross_entropy(x, t, reduction=reduction)
+    ref = F.binary_cross_entropy(x, t, reduction=reduction)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, equal_nan=True)
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_zero_dim(device):
+    x = torch.tensor(0.3, device=device)
+    t = torch.tensor(1.0, device=device)
+    for reduction in REDUCTIONS:
+        for a, e in zip(ours(x, t, None, reduction), oracle(x, t, None, reduction)):
+            assert a.shape == ()
+            assert_matches(a, e)
+
+
+def _layouts(device):
+    base = torch.rand(4, 6, 5, 3, dtype=torch.float64)
+    yield "transposed", lambda v: v.reshape(24, 15).t()
+    yield "sliced", lambda v: v[:, ::2, 1:, :]
+    yield "expanded", lambda v: v[:1].expand(4, 6, 5, 3)
+    yield "channels_last", lambda v: v.contiguous(memory_format=torch.channels_last)
+    yield "permuted", lambda v: v.permute(2, 0, 3, 1)
+
+
+@pytest.mark.parametrize("layout", [name for name, _ in _layouts("cpu")])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_layouts(device, dtype, reduction, layout):
+    """Non-contiguous, expanded and channels_last tensors: PyTorch's values, and for 'none' and the
+    gradients PyTorch's output strides (empty_like of the input)."""
+    make = dict(_layouts(device))[layout]
+    x = make(torch.rand(4, 6, 5, 3, dtype=torch.float64)).to(dtype).to(device)
+    t = make(torch.rand(4, 6, 5, 3, dtype=torch.float64)).to(dtype).to(device)
+    w = torch.rand(x.shape[-1], dtype=dtype, device=device)
+    actual, expected = ours(x, t, w, reduction), oracle(x, t, w, reduction)
+    for a, e in zip(actual, expected):
+        assert_matches(a, e)
+        if a.dim():
+            assert a.stride() == e.stride()
+    # target in another layout than the input
+    t2 = t.contiguous()
+    for a, e in zip(ours(x, t2, w, reduction), oracle(x, t2, w, reduction)):
+        assert_matches(a, e)
+
+
+@pytest.mark.parametrize("wshape", [(1, 6, 1, 1), (6, 1, 1), (4, 1, 5, 1), (4, 1, 1, 3), (1,), ()],
+                         ids=str)
+def test_weight_broadcasts(device, wshape):
+    """Weights broadcast along any set of dims, including ones that are not one run of dims."""
+    x = torch.rand(4, 6, 5, 3, device=device)
+    t = torch.rand(4, 6, 5, 3, device=device)
+    w = torch.rand(wshape, device=device)
+    for reduction in REDUCTIONS:
+        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
+            assert_matches(a, e)
+
+
+@pytest.mark.parametrize("wdtype", [torch.float64, torch.float16, torch.int64], ids=str)
+def test_weight_dtype(device, wdtype):
+    """Any weight dtype is accepted and the result keeps the input's dtype."""
+    x = torch.rand(5, 4, device=device)
+    t = torch.rand(5, 4, device=device)
+    w = torch.randint(0, 3, (4,), device=device).to(wdtype)
+    for reduction in REDUCTIONS:
+        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
+            assert_matches(a, e)
+
+
+def test_expanded_upstream_gradient(device):
+    """A 'none' loss summed by the user hands back an expanded (stride 0) gradient."""
+    x = torch.rand(3, 50, device=device, requires_grad=True)
+    t = torch.rand(3, 50, device=device)
+    bce_ext.binary_cross_entropy(x, t, reduction="none").sum().mul(3).backward()
+    ours_grad = x.grad
+    x.grad = None
+    F.binary_cross_entropy(x, t, reduction="none").sum().mul(3).backward()
+    assert_matches(ours_grad, x.grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_bitwise_identical_whatever_the_threads(reduction):
+    """Beyond PyTorch: the CPU reduction is blocked the same way for any number of threads."""
+    x = torch.rand(1_000_003, dtype=torch.float32)
+    t = torch.rand(1_000_003, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3, threads):
+            torch.set_num_threads(n)
+            results.append(bce_ext.binary_cross_entropy(x, t, reduction=reduction))
+            results.append(bce_ext.binary_cross_entropy(x, t, reduction=reduction))
+    finally:
+        torch.set_num_threads(threads)
+    for r in results[1:]:
+        assert torch.equal(r, results[0])
+
+
+def test_float32_mean_accuracy_large_n(device):
+    """SPEC section 2: the float32 mean stays within 1e-6 (relative) of a float64 reference."""
+    n = 20_000_000
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, generator=gen).to(device)
+    t = (torch.rand(n, generator=gen) > 0.5).float().to(device)
+    got = bce_ext.binary_cross_entropy(x, t).double().item()
+    ref = F.binary_cross_entropy(x.double(), t.double()).item()
+    assert abs(got - ref) / ref < 1e-6
+
+
+# The tutorial examples the project started from (SPEC section 6), as written there but for the
+# import: `from torch.nn import BCELoss` becomes `from bce_ext import BCELoss`.
+def _tutorial(BCELoss, seed):
+    torch.manual_seed(seed)
+    results = []
+    loss = BCELoss()
+    input = torch.rand(6, requires_grad=True)
+    target = torch.rand(6)
+    output = loss(input, target)
+    output.backward()
+    results += [output.detach(), input.grad]
+
+    input = torch.rand(3, 5, requires_grad=True)
+    target = torch.randn(3, 5).softmax(dim=1)
+    output = loss(input, target)
+    output.backward()
+    results += [output.detach(), input.grad]
+
+    input = torch.tensor([[0.123, 0.984, 0.452], [0.977, 0.491, 0.830], [0.421, 0.382, 0.628]],
+                         requires_grad=True)
+    target = torch.tensor([[0.289, 0.999, 0.693], [0.899, 0.231, 0.384], [0.452, 0.071, 0.049]])
+    output = loss(input, target)
+    output.backward()
+    results += [output.detach(), input.grad]
+    return results
+
+
+def test_tutorial_examples():
+    from bce_ext import BCELoss
+    from torch.nn import BCELoss as TorchBCELoss
+
+    for a, e in zip(_tutorial(BCELoss, 0), _tutorial(TorchBCELoss, 0)):
+        assert_matches(a, e)
+    # The third example against the float64 value of the formula (SPEC section 6 quotes both).
+    x = torch.tensor([[0.123, 0.984, 0.452], [0.977, 0.491, 0.830], [0.421, 0.382, 0.628]])
+    t = torch.tensor([[0.289, 0.999, 0.693], [0.899, 0.231, 0.384], [0.452, 0.071, 0.049]])
+    exact = sum(-(b * math.log(a) + (1 - b) * math.log1p(-a))
+                for a, b in zip(x.double().flatten().tolist(), t.double().flatten().tolist())) / 9
+    assert abs(BCELoss()(x, t).item() - exact) < 1e-7
