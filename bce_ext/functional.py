@@ -3,7 +3,7 @@ import torch
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-from ._ops import forward_op
+from ._ops import BinaryCrossEntropyFunction, forward_op
 
 __all__ = ["binary_cross_entropy"]
 
@@ -30,4 +30,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     else:
         reduction_enum = _Reduction.get_enum(reduction)
     # Shape, broadcast, dtype, device and range checks happen in the op, with PyTorch's messages.
-    return forward_op(input, target, weight, reduction_enum)
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace an autograd.Function with a jvp; the op, with its registered
+        # autograd and fake kernel, is opaque to it and traces as one node.
+        return forward_op(input, target, weight, reduction_enum)
+    return BinaryCrossEntropyFunction.apply(input, target, weight, reduction_enum)

@@ -154,3 +154,29 @@ def test_half_gradients_are_finite_where_pytorch_gives_nan(device):
     t = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float16, device=device)
     _, gx, _ = ours(x, t, None, "sum")
     assert torch.isfinite(gx).all()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_torch_func_transforms(device, reduction):
+    """Forward mode (jvp), vmap, vmap(grad) and the Hessian (forward over reverse) as PyTorch."""
+    x, t = _f64((3, 4), device), _f64((3, 4), device)
+    w = torch.rand(4, dtype=torch.float64, device=device)
+    tx, tt = torch.rand_like(x), torch.rand_like(t)
+
+    def run(fn):
+        def loss(a, b):
+            return fn(a, b, w, reduction=reduction)
+
+        def summed(a, b):
+            return loss(a, b).sum()
+
+        return (torch.func.jvp(loss, (x, t), (tx, tt))[1],
+                torch.func.vmap(loss)(x, t),
+                torch.func.vmap(torch.func.grad(summed, argnums=(0, 1)))(x, t),
+                torch.func.hessian(summed, argnums=(0, 1))(x[0], t[0]),
+                torch.func.jacfwd(torch.func.jacrev(summed))(x[0], t[0]))
+
+    leaves = torch.utils._pytree.tree_leaves
+    for a, e in zip(leaves(run(bce_ext.binary_cross_entropy)),
+                    leaves(run(F.binary_cross_entropy))):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
