@@ -177,7 +177,8 @@ def plot(mpl_figure, result, originals, reconstructions, path):
     cells = grid.subplots(2, len(originals), squeeze=False)
     for row, images in zip(cells, (originals, reconstructions)):
         for cell, image in zip(row, images):
-            cell.imshow(image.reshape(8, 8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            cell.imshow(image.reshape(8, 8).numpy(), cmap="gray_r", vmin=0, vmax=1,
+                        interpolation="nearest")
             cell.set_axis_off()
     fig.savefig(path, dpi=100)
 
@@ -188,11 +189,13 @@ def print_report(result):
     rows = zip(result.losses_bce_ext, result.losses_torch,
                result.epoch_seconds_bce_ext, result.epoch_seconds_torch)
     for epoch, (a, b, ta, tb) in enumerate(rows, 1):
-        print(f"{epoch:5d} {a:14.8f} {b:14.8f} {abs(a - b):10.3g} {ta * 1e3:10.2f} {tb * 1e3:10.2f}")
+        print(f"{epoch:5d} {a:14.8f} {b:14.8f} {abs(a - b):10.3g} "
+              f"{ta * 1e3:10.2f} {tb * 1e3:10.2f}")
     print(f"max |bce_ext - torch| over the loss curves: {result.max_abs_diff:.3g}")
     # The median: on a busy machine a few epochs stall, and a mean would report the stalls.
-    print(f"time per epoch (median): bce_ext {statistics.median(result.epoch_seconds_bce_ext) * 1e3:.2f}"
-          f" ms, torch {statistics.median(result.epoch_seconds_torch) * 1e3:.2f} ms")
+    ours, theirs = (statistics.median(s) * 1e3
+                    for s in (result.epoch_seconds_bce_ext, result.epoch_seconds_torch))
+    print(f"time per epoch (median): bce_ext {ours:.2f} ms, torch {theirs:.2f} ms")
 
 
 def main(argv=None):
