@@ -50,15 +50,16 @@ def import_extras():
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bce_ext.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=64)
+    p = argparse.ArgumentParser(prog="python -m bce_ext.demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=int, default=40, help="epochs of each run")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     # A 64-wide model gains nothing from intra-op threads, and on a busy machine they stall.
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default="bce_ext_demo_out", help="folder for the PNG")
     args = p.parse_args(argv)
     if min(args.epochs, args.batch_size, args.threads, args.limit or 1) < 1:
@@ -70,12 +71,12 @@ def check_device(name):
     """A torch.device that both losses can run on, or SystemExit saying why not."""
     try:
         device = torch.device(name)
-    except RuntimeError as e:
-        raise SystemExit(f"bce_ext.demo: bad --device {name!r}: {e}")
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"bce_ext.demo: --device must be cpu or cuda[:N], not {name!r}")
     if device.type == "cpu":
         return device
-    if device.type != "cuda":
-        raise SystemExit(f"bce_ext.demo: --device must be cpu or cuda, not {name!r}")
     if not torch.cuda.is_available():
         raise SystemExit("bce_ext.demo: --device cuda was asked for, but torch sees no CUDA GPU "
                          f"(torch {torch.__version__}, torch.version.cuda={torch.version.cuda})")

@@ -59,7 +59,7 @@ def test_global_state_restored(tmp_path):
 
 
 @pytest.mark.parametrize("missing", ["sklearn", "tqdm", "matplotlib"])
-def test_missing_extra_names_the_install(monkeypatch, capsys, tmp_path, missing):
+def test_missing_extra_names_the_install(monkeypatch, tmp_path, missing):
     # None in sys.modules makes `import` fail as for a package that is not installed.
     for name in [m for m in sys.modules if m.startswith(missing + ".")] + [missing]:
         monkeypatch.setitem(sys.modules, name, None)
