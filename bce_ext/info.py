@@ -1,0 +1,114 @@
+"""What this bce_ext was built with, and a quick self-check of it against PyTorch.
+
+    python -m bce_ext.info    # exit status 1 when any self-check line FAILs
+"""
+import argparse
+import itertools
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import bce_ext
+from bce_ext import _C
+
+REDUCTIONS = ("none", "mean", "sum")
+# Relative tolerance, scaled by the largest reference value: float32 and float64 differ from torch
+# by the order of operations only; half types are computed in float32 and rounded once on output.
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+SHAPE = (67, 33)  # not a multiple of any vector width, so the kernels' tails run too
+
+
+def build_info():
+    """(label, value) pairs describing this build and machine."""
+    gpu = torch.cuda.is_available()
+    gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return [
+        ("bce_ext", f"{bce_ext.__version__} ({bce_ext.__file__})"),
+        ("torch", f"{torch.__version__} (CUDA {torch.version.cuda})"),
+        ("CUDA kernels", f"compiled for {_C.cuda_archs}" if _C.with_cuda else "not compiled"),
+        ("GPU visible", gpus if gpu else "no"),
+        ("CPU float32 kernels", _C.cpu_isa()),
+        ("torch threads", str(torch.get_num_threads())),
+    ]
+
+
+def check_devices():
+    """Devices whose kernels can be checked, and a note for a GPU bce_ext cannot use."""
+    if not torch.cuda.is_available():
+        return ["cpu"], None
+    if not _C.with_cuda:
+        return ["cpu"], "a GPU is visible, but bce_ext has no CUDA kernels: cuda not checked"
+    return ["cpu", "cuda"], None
+
+
+def _grads(fn, x, t, w, reduction, g):
+    x, t = x.detach().requires_grad_(), t.detach().requires_grad_()
+    out = fn(x, t, weight=w, reduction=reduction)
+    return (out,) + torch.autograd.grad(out, (x, t), g)
+
+
+def check_case(device, dtype, reduction, weighted, gen):
+    """Max error / tolerance over forward, grad_input and grad_target (<= 1 passes), and the names
+    of what failed."""
+    # Kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
+    x = (torch.rand(SHAPE, generator=gen) * 0.98 + 0.01).to(device, dtype)
+    t = torch.rand(SHAPE, generator=gen).to(device, dtype)
+    w = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype) if weighted else None
+    g = torch.randn(SHAPE if reduction == "none" else (), generator=gen).to(device, dtype)
+    got = _grads(bce_ext.binary_cross_entropy, x, t, w, reduction, g)
+    # Half types: the reference is torch in float32 on the same (upcast) values, which is what
+    # bce_ext computes; torch's own half arithmetic is less accurate than the result it checks.
+    up = torch.float64 if dtype == torch.float64 else torch.float32
+    ref = _grads(F.binary_cross_entropy, x.to(up), t.to(up), None if w is None else w.to(up),
+                 reduction, g.to(up))
+    worst, failed = 0.0, []
+    for name, a, b in zip(("forward", "grad_input", "grad_target"), got, ref):
+        if a.dtype != dtype or a.shape != b.shape:
+            failed.append(f"{name} is {a.dtype} {tuple(a.shape)}, not {dtype} {tuple(b.shape)}")
+            continue
+        err = (a.to(up) - b).abs().max().item() if b.numel() else 0.0
+        ratio = err / (RTOL[dtype] * max(b.abs().max().item(), 1e-30))
+        worst = max(worst, ratio)
+        if not ratio <= 1.0:  # NaN fails too
+            failed.append(name)
+    return worst, failed
+
+
+def self_check(print_fn=print, seed=0):
+    """Runs every case, prints a PASS/FAIL line for each; True when all pass."""
+    gen = torch.Generator().manual_seed(seed)
+    devices, note = check_devices()
+    if note:
+        print_fn(f"NOTE {note}")
+    ok = True
+    for device, dtype, reduction, weighted in itertools.product(devices, RTOL, REDUCTIONS,
+                                                                (False, True)):
+        try:
+            worst, failed = check_case(device, dtype, reduction, weighted, gen)
+        except Exception as e:  # a crash of one case is a FAIL line, not the end of the check
+            reason = str(e).partition("\n")[0]
+            worst, failed = float("nan"), [f"{type(e).__name__}: {reason}"]
+        ok = ok and not failed
+        print_fn(f"{device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
+                 f"{'weight' if weighted else 'no weight':9} forward+grads err/tol {worst:.2g}  "
+                 + ("PASS" if not failed else "FAIL " + "; ".join(failed)))
+    return ok
+
+
+def main(argv=None):
+    """Prints the build information and the self-check; returns the exit status."""
+    argparse.ArgumentParser(prog="python -m bce_ext.info", description=__doc__.split("\n\n")[0]
+                            ).parse_args(argv)
+    for label, value in build_info():
+        print(f"{label + ':':21}{value}")
+    start = time.perf_counter()
+    ok = self_check()
+    print(f"self-check against torch {torch.__version__}: {'PASS' if ok else 'FAIL'} "
+          f"({time.perf_counter() - start:.2f} s)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
