@@ -111,7 +111,7 @@ def build_extension():
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp")
-                     + glob.glob("csrc/autocast/*.cpp"))
+                     + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
     debug = _flag("BCE_EXT_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
     cxx = opt + ["-fdiagnostics-color=always"]

@@ -1,5 +1,6 @@
-"""Loads the native ops and registers what the dispatcher needs beyond the kernels: fake (meta)
-kernels for torch.compile, and autograd for both ops (so double backward works)."""
+"""Loads the native ops (kernels and autograd are registered in C++), registers their fake kernels
+for torch.compile, and defines the autograd.Functions that torch.func transforms and forward-mode
+AD use: the C++ autograd has no forward mode."""
 import torch
 
 from . import _C  # noqa: F401  (loading the library registers torch.ops.bce_ext.*)
@@ -42,8 +43,8 @@ class BinaryCrossEntropyFunction(torch.autograd.Function):
 
     ``BinaryCrossEntropyFunction.apply(input, target, weight=None, reduction=1)`` with ATen's
     reduction codes (0 none, 1 mean, 2 sum). Reverse mode (to any order), forward mode (jvp) and
-    vmap work. Its setup_context and backward are also what is registered as the autograd of
-    ``torch.ops.bce_ext.binary_cross_entropy``, so both paths share one backward.
+    vmap work. ``bce_ext.binary_cross_entropy`` uses it under torch.func transforms and forward-mode
+    AD; otherwise it calls the op, whose autograd is the same math in C++ (csrc/autograd).
     """
 
     generate_vmap_rule = True
@@ -55,14 +56,15 @@ class BinaryCrossEntropyFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, target, weight=None, reduction=REDUCTION_MEAN):
-        return forward_op(input, target, weight, reduction)
+        # Straight to the kernels: the op's own (C++) autograd is not for torch.func.
+        with torch._C._AutoDispatchBelowAutograd():
+            return forward_op(input, target, weight, reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, target, weight, reduction = inputs
         ctx.save_for_backward(input, target, weight)
-        if hasattr(ctx, "save_for_forward"):  # absent on the op's registered-autograd context
-            ctx.save_for_forward(input, target, weight)
+        ctx.save_for_forward(input, target, weight)
         ctx.reduction = reduction
 
     @staticmethod
@@ -81,9 +83,11 @@ class BinaryCrossEntropyFunction(torch.autograd.Function):
         input, target, weight = ctx.saved_tensors
         parts = []
         if input_tangent is not None:
-            parts.append(backward_op(input_tangent, input, target, weight, 0, [True, False])[0])
+            parts.append(BinaryCrossEntropyBackwardFunction.apply(
+                input_tangent, input, target, weight, 0, True, False)[0])
         if target_tangent is not None:
-            parts.append(backward_op(target_tangent, input, target, weight, 0, [False, True])[1])
+            parts.append(BinaryCrossEntropyBackwardFunction.apply(
+                target_tangent, input, target, weight, 0, False, True)[1])
         tangent = parts[0] if len(parts) == 1 else parts[0] + parts[1]
         if ctx.reduction == 0:
             return tangent
@@ -114,27 +118,24 @@ def _second_derivatives(g, x, t, w, reduction, output_mask):
 
 class BinaryCrossEntropyBackwardFunction(torch.autograd.Function):
     """The backward op as an autograd Function, so that gradients of gradients (reverse or forward
-    mode) work under autograd and torch.func. Also registered as the autograd of the backward op."""
+    mode) work under torch.func. The op's own autograd (csrc/autograd) has the same backward."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(grad, input, target, weight, reduction, want_input, want_target):
         # The mask is two arguments, not a list: torch.func treats a list as two more inputs.
-        return backward_op(grad, input, target, weight, reduction, [want_input, want_target])
+        with torch._C._AutoDispatchBelowAutograd():
+            return backward_op(grad, input, target, weight, reduction, [want_input, want_target])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        """Serves this Function (7 inputs) and the backward op's registered autograd (6 inputs:
-        the mask as one list)."""
-        grad, input, target, weight, reduction, *mask = inputs
-        ctx.num_inputs = len(inputs)
-        output_mask = tuple(mask[0]) if len(mask) == 1 else tuple(mask)
+        grad, input, target, weight, reduction, want_input, want_target = inputs
+        output_mask = (want_input, want_target)
         # An output nobody differentiates must add nothing (not 0 * inf = NaN at x = 0 or 1).
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(grad, input, target, weight)
-        if hasattr(ctx, "save_for_forward"):
-            ctx.save_for_forward(grad, input, target, weight)
+        ctx.save_for_forward(grad, input, target, weight)
         ctx.reduction = reduction
         ctx.output_mask = output_mask
 
@@ -151,7 +152,7 @@ class BinaryCrossEntropyBackwardFunction(torch.autograd.Function):
                                      for k in ("g", "x", "t"))
         if d_grad is not None:  # g was broadcast over the elements: sum back to its shape
             d_grad = d_grad.sum_to_size(g.shape) if g.dim() else d_grad.sum().reshape(g.shape)
-        return (d_grad, d_input, d_target) + (None,) * (ctx.num_inputs - 3)
+        return d_grad, d_input, d_target, None, None, None, None
 
     @staticmethod
     def jvp(ctx, g_tangent, x_tangent, t_tangent, *unused_tangents):
@@ -165,17 +166,3 @@ class BinaryCrossEntropyBackwardFunction(torch.autograd.Function):
             parts = [tangents[k] * c for k, c in d.items() if tangents[k] is not None]
             outputs.append(sum(parts[1:], parts[0]) if parts else torch.zeros_like(x))
         return tuple(outputs)
-
-
-def _forward_op_setup_context(ctx, inputs, output):
-    # The op's autograd runs this with grad mode off, and only when grad mode was on at the call.
-    if inputs[2] is not None and inputs[2].requires_grad:
-        raise RuntimeError(WEIGHT_GRAD_ERROR)
-    BinaryCrossEntropyFunction.setup_context(ctx, inputs, output)
-
-
-torch.library.register_autograd("bce_ext::binary_cross_entropy", BinaryCrossEntropyFunction.backward,
-                                setup_context=_forward_op_setup_context)
-torch.library.register_autograd("bce_ext::binary_cross_entropy_backward",
-                                BinaryCrossEntropyBackwardFunction.backward,
-                                setup_context=BinaryCrossEntropyBackwardFunction.setup_context)

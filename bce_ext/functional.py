@@ -1,5 +1,6 @@
 """bce_ext.binary_cross_entropy: F.binary_cross_entropy's signature, checks and warnings."""
 import torch
+import torch.autograd.forward_ad as _fw_ad
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
@@ -30,8 +31,13 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     else:
         reduction_enum = _Reduction.get_enum(reduction)
     # Shape, broadcast, dtype, device and range checks happen in the op, with PyTorch's messages.
-    if torch.compiler.is_compiling():
-        # Dynamo cannot trace an autograd.Function with a jvp; the op, with its registered
-        # autograd and fake kernel, is opaque to it and traces as one node.
-        return forward_op(input, target, weight, reduction_enum)
-    return BinaryCrossEntropyFunction.apply(input, target, weight, reduction_enum)
+    if not torch.compiler.is_compiling() and _transformed():
+        return BinaryCrossEntropyFunction.apply(input, target, weight, reduction_enum)
+    return forward_op(input, target, weight, reduction_enum)
+
+
+def _transformed():
+    """Whether a torch.func transform or forward-mode AD is active: then the autograd.Function
+    (which has a jvp) runs instead of the op, whose C++ autograd has reverse mode only. Dynamo
+    never gets here: it cannot trace a Function with a jvp, and needs none for the op."""
+    return torch._C._functorch.peek_interpreter_stack() is not None or _fw_ad._current_level >= 0

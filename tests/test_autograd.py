@@ -180,3 +180,17 @@ def test_torch_func_transforms(device, reduction):
     for a, e in zip(leaves(run(bce_ext.binary_cross_entropy)),
                     leaves(run(F.binary_cross_entropy))):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+
+
+def test_forward_mode_ad_with_dual_tensors(device):
+    import torch.autograd.forward_ad as fwAD
+
+    x, t = _f64((5,), device), _f64((5,), device)
+    tangent = torch.rand_like(x)
+    results = []
+    for fn in (bce_ext.binary_cross_entropy, F.binary_cross_entropy):
+        with fwAD.dual_level():
+            out = fn(fwAD.make_dual(x.detach(), tangent), t.detach())
+            results.append(fwAD.unpack_dual(out).tangent)
+    assert results[0] is not None
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)
