@@ -16,9 +16,12 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -157,6 +160,23 @@ void raise_first_bad(const std::vector<char>& chunk_bad, const scalar_t* x, cons
 
 int64_t num_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
+// Transparent huge pages (2 MiB) for large outputs. A fresh output is first touched by the kernel,
+// one page fault per 4 KiB page: about 10 ms for 40 MB on the development machine, against 1.7 ms
+// with huge pages, where this machine's THP setting is `madvise` (SPEC section 7).
+constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+
+at::Tensor empty_output_like(const at::Tensor& like) {
+  at::Tensor out = at::empty_like(like);
+#ifdef MADV_HUGEPAGE
+  const auto first = reinterpret_cast<uintptr_t>(out.data_ptr());
+  const uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t end = (first + out.nbytes()) & ~(kHugePage - 1);
+  // Advice only: where the kernel does not take it, the pages are ordinary ones.
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+  return out;
+}
+
 template <typename scalar_t>
 void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable& table,
                     int64_t reduction, const at::Tensor& out_flat, const at::Tensor& out) {
@@ -207,7 +227,7 @@ at::Tensor binary_cross_entropy_cpu(const at::Tensor& self, const at::Tensor& ta
                                     const std::optional<at::Tensor>& weight, int64_t reduction) {
   check_arguments(self, target, weight, reduction);
   const bool reduced = reduction != kReductionNone;
-  at::Tensor out = reduced ? at::empty({}, self.options()) : at::empty_like(self);
+  at::Tensor out = reduced ? at::empty({}, self.options()) : empty_output_like(self);
   const auto order = memory_order(reduced ? self : out);
   const at::Tensor x = in_order(self, self.sizes(), order);
   const at::Tensor t = in_order(target, self.sizes(), order);
@@ -275,8 +295,8 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
   TORCH_CHECK(reduction == kReductionNone || grad_output.numel() == 1,
               "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
               grad_output.sizes());
-  at::Tensor gi = output_mask[0] ? at::empty_like(self) : at::empty({0}, self.options());
-  at::Tensor gt = output_mask[1] ? at::empty_like(self) : at::empty({0}, self.options());
+  at::Tensor gi = output_mask[0] ? empty_output_like(self) : at::empty({0}, self.options());
+  at::Tensor gt = output_mask[1] ? empty_output_like(self) : at::empty({0}, self.options());
   if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return {gi, gt};
   const auto order = memory_order(output_mask[0] ? gi : gt);
   const at::Tensor x = in_order(self, self.sizes(), order);
