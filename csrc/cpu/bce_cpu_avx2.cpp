@@ -90,7 +90,10 @@ struct Avx2 {
 namespace bce_ext::cpu {
 namespace {
 
-constexpr bool kAvx2HardPath = true;
+#ifndef BCE_EXT_AVX2_HARD_PATH  // 0: without the hard-label branch
+#define BCE_EXT_AVX2_HARD_PATH 1
+#endif
+constexpr bool kAvx2HardPath = BCE_EXT_AVX2_HARD_PATH;
 
 const Loops<float> kAvx2Loops{"avx2", &vec::forward_sum<Avx2, kAvx2HardPath>,
                               &vec::forward_none<Avx2, kAvx2HardPath>, &vec::backward<Avx2>};

@@ -78,22 +78,22 @@ inline typename V::F log_core(typename V::F s, typename V::F cn) {
   // -k: e * C is added as fma(-k, -C, .), whose zero product is -0 for C > 0, and so keeps the
   // sign of a zero result.
   const F ne = V::cvt(V::sub_i(V::set1i(0), k));
+  // Cephes logf: log(1 + f) = f - f^2 / 2 + f^3 P(f) on [sqrt(1/2) - 1, sqrt(2) - 1], P of degree
+  // 8 evaluated by Estrin's scheme (4 dependent FMAs instead of Horner's 8: the loops are bound by
+  // the latency of this chain, not by the FMA units; see benchmarks/RESULTS.md).
   const F z = V::mul(f, f);
-  // Cephes logf: log(1 + f) = f - f^2 / 2 + f^3 P(f) on [sqrt(1/2) - 1, sqrt(2) - 1].
-  F y = V::set1(7.0376836292e-2f);
-  y = V::fma(y, f, V::set1(-1.1514610310e-1f));
-  y = V::fma(y, f, V::set1(1.1676998740e-1f));
-  y = V::fma(y, f, V::set1(-1.2420140846e-1f));
-  y = V::fma(y, f, V::set1(1.4249322787e-1f));
-  y = V::fma(y, f, V::set1(-1.6668057665e-1f));
-  y = V::fma(y, f, V::set1(2.0000714765e-1f));
-  y = V::fma(y, f, V::set1(-2.4999993993e-1f));
-  y = V::fma(y, f, V::set1(3.3333331174e-1f));
-  y = V::mul(V::mul(y, f), z);
-  y = V::fma(ne, V::set1(-kLn2Lo), y);
-  y = V::fma(V::set1(-0.5f), z, y);
-  const F r = V::add(f, y);
-  return V::fma(ne, V::set1(-kLn2Hi), r);
+  const F z2 = V::mul(z, z);
+  const F a0 = V::fma(V::set1(-2.4999993993e-1f), f, V::set1(3.3333331174e-1f));
+  const F a1 = V::fma(V::set1(-1.6668057665e-1f), f, V::set1(2.0000714765e-1f));
+  const F a2 = V::fma(V::set1(-1.2420140846e-1f), f, V::set1(1.4249322787e-1f));
+  const F a3 = V::fma(V::set1(-1.1514610310e-1f), f, V::set1(1.1676998740e-1f));
+  const F b0 = V::fma(a1, z, a0);
+  const F b1 = V::fma(a3, z, a2);
+  const F p = V::fma(V::fma(V::set1(7.0376836292e-2f), z2, b1), z2, b0);
+  // The terms that do not wait for p: -f^2 / 2 + k ln2_lo (a -0 where all are zero).
+  const F rest = V::fma(V::set1(-0.5f), z, V::mul(ne, V::set1(-kLn2Lo)));
+  const F y = V::fma(V::mul(f, z), p, rest);
+  return V::fma(ne, V::set1(-kLn2Hi), V::add(f, y));
 }
 
 // log(q) for any float q, as std::log: -inf at 0, NaN below 0 or at NaN, +inf at +inf.
