@@ -365,3 +365,25 @@ def test_bad_values_in_long_runs(isa):
         tb[pos] = 2.0
         with pytest.raises(RuntimeError, match="target should be between 0 and 1"):
             forward(isa, x, tb, reduction="mean")
+
+
+def test_hard_label_blocks_match_soft_path_bitwise(isa):
+    # Blocks whose targets are all 0 or 1 take one log per element; the losses must be bitwise those
+    # of the two-log path (the same block with one soft target), zero signs included.
+    g = gen(61)
+    x = torch.rand(1024, generator=g)
+    x[::37] = 1.0
+    x[5::41] = 0.0
+    x[7::43] = -0.0
+    t = torch.randint(0, 2, (1024,), generator=g).float()
+    t[3::29] = -0.0
+    hard = forward(isa, x, t)
+    soft_t = t.clone()
+    soft_t[0::256] = 0.5  # one soft target per block of 256: every block takes the two-log path
+    soft = forward(isa, x, soft_t)
+    keep = soft_t != 0.5
+    assert torch.equal(hard[keep], soft[keep])
+    assert torch.equal(torch.signbit(hard[keep]), torch.signbit(soft[keep]))
+    ref = F.binary_cross_entropy(x, t, reduction="none")
+    assert torch.equal(torch.signbit(hard), torch.signbit(ref))
+    assert_close_ulp(hard, ref)

@@ -20,6 +20,7 @@
 // forward_sum adds the losses in 16 float lanes for kSumIters rounds (each lane sums kSumIters
 // elements), then adds the block into 16 double lanes; the order is a fixed function of the run (no
 // alignment peeling), the same for AVX2 and AVX-512, so results are bitwise reproducible.
+// Blocks whose targets are all 0 or 1 (checked first, block by block) take one log per element.
 //
 // Required of V (F float vector, I int32 vector, M lane mask):
 //   kLanes; zero() set1(float) set1i(int32) load(p) load_n(p, M) store(p, F) store_n(p, F, M)
@@ -119,10 +120,12 @@ struct RangeAcc {
 // Element losses of one vector (before weighting). Records x * 2^24 and t in `acc` for the range
 // check: for a float v, v + 0 lies in [+0, 1] exactly when its bits, unsigned, are at most those
 // of 1 (NaN, negatives and values above 1 have larger bits; -0 + 0 is +0).
-template <class V, bool kHardPath>
+// kHard: the caller checked that every t is 0 or 1 (so in range): one log per element, the one that
+// t keeps. (t - 1) * L1 - t * L0 is then -0 - L0 for t = 1 and t - L1 for t = +-0, bitwise the
+// soft formula's result.
+template <class V, bool kHard>
 inline typename V::F element_loss(typename V::F x, typename V::F t, RangeAcc<V>& acc) {
   using F = typename V::F;
-  using M = typename V::M;
   const F zero = V::zero();
   const F one = V::set1(1.0f);
   const F two24 = V::set1(kTwo24);
@@ -131,23 +134,38 @@ inline typename V::F element_loss(typename V::F x, typename V::F t, RangeAcc<V>&
   const F u = V::sub(one, x);
   const F cn = V::sub(x, V::sub(one, u));  // exact: 1 - x = u - cn
   acc.x = V::max_u32(acc.x, V::as_i(sx));
-  if constexpr (kHardPath) {
-    const M t_one = V::eq(t, one);
-    if (V::all(V::mor(t_one, V::eq(t, zero)))) {
-      // Hard labels (each t is 0 or 1, so t is in range): one log per element, the one that t
-      // keeps. (t - 1) * L1 - t * L0 is then -0 - L0 for t = 1 and +0 - L1 for t = 0, bitwise.
-      const F s = V::blend(t_one, V::mul(u, two24), sx);
-      // cn = -0 where t is 1 makes the log1p-style f the plain m - 1 (so log(1) = +0).
-      const F cc = V::blend(t_one, cn, V::set1(-0.0f));
-      const F l = V::max(clamp, log_core<V, true>(s, cc));
-      // t (+0 or -0) where t is 0, -0 where t is 1: the scalar formula's zero terms, bitwise.
-      return V::sub(V::blend(t_one, t, V::set1(-0.0f)), l);
-    }
+  if constexpr (kHard) {
+    const typename V::M t_one = V::eq(t, one);
+    const F s = V::blend(t_one, V::mul(u, two24), sx);
+    // cn = -0 where t is 1 makes the log1p-style f the plain m - 1 (so log(1) = +0).
+    const F cc = V::blend(t_one, cn, V::set1(-0.0f));
+    const F l = V::max(clamp, log_core<V, true>(s, cc));
+    // t (+0 or -0) where t is 0, -0 where t is 1: the scalar formula's zero terms, bitwise.
+    return V::sub(V::blend(t_one, t, V::set1(-0.0f)), l);
+  } else {
+    acc.t = V::max_u32(acc.t, V::as_i(V::add(t, zero)));
+    const F l0 = V::max(clamp, log_core<V, false>(sx, zero));
+    const F l1 = V::max(clamp, log_core<V, true>(V::mul(u, two24), cn));
+    return V::sub(V::mul(V::sub(t, one), l1), V::mul(t, l0));
   }
-  acc.t = V::max_u32(acc.t, V::as_i(V::add(t, zero)));
-  const F l0 = V::max(clamp, log_core<V, false>(sx, zero));
-  const F l1 = V::max(clamp, log_core<V, true>(V::mul(u, two24), cn));
-  return V::sub(V::mul(V::sub(t, one), l1), V::mul(t, l0));
+}
+
+// Whether each of the n <= kBlock targets from t is 0 or 1 (stops at the first that is not).
+template <class V>
+inline bool all_hard(const float* t, int64_t n) {
+  constexpr int L = V::kLanes;
+  const typename V::F zero = V::zero();
+  const typename V::F one = V::set1(1.0f);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const typename V::F tv = V::load(t + i);
+    if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
+  }
+  if (i < n) {
+    const typename V::F tv = V::load_n(t + i, V::tail_mask(int(n - i)));  // zeros past the end
+    if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
+  }
+  return true;
 }
 
 template <class V>
@@ -156,16 +174,16 @@ inline bool range_bad(const RangeAcc<V>& acc) {
 }
 
 // One vector of losses, weighted; `m` masks the tail (kTail), whose lanes come out +0.
-template <class V, int kW, bool kHardPath, bool kTail>
+template <class V, int kW, bool kHard, bool kTail>
 inline typename V::F weighted_loss(const float* x, const float* t, const float* w,
                                    typename V::F wb, typename V::M m, RangeAcc<V>& acc) {
   using F = typename V::F;
   F l;
   if constexpr (kTail) {
     // Masked loads read zeros there (x = t = 0 is in range); their losses are dropped.
-    l = element_loss<V, kHardPath>(V::load_n(x, m), V::load_n(t, m), acc);
+    l = element_loss<V, kHard>(V::load_n(x, m), V::load_n(t, m), acc);
   } else {
-    l = element_loss<V, kHardPath>(V::load(x), V::load(t), acc);
+    l = element_loss<V, kHard>(V::load(x), V::load(t), acc);
   }
   if constexpr (kW == kBroadcastWeight) l = V::mul(l, wb);
   if constexpr (kW == kElementWeight) l = V::mul(l, kTail ? V::load_n(w, m) : V::load(w));
@@ -175,81 +193,106 @@ inline typename V::F weighted_loss(const float* x, const float* t, const float* 
 
 // The sum runs over kSumLanes virtual lanes whatever the vector width (AVX2 handles them as two
 // vectors, AVX-512 as one), so both give bitwise the same sum of the same run: element i goes to
-// lane i % kSumLanes; each lane adds kSumIters elements in float, then into its double; the 16
-// doubles are added in a fixed tree at the end.
+// lane i % kSumLanes; each lane adds the kSumIters elements it gets from one block of kBlock in
+// float, then into its double; the 16 doubles are added in a fixed tree at the end.
 constexpr int kSumLanes = 16;
+// Elements per block: the unit of the float partial sums and of the hard-label decision (a block
+// whose targets are all 0 or 1 takes one log per element; the result is bitwise the same).
+constexpr int64_t kBlock = kSumLanes * kSumIters;
 
-template <class V, int kW, bool kHardPath>
-double forward_sum_run(const float* x, const float* t, const float* w, int64_t n, bool* bad) {
+template <class V>
+struct SumAcc {
+  typename V::DAcc total[kSumLanes / V::kLanes];
+};
+
+// Adds the losses of one block of n <= kBlock elements into acc (n < kBlock only at the run's end).
+template <class V, int kW, bool kHard>
+inline void sum_block(const float* x, const float* t, const float* w, typename V::F wb, int64_t n,
+                      SumAcc<V>& acc, RangeAcc<V>& range) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   constexpr int U = kSumLanes / L;
-  static_assert(U * L == kSumLanes, "vector width must divide kSumLanes");
-  RangeAcc<V> acc{V::set1i(0), V::set1i(0)};
-  const F wb = kW == kBroadcastWeight ? V::set1(*w) : V::zero();
   const typename V::M full = V::tail_mask(L);
-  typename V::DAcc total[U];
   F block[U];
-  for (int u = 0; u < U; ++u) {
-    total[u] = V::dzero();
-    block[u] = V::zero();
-  }
-  const float* wp = kW == kElementWeight ? w : nullptr;
-  int iters = 0;
+  for (int u = 0; u < U; ++u) block[u] = V::zero();
   int64_t i = 0;
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
       const int64_t k = i + u * L;
-      block[u] = V::add(block[u], weighted_loss<V, kW, kHardPath, false>(
-                                      x + k, t + k, wp ? wp + k : nullptr, wb, full, acc));
-    }
-    if (++iters == kSumIters) {
-      for (int u = 0; u < U; ++u) {
-        V::dadd(total[u], block[u]);
-        block[u] = V::zero();
-      }
-      iters = 0;
+      block[u] = V::add(block[u], weighted_loss<V, kW, kHard, false>(
+                                      x + k, t + k, w ? w + k : nullptr, wb, full, range));
     }
   }
   for (int u = 0; u < U; ++u) {
     const int64_t k = i + u * L;
     if (k < n) {
       const int r = n - k < L ? int(n - k) : L;
-      block[u] = V::add(block[u], weighted_loss<V, kW, kHardPath, true>(
-                                      x + k, t + k, wp ? wp + k : nullptr, wb, V::tail_mask(r), acc));
+      block[u] = V::add(block[u], weighted_loss<V, kW, kHard, true>(
+                                      x + k, t + k, w ? w + k : nullptr, wb, V::tail_mask(r), range));
     }
-    V::dadd(total[u], block[u]);
+    V::dadd(acc.total[u], block[u]);
   }
-  if (range_bad(acc)) *bad = true;
+}
+
+template <class V, int kW, bool kHardPath>
+double forward_sum_run(const float* x, const float* t, const float* w, int64_t n, bool* bad) {
+  constexpr int L = V::kLanes;
+  static_assert(kSumLanes % L == 0, "vector width must divide kSumLanes");
+  RangeAcc<V> range{V::set1i(0), V::set1i(0)};
+  const typename V::F wb = kW == kBroadcastWeight ? V::set1(*w) : V::zero();
+  SumAcc<V> acc;
+  for (auto& d : acc.total) d = V::dzero();
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t len = n - i < kBlock ? n - i : kBlock;
+    const float* wi = kW == kElementWeight ? w + i : nullptr;
+    if (kHardPath && all_hard<V>(t + i, len)) {
+      sum_block<V, kW, true>(x + i, t + i, wi, wb, len, acc, range);
+    } else {
+      sum_block<V, kW, false>(x + i, t + i, wi, wb, len, acc, range);
+    }
+  }
+  if (range_bad(range)) *bad = true;
   double lanes[kSumLanes];
-  for (int u = 0; u < U; ++u) V::dstore(total[u], lanes + u * L);
+  for (int u = 0; u < kSumLanes / L; ++u) V::dstore(acc.total[u], lanes + u * L);
   for (int step = 1; step < kSumLanes; step *= 2) {
     for (int j = 0; j < kSumLanes; j += 2 * step) lanes[j] += lanes[j + step];
   }
   return lanes[0];
 }
 
-template <class V, int kW, bool kHardPath>
-void forward_none_run(const float* x, const float* t, const float* w, float* out, int64_t n,
-                      bool* bad) {
-  using F = typename V::F;
+template <class V, int kW, bool kHard>
+inline void none_block(const float* x, const float* t, const float* w, typename V::F wb,
+                       float* out, int64_t n, RangeAcc<V>& range) {
   constexpr int L = V::kLanes;
-  RangeAcc<V> acc{V::set1i(0), V::set1i(0)};
-  const F wb = kW == kBroadcastWeight ? V::set1(*w) : V::zero();
   const typename V::M full = V::tail_mask(L);
-  const float* wp = kW == kElementWeight ? w : nullptr;
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    V::store(out + i, weighted_loss<V, kW, kHardPath, false>(x + i, t + i, wp ? wp + i : nullptr,
-                                                             wb, full, acc));
+    V::store(out + i, weighted_loss<V, kW, kHard, false>(x + i, t + i, w ? w + i : nullptr, wb,
+                                                         full, range));
   }
   if (i < n) {
     const typename V::M m = V::tail_mask(int(n - i));
     V::store_n(out + i,
-               weighted_loss<V, kW, kHardPath, true>(x + i, t + i, wp ? wp + i : nullptr, wb, m, acc),
+               weighted_loss<V, kW, kHard, true>(x + i, t + i, w ? w + i : nullptr, wb, m, range),
                m);
   }
-  if (range_bad(acc)) *bad = true;
+}
+
+template <class V, int kW, bool kHardPath>
+void forward_none_run(const float* x, const float* t, const float* w, float* out, int64_t n,
+                      bool* bad) {
+  RangeAcc<V> range{V::set1i(0), V::set1i(0)};
+  const typename V::F wb = kW == kBroadcastWeight ? V::set1(*w) : V::zero();
+  for (int64_t i = 0; i < n; i += kBlock) {
+    const int64_t len = n - i < kBlock ? n - i : kBlock;
+    const float* wi = kW == kElementWeight ? w + i : nullptr;
+    if (kHardPath && all_hard<V>(t + i, len)) {
+      none_block<V, kW, true>(x + i, t + i, wi, wb, out + i, len, range);
+    } else {
+      none_block<V, kW, false>(x + i, t + i, wi, wb, out + i, len, range);
+    }
+  }
+  if (range_bad(range)) *bad = true;
 }
 
 // One vector of the backward; `m` masks the tail (loads and stores of all lanes when kTail is
