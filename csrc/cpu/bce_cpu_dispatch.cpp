@@ -3,9 +3,10 @@
 // forces one; a forced set this machine cannot run falls back to the widest narrower one, never
 // crashes. Tests re-select with select_cpu_isa (bce_ext._C._set_cpu_isa).
 //
-// __builtin_cpu_supports (GCC's libgcc, and clang's compiler-rt) reports AVX, AVX2, FMA and
-// AVX-512 only when the OS saves their registers too (it reads XCR0 with xgetbv), so a kernel that
-// disabled AVX-512 state makes "avx512f" false here.
+// __builtin_cpu_supports reports AVX, AVX2, FMA and AVX-512 only when the OS also saves their
+// registers: GCC's runtime (gcc/common/config/i386/cpuinfo.h) reads XCR0 with xgetbv when OSXSAVE
+// is set and clears them otherwise (GCC >= 7.4 / 8, after GCC bug 85100), so a kernel that disabled
+// AVX-512 state makes "avx512f" false here.
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
