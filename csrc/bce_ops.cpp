@@ -26,6 +26,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
   m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_loops().isa); },
         "Instruction set of the float32 CPU kernels on this machine.");
+  m.def("_cpu_isa_supported", [](const std::string& isa) {
+          return bce_ext::cpu::cpu_isa_supported(isa.c_str());
+        }, "Whether the float32 CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
+  m.def("_set_cpu_isa", [](const std::string& isa) {
+          return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
+        }, "Re-selects the float32 CPU loops (tests): `isa`, or the widest supported one below it. "
+           "Returns the one chosen. Not while a kernel runs.");
 #ifdef BCE_EXT_WITH_CUDA
   m.attr("with_cuda") = true;
 #else

@@ -1,5 +1,13 @@
-// Chooses, once, the inner loops for this CPU. BCE_EXT_CPU_ISA=scalar forces the portable loops
-// (used by the tests to compare implementations on one machine).
+// Chooses the float32 inner loops for this CPU: the widest instruction set that the CPU and the OS
+// support (AVX-512, then AVX2 + FMA, then the portable loops). BCE_EXT_CPU_ISA=scalar|avx2|avx512
+// forces one; a forced set this machine cannot run falls back to the widest narrower one, never
+// crashes. Tests re-select with select_cpu_isa (bce_ext._C._set_cpu_isa).
+//
+// __builtin_cpu_supports reports AVX, AVX2, FMA and AVX-512 only when the OS also saves their
+// registers: GCC's runtime (gcc/common/config/i386/cpuinfo.h) reads XCR0 with xgetbv when OSXSAVE
+// is set and clears them otherwise (GCC >= 7.4 / 8, after GCC bug 85100), so a kernel that disabled
+// AVX-512 state makes "avx512f" false here.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -8,17 +16,67 @@
 namespace bce_ext::cpu {
 namespace {
 
-const Loops<float>& select_float_loops() {
-  const char* forced = std::getenv("BCE_EXT_CPU_ISA");
-  if (forced && std::strcmp(forced, "scalar") == 0) return scalar_float_loops();
-  return scalar_float_loops();
+bool cpu_has_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
 }
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // The set bce_cpu_avx512.cpp is compiled for.
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+const Loops<float>* loops_named(const char* name) {
+  if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? avx512_float_loops() : nullptr;
+  if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2() ? avx2_float_loops() : nullptr;
+  if (std::strcmp(name, "scalar") == 0) return &scalar_float_loops();
+  return nullptr;
+}
+
+// The named set, else the widest supported one narrower than it (no or an unknown name: the
+// widest supported).
+const Loops<float>* choose(const char* name) {
+  static const char* const kOrder[] = {"avx512", "avx2", "scalar"};
+  int start = 0;
+  for (int i = 0; name != nullptr && i < 3; ++i) {
+    if (std::strcmp(name, kOrder[i]) == 0) start = i;
+  }
+  for (int i = start; i < 3; ++i) {
+    if (const Loops<float>* l = loops_named(kOrder[i])) return l;
+  }
+  return &scalar_float_loops();
+}
+
+std::atomic<const Loops<float>*> g_float_loops{nullptr};
 
 }  // namespace
 
 const Loops<float>& float_loops() {
-  static const Loops<float>& chosen = select_float_loops();
-  return chosen;
+  const Loops<float>* l = g_float_loops.load(std::memory_order_acquire);
+  if (l == nullptr) {
+    // Two threads may both get here; they make the same choice.
+    const char* forced = std::getenv("BCE_EXT_CPU_ISA");
+    l = choose(forced && *forced ? forced : nullptr);
+    g_float_loops.store(l, std::memory_order_release);
+  }
+  return *l;
+}
+
+bool cpu_isa_supported(const char* name) { return loops_named(name) != nullptr; }
+
+const char* select_cpu_isa(const char* name) {
+  const Loops<float>* l = choose(name);
+  g_float_loops.store(l, std::memory_order_release);
+  return l->isa;
 }
 
 }  // namespace bce_ext::cpu

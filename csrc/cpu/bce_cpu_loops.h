@@ -35,11 +35,32 @@ struct Loops {
                    int64_t n);
 };
 
-// The implementations for this CPU, chosen once at first use.
+// The implementations for this CPU, chosen at first use (bce_cpu_dispatch.cpp): the widest
+// instruction set this CPU and OS support, or the one named by BCE_EXT_CPU_ISA (scalar, avx2,
+// avx512; an unsupported one falls back to the next narrower).
 const Loops<float>& float_loops();
 const Loops<double>& double_loops();
 
 // The portable implementation, valid on any CPU; the reference for the vectorised ones.
 const Loops<float>& scalar_float_loops();
+
+// The vectorised float32 implementations (bce_cpu_avx2.cpp, bce_cpu_avx512.cpp, both from
+// bce_cpu_vec.h); null where not compiled in. Call them only where the CPU supports them.
+const Loops<float>* avx2_float_loops();
+const Loops<float>* avx512_float_loops();
+
+// For accuracy measurements: the vector logs, unclamped, of one instruction set: log(x) and
+// log1p(-x) as the forward computes them, log(x) as the backward's grad_target does.
+using LogEvalFn = void (*)(const float* x, float* log_x, float* log1m_x, float* log_x_any,
+                           int64_t n);
+LogEvalFn avx2_log_eval();
+LogEvalFn avx512_log_eval();
+
+// Whether the float32 loops of an instruction set ("scalar", "avx2", "avx512") are compiled in
+// and can run on this CPU and OS.
+bool cpu_isa_supported(const char* name);
+// Re-selects the float32 loops (tests): the named set, or the widest supported one below it.
+// Returns the name of the one chosen. Not for use while a kernel runs.
+const char* select_cpu_isa(const char* name);
 
 }  // namespace bce_ext::cpu

@@ -1,0 +1,293 @@
+"""bce_ext against eager PyTorch and torch.compile on the CPU (or CUDA with --device cuda).
+
+    python benchmarks/bench_bce.py                      # everything (long: dozens of minutes)
+    python benchmarks/bench_bce.py --dtypes float32 --reductions mean --weights none \
+        --isas scalar,avx2 --sizes 1e3,1e4,1e5,1e6,1e7  # the float32 mean comparison of RESULTS.md
+
+Each case is timed with torch.utils.benchmark (blocked_autorange; the median is reported) for
+every implementation: bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the
+default is the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy, which
+nn.BCELoss calls) and torch.compile of that function. 'fwd' times the loss alone; 'fwd+bwd' the
+loss and .backward() into a fresh input.grad each call (grad set to None first, as
+optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32 gradient costs about 10 ms of
+first-touch page faults on its own, and the table's 'touch' column times exactly that (torch.empty
+plus one write pass) for reference; it is included in every fwd+bwd figure, not hidden.
+
+Writes into --out (default out/bench, ignored by git): results.md (tables with ratios against eager
+and compiled), results.json, and one PNG per case group: time per element against N, log-log, one
+line per implementation.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+# Run from the repository: this checkout's bce_ext, not an installed one.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils import benchmark  # noqa: E402
+
+import bce_ext  # noqa: E402
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+# Columns of the (C,) broadcast weight; inputs are then (N / C, C).
+BROADCAST_C = 1000
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="1e3,1e4,1e5,1e6,1e7", help="element counts, comma-separated")
+    p.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
+    p.add_argument("--reductions", default="mean,sum,none")
+    p.add_argument("--weights", default="none,broadcast,full",
+                   help="none, broadcast (a (C,) weight over (N/C, C) inputs), full (one per element)")
+    p.add_argument("--modes", default="fwd,fwd+bwd")
+    p.add_argument("--impls", default="bce_ext,eager,compiled")
+    p.add_argument("--isas", default="",
+                   help="bce_ext CPU loops to time, comma-separated (scalar, avx2, avx512); "
+                        "default: the one bce_ext chooses")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: as is)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per measurement")
+    p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def make_case(n, dtype, weight_kind, device, gen):
+    if weight_kind == "broadcast":
+        shape = (max(1, n // BROADCAST_C), BROADCAST_C)
+    else:
+        shape = (n,)
+    # Probabilities away from exactly 0 and 1, soft labels (torch.rand).
+    x = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
+    t = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
+    w = None
+    if weight_kind == "broadcast":
+        w = (torch.rand(BROADCAST_C, generator=gen) + 0.5).to(device=device, dtype=dtype)
+    elif weight_kind == "full":
+        w = (torch.rand(shape, generator=gen) + 0.5).to(device=device, dtype=dtype)
+    return x, t, w
+
+
+class Impls:
+    """The loss functions by name; compiled ones are made once per (mode) and reused across cases
+    (dynamo recompiles per shape and dtype as it needs to)."""
+
+    def __init__(self):
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        self.compiled = torch.compile(F.binary_cross_entropy, dynamic=False)
+
+    def fn(self, impl):
+        if impl.startswith("bce_ext"):
+            return bce_ext.binary_cross_entropy
+        if impl == "eager":
+            return F.binary_cross_entropy
+        if impl == "compiled":
+            return self.compiled
+        raise ValueError(impl)
+
+
+def set_isa(impl):
+    if impl.startswith("bce_ext[") and impl.endswith("]"):
+        want = impl[len("bce_ext["):-1]
+        got = bce_ext._C._set_cpu_isa(want)
+        if got != want:
+            return False
+    return True
+
+
+def timer(fn, min_time):
+    fn()  # warm-up (and compilation)
+    fn()
+    t = benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time)
+    return t.median
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_case(impls, impl, mode, x, t, w, reduction, device, min_time):
+    f = impls.fn(impl)
+    if mode == "fwd":
+        def run():
+            f(x, t, w, reduction=reduction)
+            sync(device)
+        return timer(run, min_time)
+    xg = x.detach().clone().requires_grad_(True)
+    g = torch.ones_like(x) if reduction == "none" else None
+
+    def run():
+        xg.grad = None
+        loss = f(xg, t, w, reduction=reduction)
+        loss.backward(g)
+        sync(device)
+    return timer(run, min_time)
+
+
+def time_touch(n, dtype, device, min_time):
+    def run():
+        torch.empty(n, dtype=dtype, device=device).fill_(1)
+        sync(device)
+    return timer(run, min_time)
+
+
+def fmt_ms(s):
+    return f"{s * 1e3:.3f}"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    reductions = [r for r in args.reductions.split(",") if r]
+    weights = [w for w in args.weights.split(",") if w]
+    modes = [m for m in args.modes.split(",") if m]
+    names = []
+    for impl in [i for i in args.impls.split(",") if i]:
+        if impl == "bce_ext" and args.isas:
+            names += [f"bce_ext[{isa}]" for isa in args.isas.split(",") if isa]
+        else:
+            names.append(impl)
+    default_isa = bce_ext._C.cpu_isa()
+    impls = Impls()
+    os.makedirs(args.out, exist_ok=True)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # progress is optional
+        def tqdm(it, **_):
+            return it
+
+    cases = [(dt, red, wk, mode, n) for dt in dtypes for red in reductions for wk in weights
+             for mode in modes for n in sizes]
+    results = []
+    for dt, red, wk, mode, n in tqdm(cases, desc="cases"):
+        x, t, w = make_case(n, DTYPES[dt], wk, args.device, gen)
+        row = {"dtype": dt, "reduction": red, "weight": wk, "mode": mode, "n": x.numel(), "times": {}}
+        for impl in names:
+            if not set_isa(impl):
+                continue  # this machine cannot run that ISA
+            try:
+                row["times"][impl] = time_case(impls, impl, mode, x, t, w, red, args.device,
+                                               args.min_time)
+            except Exception as e:  # e.g. an unsupported dtype in one implementation
+                print(f"  {impl} {dt} {red} {wk} {mode} n={n}: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                bce_ext._C._set_cpu_isa(default_isa)
+        if mode == "fwd+bwd":
+            row["touch"] = time_touch(x.numel(), DTYPES[dt], args.device, args.min_time)
+        results.append(row)
+
+    meta = {
+        "machine": platform.processor() or platform.machine(),
+        "cpu_isa": default_isa, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "device": args.device, "when": time.strftime("%Y-%m-%d %H:%M"),
+        "argv": sys.argv[1:] if argv is None else argv,
+    }
+    if args.device == "cpu":
+        try:
+            for line in open("/proc/cpuinfo"):
+                if line.startswith("model name"):
+                    meta["machine"] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    md = render(results, names, meta)
+    print(md)
+    with open(os.path.join(args.out, "results.md"), "w") as fh:
+        fh.write(md)
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump({"meta": meta, "results": results}, fh, indent=1)
+    if not args.no_plot:
+        plot(results, names, args.out, meta)
+    print(f"wrote {args.out}/results.md, results.json" + ("" if args.no_plot else " and plots"))
+
+
+def render(results, names, meta):
+    lines = [f"# bce_ext benchmark ({meta['device']}: {meta['machine']}, {meta['threads']} threads, "
+             f"torch {meta['torch']}, bce_ext CPU loops {meta['cpu_isa']}, {meta['when']})", "",
+             "Median times in ms; ns/el = ns per element; xE = speed-up against eager, xC = against "
+             "torch.compile (above 1: faster). 'touch' (fwd+bwd only) = allocating and writing one "
+             "fresh tensor of N elements, a cost every fwd+bwd figure includes (the new input.grad).",
+             ""]
+    groups = {}
+    for r in results:
+        groups.setdefault((r["dtype"], r["reduction"], r["weight"], r["mode"]), []).append(r)
+    for (dt, red, wk, mode), rows in groups.items():
+        lines.append(f"## {dt}, reduction={red}, weight={wk}, {mode}")
+        lines.append("")
+        head = ["N"]
+        for impl in names:
+            head += [f"{impl} ms", "ns/el"]
+            if impl.startswith("bce_ext"):
+                head += ["xE", "xC"]
+        if mode == "fwd+bwd":
+            head.append("touch ms")
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for r in rows:
+            cells = [f"{r['n']:.0e}"]
+            ts = r["times"]
+            for impl in names:
+                s = ts.get(impl)
+                cells += ["-" if s is None else fmt_ms(s),
+                          "-" if s is None else f"{s / r['n'] * 1e9:.2f}"]
+                if impl.startswith("bce_ext"):
+                    for ref in ("eager", "compiled"):
+                        cells.append(f"{ts[ref] / s:.1f}" if s and ts.get(ref) else "-")
+            if mode == "fwd+bwd":
+                cells.append(fmt_ms(r["touch"]))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results, names, out, meta):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plots", file=sys.stderr)
+        return
+    groups = {}
+    for r in results:
+        groups.setdefault((r["dtype"], r["reduction"], r["weight"], r["mode"]), []).append(r)
+    for (dt, red, wk, mode), rows in groups.items():
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for impl in names:
+            pts = [(r["n"], r["times"][impl] / r["n"] * 1e9) for r in rows if impl in r["times"]]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=impl)
+        if mode == "fwd+bwd":
+            ax.plot([r["n"] for r in rows], [r["touch"] / r["n"] * 1e9 for r in rows], ls=":",
+                    color="gray", label="touch (fresh N-element tensor)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (elements)")
+        ax.set_ylabel("time per element (ns)")
+        ax.set_title(f"{dt} {red} weight={wk} {mode}\n{meta['machine']}, {meta['threads']} threads",
+                     fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        name = f"{dt}_{red}_{wk}_{mode.replace('+', '')}.png"
+        fig.savefig(os.path.join(out, name), dpi=110)
+        plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+// AVX2 + FMA float32 inner loops: 8 lanes. The loops themselves are in bce_cpu_vec.h; this file
+// gives them the AVX2 backend and is compiled for that target alone (the pragma below), whatever
+// flags setup.py passes. Only called where the dispatcher found AVX2 and FMA (bce_cpu_dispatch.cpp).
+// No torch or standard headers (see bce_cpu_vec.h): this file must not emit inline functions that
+// other files also emit.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx2,fma")
+#ifdef __clang__
+#pragma clang fp contract(off)
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
+#define BCE_EXT_HAVE_AVX2 1
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+
+#include "../bce_constants.h"
+#include "bce_cpu_loops.h"
+
+#ifdef BCE_EXT_HAVE_AVX2
+namespace bce_ext::cpu {
+namespace {
+
+struct Avx2 {
+  static constexpr int kLanes = 8;
+  using F = __m256;
+  using I = __m256i;
+  using M = __m256;  // all-ones lanes
+  struct DAcc {
+    __m256d lo, hi;
+  };
+
+  static F zero() { return _mm256_setzero_ps(); }
+  static F set1(float v) { return _mm256_set1_ps(v); }
+  static I set1i(int32_t v) { return _mm256_set1_epi32(v); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_n(const float* p, M m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m)); }
+  static void store(float* p, F v) { _mm256_storeu_ps(p, v); }
+  static void store_n(float* p, F v, M m) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), v); }
+  static M tail_mask(int n) {
+    return _mm256_castsi256_ps(
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F fnmsub(F a, F b, F c) { return _mm256_fnmsub_ps(a, b, c); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }  // b where either is NaN
+  static M eq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static M ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static M gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static M mand(M a, M b) { return _mm256_and_ps(a, b); }
+  static M mor(M a, M b) { return _mm256_or_ps(a, b); }
+  static bool all(M m) { return _mm256_movemask_ps(m) == 0xff; }
+  static F blend(M m, F a, F b) { return _mm256_blendv_ps(a, b, m); }
+  static F zero_unless(M m, F v) { return _mm256_and_ps(m, v); }
+  static F fxor(F a, F b) { return _mm256_xor_ps(a, b); }
+  static I as_i(F v) { return _mm256_castps_si256(v); }
+  static F as_f(I v) { return _mm256_castsi256_ps(v); }
+  static I add_i(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I sub_i(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static I and_i(I a, I b) { return _mm256_and_si256(a, b); }
+  static I srai23(I a) { return _mm256_srai_epi32(a, 23); }
+  static I max_u32(I a, I b) { return _mm256_max_epu32(a, b); }
+  static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static bool any_above_u(I a, uint32_t limit) {
+    const I lim = _mm256_set1_epi32(int32_t(limit));
+    return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(a, lim), lim)) != -1;
+  }
+  static DAcc dzero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static void dadd(DAcc& acc, F v) {
+    acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  static void dstore(const DAcc& acc, double* out) {
+    _mm256_storeu_pd(out, acc.lo);
+    _mm256_storeu_pd(out + 4, acc.hi);
+  }
+};
+
+}  // namespace
+}  // namespace bce_ext::cpu
+
+#include "bce_cpu_vec.h"
+
+namespace bce_ext::cpu {
+namespace {
+
+#ifndef BCE_EXT_AVX2_HARD_PATH  // 0: without the hard-label branch
+#define BCE_EXT_AVX2_HARD_PATH 1
+#endif
+constexpr bool kAvx2HardPath = BCE_EXT_AVX2_HARD_PATH;
+
+const Loops<float> kAvx2Loops{"avx2", &vec::forward_sum<Avx2, kAvx2HardPath>,
+                              &vec::forward_none<Avx2, kAvx2HardPath>, &vec::backward<Avx2>};
+
+}  // namespace
+
+const Loops<float>* avx2_float_loops() { return &kAvx2Loops; }
+LogEvalFn avx2_log_eval() { return &vec::log_eval<Avx2>; }
+
+}  // namespace bce_ext::cpu
+
+#else  // not x86-64 with GCC or clang: no AVX2 loops
+
+namespace bce_ext::cpu {
+const Loops<float>* avx2_float_loops() { return nullptr; }
+LogEvalFn avx2_log_eval() { return nullptr; }
+}  // namespace bce_ext::cpu
+
+#endif
