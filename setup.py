@@ -101,6 +101,13 @@ def cuda_plan():
     return home, archs
 
 
+def openmp_flags():
+    """at::parallel_for is inline OpenMP code in torch's headers when torch uses OpenMP: without
+    -fopenmp it compiles to a serial loop. libgomp.so.1 then resolves to the copy torch loaded."""
+    import torch
+    return ["-fopenmp"] if torch._C.has_openmp and sys.platform.startswith("linux") else []
+
+
 def build_extension():
     home, archs = cuda_plan()
     if home is None and _flag("FORCE_CUDA"):
@@ -114,9 +121,9 @@ def build_extension():
                      + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
     debug = _flag("BCE_EXT_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    cxx = opt + ["-fdiagnostics-color=always"]
+    cxx = opt + ["-fdiagnostics-color=always"] + openmp_flags()
     macros = []
-    kwargs = {}
+    kwargs = {"extra_link_args": openmp_flags()}
     if home is not None:
         sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
@@ -127,7 +134,7 @@ def build_extension():
         _say(f"building CPU and CUDA kernels (CUDA_HOME={home}, TORCH_CUDA_ARCH_LIST={archs})")
     else:
         ext = CppExtension("bce_ext._C", sources, extra_compile_args={"cxx": cxx},
-                           define_macros=macros)
+                           define_macros=macros, **kwargs)
         _say(f"building CPU kernels only: {archs}")
     return [ext], {"build_ext": BuildExtension}
 
