@@ -79,7 +79,9 @@ ARCH=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c "import torch; print('%d.%d' % torch.cud
 step "build (sm ${ARCH})" 240 build.log env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" \
   "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || finish
 step "import" 60 build.log "$PY" -c \
-  "import bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'; print('cuda_archs', bce_ext._C.cuda_archs)" \
+  "import torch, bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'; \
+assert torch._C._dispatch_has_kernel_for_dispatch_key('bce_ext::binary_cross_entropy', 'CUDA'); \
+print('cuda_archs', bce_ext._C.cuda_archs)" \
   || finish
 
 # 2. The whole suite; tests/conftest.py adds the cuda device when a GPU is there.
