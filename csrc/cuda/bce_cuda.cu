@@ -264,8 +264,8 @@ int blocks_per_sm(const void* kernel) {
 // wave; the grid-stride loops cover the rest, so no block waits for a second wave). A function of
 // the kernel, the device and N only, so reductions are reproducible run after run.
 int grid_size(const void* kernel, int64_t work) {
-  const int64_t wave = static_cast<int64_t>(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) *
-                       blocks_per_sm(kernel);
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t wave = sms * blocks_per_sm(kernel);
   const int64_t needed = (work + kThreads - 1) / kThreads;
   return static_cast<int>(std::max<int64_t>(1, std::min(needed, wave)));
 }
@@ -371,7 +371,8 @@ void launch_backward(const IncomingGrad& grad, const at::Tensor& x, const at::Te
   const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
   const DeviceWeight<T> w = device_weight<T>(table, n);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const auto kernel = grad.scalar ? backward_kernel<scalar_t, true> : backward_kernel<scalar_t, false>;
+  const auto kernel =
+      grad.scalar ? backward_kernel<scalar_t, true> : backward_kernel<scalar_t, false>;
   const int blocks = grid_size(reinterpret_cast<const void*>(kernel), work);
   kernel<<<blocks, kThreads, 0, stream>>>(gp, xp, tp, w, divisor, n, vectorised, gip, gtp);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
