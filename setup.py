@@ -3,11 +3,16 @@
 It builds the CUDA kernels when the installed torch has CUDA and a CUDA toolkit is found, and a
 CPU-only extension otherwise; it prints which. Switches (environment variables):
   BCE_EXT_CPU_ONLY=1        never build the CUDA kernels
-  FORCE_CUDA=1              fail, rather than fall back to CPU only, when they cannot be built
-  CUDA_HOME=/path           the toolkit to use (else found from nvcc's real location)
-  TORCH_CUDA_ARCH_LIST=...  GPU architectures (default: Volta to Hopper, those nvcc supports)
+  FORCE_CUDA=1              fail, rather than build CPU only, when torch has no CUDA or no toolkit
+                            is found (a CUDA compile error always fails the build)
+  CUDA_HOME=/path           the toolkit to use (else the one nvcc on PATH, or /usr/local/cuda*,
+                            belongs to, asked of nvcc itself, so a wrapper script is seen through)
+  TORCH_CUDA_ARCH_LIST=...  GPU architectures, e.g. "9.0" (default: Volta to Hopper, 7.0 to 9.0, less
+                            those the installed nvcc no longer supports, with PTX for the newest)
   BCE_EXT_DEBUG=1           -O0 -g
-The extension must be built against the torch it runs with, so install with
+Headers that a bare toolkit lacks (cusparse.h, which ATen's CUDA headers include) are taken from a
+pip-installed toolkit beside torch (site-packages/nvidia/*/include), searched after the toolkit's
+own. The extension must be built against the torch it runs with, so install with
 `pip install --no-build-isolation .` (see README).
 """
 import glob
@@ -63,13 +68,17 @@ def find_cuda_home():
 
 def pip_toolkit_includes():
     """Header folders of a pip-installed CUDA toolkit (nvidia/cu13/include holds cusparse.h, which
-    ATen's CUDA headers include and a bare nvcc install may lack)."""
+    ATen's CUDA headers include and a bare nvcc install may lack): beside torch first, then in the
+    site folders."""
     import site
-    roots = site.getsitepackages() + [site.getusersitepackages()]
+
+    import torch
+    roots = [os.path.dirname(os.path.dirname(torch.__file__))]
+    roots += site.getsitepackages() + [site.getusersitepackages()]
     found = []
     for root in roots:
         for inc in sorted(glob.glob(os.path.join(root, "nvidia", "*", "include"))):
-            if os.path.exists(os.path.join(inc, "cusparse.h")):
+            if os.path.exists(os.path.join(inc, "cusparse.h")) and inc not in found:
                 found.append(inc)
     return found
 
@@ -127,8 +136,10 @@ def build_extension():
     if home is not None:
         sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
-        kwargs["include_dirs"] = pip_toolkit_includes()
-        extra = {"cxx": cxx, "nvcc": opt + ["-lineinfo"]}
+        # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
+        system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]
+        # No --use_fast_math: log, log1p and division stay accurate (SPEC section 2).
+        extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo"] + system}
         ext = CUDAExtension("bce_ext._C", sources, extra_compile_args=extra, define_macros=macros,
                             **kwargs)
         _say(f"building CPU and CUDA kernels (CUDA_HOME={home}, TORCH_CUDA_ARCH_LIST={archs})")

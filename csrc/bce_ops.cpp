@@ -5,6 +5,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "bce_strict.h"
 #include "cpu/bce_cpu_loops.h"
 
 TORCH_LIBRARY(bce_ext, m) {
@@ -39,4 +40,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = false;
 #endif
   m.attr("cuda_archs") = std::string(BCE_EXT_CUDA_ARCHS);
+  m.def("set_strict", &bce_ext::set_strict_mode, "Strict mode on or off (see bce_ext.set_strict).");
+  m.def("is_strict", &bce_ext::strict_mode, "Whether strict mode is on.");
 }

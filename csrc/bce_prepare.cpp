@@ -42,6 +42,18 @@ void check_arguments(const at::Tensor& self, const at::Tensor& target,
                               "\"binary_cross_entropy\" not implemented for '", dtype, "'");
 }
 
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& self,
+                              const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                              int64_t reduction) {
+  check_arguments(self, target, weight, reduction);
+  TORCH_CHECK(grad_output.device() == self.device(),
+              "Expected all tensors to be on the same device, but found at least two devices, ",
+              self.device(), " and ", grad_output.device(), "!");
+  TORCH_CHECK(reduction == kReductionNone || grad_output.numel() == 1,
+              "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
+              grad_output.sizes());
+}
+
 std::vector<int64_t> memory_order(const at::Tensor& like) {
   std::vector<int64_t> order(like.dim());
   std::iota(order.begin(), order.end(), 0);
@@ -90,6 +102,19 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
   }
   table.values = w.contiguous().to(dtype).reshape({-1});
   return table;
+}
+
+IncomingGrad incoming_grad(const at::Tensor& grad_output, const at::Tensor& self, int64_t reduction,
+                           const std::vector<int64_t>& order) {
+  IncomingGrad g;
+  g.values = grad_output.to(self.scalar_type());
+  const at::Tensor expanded =
+      reduction == kReductionNone ? g.values.expand(self.sizes()) : g.values;
+  const auto strides = expanded.strides();
+  g.scalar = g.values.numel() == 1 ||
+             std::all_of(strides.begin(), strides.end(), [](int64_t s) { return s == 0; });
+  if (!g.scalar) g.values = in_order(g.values, self.sizes(), order);
+  return g;
 }
 
 at::ScalarType compute_type(at::ScalarType t) {

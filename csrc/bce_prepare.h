@@ -12,6 +12,11 @@ namespace bce_ext {
 void check_arguments(const at::Tensor& self, const at::Tensor& target,
                      const std::optional<at::Tensor>& weight, int64_t reduction);
 
+// check_arguments, plus the backward op's own: grad_output's device, and one value for a reduced loss.
+void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& self,
+                              const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                              int64_t reduction);
+
 // The order in which the kernels visit elements: the dimensions of `like` sorted by stride, so that a
 // tensor laid out like `like` (contiguous, transposed, channels_last) is read in memory order.
 std::vector<int64_t> memory_order(const at::Tensor& like);
@@ -28,6 +33,16 @@ struct WeightTable {
 };
 WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRef sizes,
                          const std::vector<int64_t>& order, at::ScalarType dtype);
+
+// The incoming gradient as the backward kernels read it, in `self`'s dtype: when one value serves
+// every element (a reduced loss, or an expanded gradient) `scalar` is set and the kernels read
+// values' first element; otherwise `values` is in the given order, like the other operands.
+struct IncomingGrad {
+  at::Tensor values;
+  bool scalar = false;
+};
+IncomingGrad incoming_grad(const at::Tensor& grad_output, const at::Tensor& self, int64_t reduction,
+                           const std::vector<int64_t>& order);
 
 // Type in which the kernels compute: float for the half types (beyond PyTorch, SPEC section 2).
 at::ScalarType compute_type(at::ScalarType t);
