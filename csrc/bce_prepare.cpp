@@ -71,36 +71,51 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
                          const std::vector<int64_t>& order, at::ScalarType dtype) {
   WeightTable table;
   if (!weight.has_value() || !weight->defined()) return table;
-  at::Tensor w = weight->expand(sizes).permute(order);
-  // Reading dimensions from the innermost out, a weight that is broadcast (stride 0) over the
-  // innermost dims, real over a middle run and broadcast again over the outermost, needs only its
-  // middle run: element i uses entry (i / inner) % period. Size-1 dims do not count.
+  const at::Tensor& w = *weight;
+  // The weight's strides once broadcast (right-aligned) to `sizes`, in kernel order: 0 where it is
+  // broadcast. Computed by hand: views would cost a dispatch each, on every call.
+  const int64_t ndim = static_cast<int64_t>(sizes.size());
+  const int64_t lead = ndim - w.dim();
+  std::vector<int64_t> stride(ndim, 0);
+  for (int64_t d = 0; d < w.dim(); ++d) {
+    if (w.size(d) != 1) stride[lead + d] = w.stride(d);
+  }
+  // Reading dimensions from the innermost out, a weight that is broadcast over the innermost dims,
+  // real over a middle run and broadcast again over the outermost, needs only its middle run:
+  // element i uses entry (i / inner) % period. Size-1 dims do not count.
   enum { kInner, kMiddle, kOuter } state = kInner;
   bool fits = true;
-  for (int64_t d = w.dim() - 1; d >= 0; --d) {
-    const int64_t size = w.size(d);
+  bool dense = true;  // the middle run is the weight's memory, row-major in kernel order
+  for (int64_t k = ndim - 1; k >= 0; --k) {
+    const int64_t size = sizes[order[k]];
+    const int64_t st = stride[order[k]];
     if (size == 1) continue;
-    const bool broadcast = w.stride(d) == 0;
-    if (state == kInner && broadcast) {
+    if (state == kInner && st == 0) {
       table.inner *= size;
-    } else if (state != kOuter && !broadcast) {
+    } else if (state != kOuter && st != 0) {
       state = kMiddle;
+      dense = dense && st == table.period;
       table.period *= size;
-    } else if (state == kMiddle && broadcast) {
+    } else if (state == kMiddle && st == 0) {
       state = kOuter;
-    } else if (!broadcast) {
+    } else if (st != 0) {
       fits = false;
     }
   }
+  if (fits && dense && w.numel() == table.period && w.scalar_type() == dtype) {
+    table.values = w;  // the common (C,), (B, 1) and full weights: no copy, no dispatch
+    return table;
+  }
+  at::Tensor v = w.expand(sizes).permute(order);
   if (fits) {
-    for (int64_t d = 0; d < w.dim(); ++d) {
-      if (w.size(d) > 1 && w.stride(d) == 0) w = w.narrow(d, 0, 1);
+    for (int64_t d = 0; d < v.dim(); ++d) {
+      if (v.size(d) > 1 && v.stride(d) == 0) v = v.narrow(d, 0, 1);
     }
   } else {  // e.g. a (B, 1, L) weight on (B, C, L): no single run, so it is materialised.
     table.inner = 1;
-    table.period = w.numel();
+    table.period = v.numel();
   }
-  table.values = w.contiguous().to(dtype).reshape({-1});
+  table.values = v.contiguous().to(dtype).reshape({-1});
   return table;
 }
 

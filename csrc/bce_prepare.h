@@ -24,8 +24,9 @@ std::vector<int64_t> memory_order(const at::Tensor& like);
 // `t` (broadcast to `sizes`) as a contiguous tensor in the given order: a view when it already is one.
 at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vector<int64_t>& order);
 
-// The weight of element i (in kernel order) is values[(i / inner) % period]. `values` is the weight's
-// own distinct elements in `dtype`, not an N-sized copy, whenever the broadcast allows it.
+// The weight of element i (in kernel order) is values[(i / inner) % period], counting from values'
+// first element. `values` is the weight's own distinct elements in `dtype` (the weight itself when
+// it is already laid out so), not an N-sized copy, whenever the broadcast allows it.
 struct WeightTable {
   at::Tensor values;  // undefined: no weight
   int64_t inner = 1;

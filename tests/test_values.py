@@ -232,3 +232,15 @@ def test_tutorial_examples():
     exact = sum(-(b * math.log(a) + (1 - b) * math.log1p(-a))
                 for a, b in zip(x.double().flatten().tolist(), t.double().flatten().tolist())) / 9
     assert abs(BCELoss()(x, t).item() - exact) < 1e-7
+
+
+@pytest.mark.parametrize("shape,wshape", [((3000, 10), (10,)), ((3000, 3), (3000, 1)),
+                                          ((40, 30, 50), (30, 1)), ((2, 70000), (70000,))],
+                         ids=str)
+def test_weight_tables_of_large_inputs(device, shape, wshape):
+    """Many elements over a small weight: the CPU kernel tiles or repeats the weight table."""
+    x, t = torch.rand(shape, device=device), torch.rand(shape, device=device)
+    w = torch.rand(wshape, device=device)
+    for reduction in REDUCTIONS:
+        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
+            assert_matches(a, e)

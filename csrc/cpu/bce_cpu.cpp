@@ -36,8 +36,10 @@ namespace {
 constexpr int64_t kChunk = 1 << 15;
 // Elements converted at once between the storage type and the compute type (half types).
 constexpr int64_t kBlock = 2048;
-// A run of the inner loops should cover at least this many elements: shorter weight tables are tiled.
+// A run of the inner loops should cover at least this many elements: shorter weight tables are tiled,
+// once a call has more than kMaxShortRuns runs (below that, the calls cost less than the copy).
 constexpr int64_t kMinRun = 1024;
+constexpr int64_t kMaxShortRuns = 256;
 // Below this many repeats of one weight value, the repeats are written out (see tile_weight).
 constexpr int64_t kMinRepeat = 16;
 
@@ -64,17 +66,17 @@ struct CpuWeight {
 };
 
 template <typename T>
-CpuWeight<T> tile_weight(WeightTable table) {
+CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
   CpuWeight<T> w;
   if (!table.values.defined()) return w;
-  if (table.inner > 1 && table.inner < kMinRepeat) {
-    table.values = table.values.repeat_interleave(table.inner);
+  if (table.inner > 1 && table.inner < kMinRepeat && n / table.inner > kMaxShortRuns) {
+    table.values = table.values.reshape({-1}).repeat_interleave(table.inner);
     table.period *= table.inner;
     table.inner = 1;
   }
-  if (table.inner == 1 && table.period < kMinRun) {
+  if (table.inner == 1 && table.period < kMinRun && n / table.period > kMaxShortRuns) {
     const int64_t copies = (kMinRun + table.period - 1) / table.period;
-    table.values = table.values.repeat({copies});
+    table.values = table.values.reshape({-1}).repeat({copies});
     table.period *= copies;
   }
   w.values = table.values;
@@ -186,7 +188,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable&
   const scalar_t* xp = x.data_ptr<scalar_t>();
   const scalar_t* tp = t.data_ptr<scalar_t>();
   scalar_t* op = reduction == kReductionNone ? out_flat.data_ptr<scalar_t>() : nullptr;
-  const CpuWeight<T> w = tile_weight<T>(table);
+  const CpuWeight<T> w = tile_weight<T>(table, n);
   std::vector<double> partial(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
@@ -259,7 +261,7 @@ void backward_kernel(const at::Tensor& grad, bool grad_scalar, const at::Tensor&
   scalar_t* gtp = gt_flat.defined() ? gt_flat.data_ptr<scalar_t>() : nullptr;
   const T g_scalar = static_cast<T>(*gp);
   const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
-  const CpuWeight<T> w = tile_weight<T>(table);
+  const CpuWeight<T> w = tile_weight<T>(table, n);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
     T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock];
@@ -288,31 +290,19 @@ void backward_kernel(const at::Tensor& grad, bool grad_scalar, const at::Tensor&
 std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
     const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
-  check_arguments(self, target, weight, reduction);
-  TORCH_CHECK(grad_output.device() == self.device(),
-              "Expected all tensors to be on the same device, but found at least two devices, ",
-              self.device(), " and ", grad_output.device(), "!");
-  TORCH_CHECK(reduction == kReductionNone || grad_output.numel() == 1,
-              "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
-              grad_output.sizes());
+  check_backward_arguments(grad_output, self, target, weight, reduction);
   at::Tensor gi = output_mask[0] ? empty_output_like(self) : at::empty({0}, self.options());
   at::Tensor gt = output_mask[1] ? empty_output_like(self) : at::empty({0}, self.options());
   if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return {gi, gt};
   const auto order = memory_order(output_mask[0] ? gi : gt);
   const at::Tensor x = in_order(self, self.sizes(), order);
   const at::Tensor t = in_order(target, self.sizes(), order);
-  // A gradient that is one value for every element (a reduced loss, or an expanded one) is read once.
-  at::Tensor g = grad_output.to(self.scalar_type());
-  const at::Tensor g_expanded = reduction == kReductionNone ? g.expand(self.sizes()) : g;
-  const auto strides = g_expanded.strides();
-  const bool grad_scalar = g.numel() == 1 || std::all_of(strides.begin(), strides.end(),
-                                                         [](int64_t s) { return s == 0; });
-  if (!grad_scalar) g = in_order(g, self.sizes(), order);
+  const IncomingGrad g = incoming_grad(grad_output, self, reduction, order);
   const WeightTable table =
       weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy_backward", [&] {
-    backward_kernel<scalar_t>(g, grad_scalar, x, t, table, reduction,
+    backward_kernel<scalar_t>(g.values, g.scalar, x, t, table, reduction,
                               output_mask[0] ? gi.permute(order) : at::Tensor(),
                               output_mask[1] ? gt.permute(order) : at::Tensor());
   });
