@@ -9,7 +9,9 @@
 #include "bce_constants.h"
 
 namespace bce_ext {
+namespace {
 
+// Raises PyTorch's errors (SPEC section 4) for the arguments of either op.
 void check_arguments(const at::Tensor& self, const at::Tensor& target,
                      const std::optional<at::Tensor>& weight, int64_t reduction) {
   // Same order as PyTorch: reduction, shape (torch/nn/functional.py), weight broadcast, devices and
@@ -42,6 +44,7 @@ void check_arguments(const at::Tensor& self, const at::Tensor& target,
                               "\"binary_cross_entropy\" not implemented for '", dtype, "'");
 }
 
+// check_arguments, plus the backward op's own: grad_output's device, one value for a reduced loss.
 void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& self,
                               const at::Tensor& target, const std::optional<at::Tensor>& weight,
                               int64_t reduction) {
@@ -54,6 +57,8 @@ void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& s
               grad_output.sizes());
 }
 
+// The order in which the kernels visit elements: the dimensions of `like` sorted by stride, so that
+// a tensor laid out like `like` (contiguous, transposed, channels_last) is read in memory order.
 std::vector<int64_t> memory_order(const at::Tensor& like) {
   std::vector<int64_t> order(like.dim());
   std::iota(order.begin(), order.end(), 0);
@@ -63,10 +68,26 @@ std::vector<int64_t> memory_order(const at::Tensor& like) {
   return order;
 }
 
+// `t` (broadcast to `sizes`) as a contiguous tensor in the given order: a view when it already is.
+bool is_identity(const std::vector<int64_t>& order) {
+  for (size_t d = 0; d < order.size(); ++d) {
+    if (order[d] != static_cast<int64_t>(d)) return false;
+  }
+  return true;
+}
+
+// In kernel order, a view of `t` laid out like the output (contiguous when order is the identity).
+at::Tensor permuted(const at::Tensor& t, const std::vector<int64_t>& order) {
+  return is_identity(order) ? t : t.permute(order);
+}
+
 at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vector<int64_t>& order) {
+  // The common case costs no dispatch (views and contiguous() are a microsecond each).
+  if (t.sizes() == sizes && is_identity(order) && t.is_contiguous()) return t;
   return t.expand(sizes).permute(order).contiguous();
 }
 
+// See WeightTable (bce_prepare.h).
 WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRef sizes,
                          const std::vector<int64_t>& order, at::ScalarType dtype) {
   WeightTable table;
@@ -119,21 +140,64 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
   return table;
 }
 
+// See IncomingGrad (bce_prepare.h).
 IncomingGrad incoming_grad(const at::Tensor& grad_output, const at::Tensor& self, int64_t reduction,
                            const std::vector<int64_t>& order) {
   IncomingGrad g;
-  g.values = grad_output.to(self.scalar_type());
-  const at::Tensor expanded =
-      reduction == kReductionNone ? g.values.expand(self.sizes()) : g.values;
-  const auto strides = expanded.strides();
-  g.scalar = g.values.numel() == 1 ||
-             std::all_of(strides.begin(), strides.end(), [](int64_t s) { return s == 0; });
+  // Each dispatch here costs about a microsecond, which is most of a small call: skip no-ops.
+  g.values = grad_output.scalar_type() == self.scalar_type() ? grad_output
+                                                              : grad_output.to(self.scalar_type());
+  bool broadcast = true;  // every dimension of size 1 or stride 0: one value for all elements
+  for (int64_t d = 0; d < g.values.dim(); ++d) {
+    broadcast = broadcast && (g.values.size(d) == 1 || g.values.stride(d) == 0);
+  }
+  g.scalar = g.values.numel() == 1 || broadcast;
   if (!g.scalar) g.values = in_order(g.values, self.sizes(), order);
   return g;
 }
 
+// Type in which the kernels compute: float for the half types (beyond PyTorch, SPEC section 2).
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+}  // namespace
+
+ForwardArgs prepare_forward(const at::Tensor& self, const at::Tensor& target,
+                            const std::optional<at::Tensor>& weight, int64_t reduction) {
+  check_arguments(self, target, weight, reduction);
+  ForwardArgs a;
+  const bool reduced = reduction != kReductionNone;
+  a.out = reduced ? at::empty({}, self.options()) : at::empty_like(self);
+  if (self.numel() == 0) {
+    // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
+    if (reduced) a.out.fill_(reduction == kReductionMean ? NAN : 0.0);
+    return a;
+  }
+  const auto order = memory_order(reduced ? self : a.out);
+  a.out_flat = reduced ? a.out : permuted(a.out, order);
+  a.x = in_order(self, self.sizes(), order);
+  a.t = in_order(target, self.sizes(), order);
+  a.weight = weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  return a;
+}
+
+BackwardArgs prepare_backward(const at::Tensor& grad_output, const at::Tensor& self,
+                              const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                              int64_t reduction, std::array<bool, 2> output_mask) {
+  check_backward_arguments(grad_output, self, target, weight, reduction);
+  BackwardArgs b;
+  b.gi = output_mask[0] ? at::empty_like(self) : at::empty({0}, self.options());
+  b.gt = output_mask[1] ? at::empty_like(self) : at::empty({0}, self.options());
+  if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return b;
+  const auto order = memory_order(output_mask[0] ? b.gi : b.gt);
+  if (output_mask[0]) b.gi_flat = permuted(b.gi, order);
+  if (output_mask[1]) b.gt_flat = permuted(b.gt, order);
+  b.x = in_order(self, self.sizes(), order);
+  b.t = in_order(target, self.sizes(), order);
+  b.grad = incoming_grad(grad_output, self, reduction, order);
+  b.weight = weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  return b;
 }
 
 }  // namespace bce_ext

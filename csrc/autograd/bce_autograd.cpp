@@ -119,10 +119,19 @@ class ForwardFunction : public torch::autograd::Function<ForwardFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const std::array<bool, 2> mask{ctx->needs_input_grad(0), ctx->needs_input_grad(1)};
-    auto outs = BackwardFunction::apply(grads[0], saved[0], saved[1], optional_of(saved[2]),
-                                        ctx->saved_data["reduction"].toInt(), mask);
-    return {mask[0] ? outs[0] : at::Tensor(), mask[1] ? outs[1] : at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    const int64_t reduction = ctx->saved_data["reduction"].toInt();
+    at::Tensor gi, gt;
+    if (at::GradMode::is_enabled()) {  // create_graph: the gradients get a backward of their own
+      auto outs = BackwardFunction::apply(grads[0], saved[0], saved[1], optional_of(saved[2]),
+                                          reduction, mask);
+      gi = outs[0];
+      gt = outs[1];
+    } else {  // the usual first-order backward: straight to the kernel, no graph node to build
+      at::AutoDispatchBelowADInplaceOrView guard;
+      std::tie(gi, gt) =
+          call_backward(grads[0], saved[0], saved[1], optional_of(saved[2]), reduction, mask);
+    }
+    return {mask[0] ? gi : at::Tensor(), mask[1] ? gt : at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 

@@ -167,8 +167,7 @@ int64_t num_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
 // with huge pages, where this machine's THP setting is `madvise` (SPEC section 7).
 constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
 
-at::Tensor empty_output_like(const at::Tensor& like) {
-  at::Tensor out = at::empty_like(like);
+void advise_huge_pages(const at::Tensor& out) {
 #ifdef MADV_HUGEPAGE
   const auto first = reinterpret_cast<uintptr_t>(out.data_ptr());
   const uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
@@ -176,7 +175,6 @@ at::Tensor empty_output_like(const at::Tensor& like) {
   // Advice only: where the kernel does not take it, the pages are ordinary ones.
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 #endif
-  return out;
 }
 
 template <typename scalar_t>
@@ -227,24 +225,14 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable&
 
 at::Tensor binary_cross_entropy_cpu(const at::Tensor& self, const at::Tensor& target,
                                     const std::optional<at::Tensor>& weight, int64_t reduction) {
-  check_arguments(self, target, weight, reduction);
-  const bool reduced = reduction != kReductionNone;
-  at::Tensor out = reduced ? at::empty({}, self.options()) : empty_output_like(self);
-  const auto order = memory_order(reduced ? self : out);
-  const at::Tensor x = in_order(self, self.sizes(), order);
-  const at::Tensor t = in_order(target, self.sizes(), order);
-  if (self.numel() == 0) {
-    // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
-    if (reduced) out.fill_(reduction == kReductionMean ? NAN : 0.0);
-    return out;
-  }
-  const WeightTable table =
-      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  const ForwardArgs a = prepare_forward(self, target, weight, reduction);
+  if (a.empty()) return a.out;
+  if (reduction == kReductionNone) advise_huge_pages(a.out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy", [&] {
-    forward_kernel<scalar_t>(x, t, table, reduction, reduced ? out : out.permute(order), out);
+    forward_kernel<scalar_t>(a.x, a.t, a.weight, reduction, a.out_flat, a.out);
   });
-  return out;
+  return a.out;
 }
 
 template <typename scalar_t>
@@ -290,23 +278,17 @@ void backward_kernel(const at::Tensor& grad, bool grad_scalar, const at::Tensor&
 std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
     const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
-  check_backward_arguments(grad_output, self, target, weight, reduction);
-  at::Tensor gi = output_mask[0] ? empty_output_like(self) : at::empty({0}, self.options());
-  at::Tensor gt = output_mask[1] ? empty_output_like(self) : at::empty({0}, self.options());
-  if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return {gi, gt};
-  const auto order = memory_order(output_mask[0] ? gi : gt);
-  const at::Tensor x = in_order(self, self.sizes(), order);
-  const at::Tensor t = in_order(target, self.sizes(), order);
-  const IncomingGrad g = incoming_grad(grad_output, self, reduction, order);
-  const WeightTable table =
-      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  const BackwardArgs b =
+      prepare_backward(grad_output, self, target, weight, reduction, output_mask);
+  if (b.empty()) return {b.gi, b.gt};
+  advise_huge_pages(b.gi);
+  advise_huge_pages(b.gt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy_backward", [&] {
-    backward_kernel<scalar_t>(g.values, g.scalar, x, t, table, reduction,
-                              output_mask[0] ? gi.permute(order) : at::Tensor(),
-                              output_mask[1] ? gt.permute(order) : at::Tensor());
+    backward_kernel<scalar_t>(b.grad.values, b.grad.scalar, b.x, b.t, b.weight, reduction,
+                              b.gi_flat, b.gt_flat);
   });
-  return {gi, gt};
+  return {b.gi, b.gt};
 }
 
 }  // namespace

@@ -317,20 +317,9 @@ void launch_forward(const at::Tensor& x, const at::Tensor& t, const WeightTable&
 
 at::Tensor binary_cross_entropy_cuda(const at::Tensor& self, const at::Tensor& target,
                                      const std::optional<at::Tensor>& weight, int64_t reduction) {
-  check_arguments(self, target, weight, reduction);
   const c10::cuda::CUDAGuard guard(self.device());
-  const bool reduced = reduction != kReductionNone;
-  at::Tensor out = reduced ? at::empty({}, self.options()) : at::empty_like(self);
-  const auto order = memory_order(reduced ? self : out);
-  const at::Tensor x = in_order(self, self.sizes(), order);
-  const at::Tensor t = in_order(target, self.sizes(), order);
-  if (self.numel() == 0) {
-    // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
-    if (reduced) out.fill_(reduction == kReductionMean ? NAN : 0.0);
-    return out;
-  }
-  const WeightTable table =
-      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  const ForwardArgs a = prepare_forward(self, target, weight, reduction);
+  if (a.empty()) return a.out;
   const bool strict = strict_mode();
   at::Tensor first_bad;
   if (strict) {
@@ -342,15 +331,14 @@ at::Tensor binary_cross_entropy_cuda(const at::Tensor& self, const at::Tensor& t
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy", [&] {
-    const at::Tensor out_flat = reduced ? out : out.permute(order);
     if (strict) {
-      launch_forward<scalar_t, true>(x, t, table, reduction, out_flat, out, first_bad);
+      launch_forward<scalar_t, true>(a.x, a.t, a.weight, reduction, a.out_flat, a.out, first_bad);
     } else {
-      launch_forward<scalar_t, false>(x, t, table, reduction, out_flat, out, first_bad);
+      launch_forward<scalar_t, false>(a.x, a.t, a.weight, reduction, a.out_flat, a.out, first_bad);
     }
   });
   if (strict) raise_first_bad(first_bad, self.numel());
-  return out;
+  return a.out;
 }
 
 template <typename scalar_t>
@@ -381,24 +369,15 @@ void launch_backward(const IncomingGrad& grad, const at::Tensor& x, const at::Te
 std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
     const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
-  check_backward_arguments(grad_output, self, target, weight, reduction);
   const c10::cuda::CUDAGuard guard(self.device());
-  at::Tensor gi = output_mask[0] ? at::empty_like(self) : at::empty({0}, self.options());
-  at::Tensor gt = output_mask[1] ? at::empty_like(self) : at::empty({0}, self.options());
-  if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return {gi, gt};
-  const auto order = memory_order(output_mask[0] ? gi : gt);
-  const at::Tensor x = in_order(self, self.sizes(), order);
-  const at::Tensor t = in_order(target, self.sizes(), order);
-  const IncomingGrad grad = incoming_grad(grad_output, self, reduction, order);
-  const WeightTable table =
-      weight_table(weight, self.sizes(), order, compute_type(self.scalar_type()));
+  const BackwardArgs b =
+      prepare_backward(grad_output, self, target, weight, reduction, output_mask);
+  if (b.empty()) return {b.gi, b.gt};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy_backward", [&] {
-    launch_backward<scalar_t>(grad, x, t, table, reduction,
-                              output_mask[0] ? gi.permute(order) : at::Tensor(),
-                              output_mask[1] ? gt.permute(order) : at::Tensor());
+    launch_backward<scalar_t>(b.grad, b.x, b.t, b.weight, reduction, b.gi_flat, b.gt_flat);
   });
-  return {gi, gt};
+  return {b.gi, b.gt};
 }
 
 }  // namespace
