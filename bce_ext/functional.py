@@ -1,10 +1,9 @@
 """bce_ext.binary_cross_entropy: F.binary_cross_entropy's signature, checks and warnings."""
 import torch
-import torch.autograd.forward_ad as _fw_ad
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-from ._ops import BinaryCrossEntropyFunction, forward_op
+from ._ops import forward_op
 
 __all__ = ["binary_cross_entropy"]
 
@@ -30,14 +29,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         reduction_enum = _Reduction.legacy_get_enum(size_average, reduce)
     else:
         reduction_enum = _Reduction.get_enum(reduction)
-    # Shape, broadcast, dtype, device and range checks happen in the op, with PyTorch's messages.
-    if not torch.compiler.is_compiling() and _transformed():
-        return BinaryCrossEntropyFunction.apply(input, target, weight, reduction_enum)
+    # PyTorch's functional reads both sizes first, so a non-tensor is an AttributeError there; the
+    # op makes every other check (shape, broadcast, dtype, device, range) with PyTorch's messages.
+    target.size(), input.size()
     return forward_op(input, target, weight, reduction_enum)
-
-
-def _transformed():
-    """Whether a torch.func transform or forward-mode AD is active: then the autograd.Function
-    (which has a jvp) runs instead of the op, whose C++ autograd has reverse mode only. Dynamo
-    never gets here: it cannot trace a Function with a jvp, and needs none for the op."""
-    return torch._C._functorch.peek_interpreter_stack() is not None or _fw_ad._current_level >= 0

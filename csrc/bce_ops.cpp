@@ -5,8 +5,13 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include <map>
+#include <string>
+
+#include "bce_op_handles.h"
 #include "bce_strict.h"
 #include "cpu/bce_cpu_loops.h"
+#include "cpu/bce_cpu_tuning.h"
 
 TORCH_LIBRARY(bce_ext, m) {
   // ATen's own schema, so that aten::binary_cross_entropy is the test oracle.
@@ -19,6 +24,24 @@ TORCH_LIBRARY(bce_ext, m) {
         "-> (Tensor, Tensor)");
 }
 
+namespace bce_ext {
+
+const c10::TypedOperatorHandle<ForwardSignature>& forward_handle() {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("bce_ext::binary_cross_entropy", "")
+                                 .typed<ForwardSignature>();
+  return handle;
+}
+
+const c10::TypedOperatorHandle<BackwardSignature>& backward_handle() {
+  static const auto handle = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("bce_ext::binary_cross_entropy_backward", "")
+                                 .typed<BackwardSignature>();
+  return handle;
+}
+
+}  // namespace bce_ext
+
 #ifndef BCE_EXT_CUDA_ARCHS
 #define BCE_EXT_CUDA_ARCHS ""
 #endif
@@ -30,6 +53,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_cpu_isa_supported", [](const std::string& isa) {
           return bce_ext::cpu::cpu_isa_supported(isa.c_str());
         }, "Whether the float32 CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
+  m.def("_cpu_thresholds", [] {
+          namespace k = bce_ext::cpu::tuning;
+          return std::map<std::string, int64_t>{
+              {"chunk", k::kChunk},         {"convert_block", k::kConvertBlock},
+              {"min_run", k::kMinRun},      {"max_short_runs", k::kMaxShortRuns},
+              {"min_repeat", k::kMinRepeat}, {"scalar_sum_block", k::kScalarSumBlock},
+              {"vec_block", k::kVecBlock}};
+        }, "The size thresholds of the CPU kernels (csrc/cpu/bce_cpu_tuning.h), for the tests.");
   m.def("_set_cpu_isa", [](const std::string& isa) {
           return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
         }, "Re-selects the float32 CPU loops (tests): `isa`, or the widest supported one below it. "

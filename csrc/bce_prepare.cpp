@@ -1,60 +1,64 @@
 // Argument checks and element order shared by the CPU and CUDA kernels.
 #include "bce_prepare.h"
 
-#include <ATen/ExpandUtils.h>
-
 #include <algorithm>
+#include <cfloat>
 #include <numeric>
+#include <sstream>
 
 #include "bce_constants.h"
+#include "bce_op_handles.h"
 
 namespace bce_ext {
 namespace {
 
-// Raises PyTorch's errors (SPEC section 4) for the arguments of either op.
-void check_arguments(const at::Tensor& self, const at::Tensor& target,
-                     const std::optional<at::Tensor>& weight, int64_t reduction) {
-  // Same order as PyTorch: reduction, shape (torch/nn/functional.py), weight broadcast, devices and
-  // dtypes (TensorIterator), then the dispatch macro's dtype list.
-  TORCH_CHECK_VALUE(reduction >= kReductionNone && reduction <= kReductionSum, reduction,
-                    " is not a valid value for reduction");
-  TORCH_CHECK_VALUE(target.sizes() == self.sizes(), "Using a target size (torch.Size(",
-                    target.sizes(), ")) that is different to the input size (torch.Size(",
-                    self.sizes(), ")) is deprecated. Please ensure they have the same size.");
-  if (weight.has_value() && weight->defined()) {
-    // PyTorch expands the weight to broadcast_shapes(target, weight), then multiplies in place.
-    const auto shape = at::infer_size(target.sizes(), weight->sizes());
-    TORCH_CHECK(at::IntArrayRef(shape) == self.sizes(), "output with shape ", self.sizes(),
-                " doesn't match the broadcast shape ", at::IntArrayRef(shape));
-    TORCH_CHECK(weight->device() == self.device(),
-                "Expected all tensors to be on the same device, but found at least two devices, ",
-                self.device(), " and ", weight->device(), "!");
-    TORCH_CHECK(!at::isComplexType(weight->scalar_type()), "result type ",
-                weight->scalar_type(), " can't be cast to the desired output type ",
-                self.scalar_type());
-  }
-  TORCH_CHECK(target.device() == self.device(),
-              "Expected all tensors to be on the same device, but found at least two devices, ",
-              self.device(), " and ", target.device(), "!");
-  TORCH_CHECK(target.scalar_type() == self.scalar_type(), "Found dtype ", target.scalar_type(),
-              " but expected ", self.scalar_type());
-  const auto dtype = self.scalar_type();
-  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
-                                  dtype == at::kBFloat16,
-                              "\"binary_cross_entropy\" not implemented for '", dtype, "'");
+// torch.Size's repr, as PyTorch's Python messages print shapes.
+std::string torch_size(c10::SymIntArrayRef sizes) {
+  std::ostringstream s;
+  s << "torch.Size([";
+  for (size_t i = 0; i < sizes.size(); ++i) s << (i ? ", " : "") << sizes[i];
+  s << "])";
+  return s.str();
 }
 
-// check_arguments, plus the backward op's own: grad_output's device, one value for a reduced loss.
-void check_backward_arguments(const at::Tensor& grad_output, const at::Tensor& self,
-                              const at::Tensor& target, const std::optional<at::Tensor>& weight,
-                              int64_t reduction) {
-  check_arguments(self, target, weight, reduction);
-  TORCH_CHECK(grad_output.device() == self.device(),
+// The weight's broadcast against the target, as torch.broadcast_shapes(target.size(),
+// weight.size()) computes it in F.binary_cross_entropy, with its message (the shape it reports is
+// the common shape as far as it got).
+std::vector<c10::SymInt> broadcast_weight_shape(c10::SymIntArrayRef target,
+                                                c10::SymIntArrayRef weight) {
+  const size_t ndim = std::max(target.size(), weight.size());
+  std::vector<c10::SymInt> common(ndim, c10::SymInt(1));
+  const c10::SymIntArrayRef shapes[2] = {target, weight};
+  for (int arg = 0; arg < 2; ++arg) {
+    const c10::SymIntArrayRef shape = shapes[arg];
+    for (size_t k = 1; k <= shape.size(); ++k) {
+      const c10::SymInt& size = shape[shape.size() - k];
+      c10::SymInt& slot = common[ndim - k];
+      if (size == slot) continue;
+      if (slot == 1) slot = size;
+      if (size == 1) continue;
+      TORCH_CHECK(slot == size, "Attempting to broadcast a dimension of length ", size, " at -", k,
+                  "! Mismatching argument at index ", arg, " had ", torch_size(shape),
+                  "; but expected shape should be broadcastable to ", c10::SymIntArrayRef(common));
+    }
+  }
+  return common;
+}
+
+// Two operands on different devices. A meta tensor among real ones is reported as PyTorch's meta
+// path (its Python decomposition, torch._prims_common.check_same_device) reports it; other pairs
+// as TensorIterator does.
+void check_same_device(const at::Tensor& expected, const at::Tensor& other) {
+  if (other.device() == expected.device()) return;
+  TORCH_CHECK(!(other.is_meta() || expected.is_meta()), "Tensor on device ", other.device(),
+              " is not on the expected device ", expected.device(), "!");
+  TORCH_CHECK(false,
               "Expected all tensors to be on the same device, but found at least two devices, ",
-              self.device(), " and ", grad_output.device(), "!");
-  TORCH_CHECK(reduction == kReductionNone || grad_output.numel() == 1,
-              "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
-              grad_output.sizes());
+              expected.device(), " and ", other.device(), "!");
+}
+
+bool has_weight(const std::optional<at::Tensor>& weight) {
+  return weight.has_value() && weight->defined();
 }
 
 // The order in which the kernels visit elements: the dimensions of `like` sorted by stride, so that
@@ -68,7 +72,6 @@ std::vector<int64_t> memory_order(const at::Tensor& like) {
   return order;
 }
 
-// `t` (broadcast to `sizes`) as a contiguous tensor in the given order: a view when it already is.
 bool is_identity(const std::vector<int64_t>& order) {
   for (size_t d = 0; d < order.size(); ++d) {
     if (order[d] != static_cast<int64_t>(d)) return false;
@@ -81,6 +84,7 @@ at::Tensor permuted(const at::Tensor& t, const std::vector<int64_t>& order) {
   return is_identity(order) ? t : t.permute(order);
 }
 
+// `t` (broadcast to `sizes`) as a contiguous tensor in the given order: a view when it already is.
 at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vector<int64_t>& order) {
   // The common case costs no dispatch (views and contiguous() are a microsecond each).
   if (t.sizes() == sizes && is_identity(order) && t.is_contiguous()) return t;
@@ -91,7 +95,7 @@ at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vecto
 WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRef sizes,
                          const std::vector<int64_t>& order, at::ScalarType dtype) {
   WeightTable table;
-  if (!weight.has_value() || !weight->defined()) return table;
+  if (!has_weight(weight)) return table;
   const at::Tensor& w = *weight;
   // The weight's strides once broadcast (right-aligned) to `sizes`, in kernel order: 0 where it is
   // broadcast. Computed by hand: views would cost a dispatch each, on every call.
@@ -124,7 +128,9 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
     }
   }
   if (fits && dense && w.numel() == table.period && w.scalar_type() == dtype) {
-    table.values = w;  // the common (C,), (B, 1) and full weights: no copy, no dispatch
+    // The common (C,), (B, 1) and full weights: no copy, no dispatch. Its memory is the table,
+    // even where its logical order is not (flat() says how to read it as a tensor).
+    table.values = w;
     return table;
   }
   at::Tensor v = w.expand(sizes).permute(order);
@@ -144,31 +150,123 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
 IncomingGrad incoming_grad(const at::Tensor& grad_output, const at::Tensor& self, int64_t reduction,
                            const std::vector<int64_t>& order) {
   IncomingGrad g;
-  // Each dispatch here costs about a microsecond, which is most of a small call: skip no-ops.
-  g.values = grad_output.scalar_type() == self.scalar_type() ? grad_output
-                                                              : grad_output.to(self.scalar_type());
   bool broadcast = true;  // every dimension of size 1 or stride 0: one value for all elements
-  for (int64_t d = 0; d < g.values.dim(); ++d) {
-    broadcast = broadcast && (g.values.size(d) == 1 || g.values.stride(d) == 0);
+  for (int64_t d = 0; d < grad_output.dim(); ++d) {
+    broadcast = broadcast && (grad_output.size(d) == 1 || grad_output.stride(d) == 0);
   }
-  g.scalar = g.values.numel() == 1 || broadcast;
+  g.scalar = grad_output.numel() == 1 || broadcast;
+  // Each dispatch here costs about a microsecond, which is most of a small call: skip no-ops.
+  g.values = grad_output;
+  if (g.values.scalar_type() != self.scalar_type()) {
+    // One value is converted alone (a 0-dim view of the first element), never the N elements that
+    // an expanded gradient appears to have.
+    if (g.scalar && g.values.numel() > 1) g.values = g.values.as_strided({}, {});
+    g.values = g.values.to(self.scalar_type());
+  }
   if (!g.scalar) g.values = in_order(g.values, self.sizes(), order);
   return g;
 }
 
-// Type in which the kernels compute: float for the half types (beyond PyTorch, SPEC section 2).
+// Type in which the kernels compute: float for the half types (beyond PyTorch, see README).
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
+// Whether the weight must be applied as PyTorch applies it (an in-place multiply in the promoted
+// type, after the unweighted loss) because the compute type cannot hold it: a float64 weight with a
+// finite value beyond float's range or below its smallest normal, on a float32 or half input.
+// Elsewhere the weight is converted to the compute type first, which changes at most the last bit.
+bool weight_needs_promotion(const std::optional<at::Tensor>& weight, at::ScalarType dtype) {
+  if (!has_weight(weight) || weight->scalar_type() != at::kDouble ||
+      compute_type(dtype) != at::kFloat || weight->numel() == 0) {
+    return false;
+  }
+  const at::Tensor a = weight->abs();
+  const at::Tensor lost = at::logical_or(at::logical_and(a.gt(FLT_MAX), a.isfinite()),
+                                         at::logical_and(a.lt(FLT_MIN), a.ne(0)));
+  return lost.any().item<bool>();
+}
+
+// A reduction of the promoted-weight path: PyTorch's loss.sum() or loss.mean(), accumulated in
+// double (whose rounding to the output's type hides the order of the additions).
+at::Tensor reduce_promoted(const at::Tensor& loss, int64_t reduction) {
+  at::Tensor total = loss.sum(at::kDouble);
+  if (reduction == kReductionMean) total = total / static_cast<double>(loss.numel());
+  return total.to(loss.scalar_type());
+}
+
 }  // namespace
+
+at::Tensor WeightTable::flat() const {
+  if (values.dim() == 1 && values.is_contiguous()) return values;
+  // The weight itself (see WeightTable): its memory, read in order.
+  return values.as_strided({period}, {1});
+}
+
+void check_forward(const at::Tensor& self, const at::Tensor& target,
+                   const std::optional<at::Tensor>& weight, int64_t reduction) {
+  // PyTorch's order: reduction, shape, weight broadcast (torch/nn/functional.py), the devices and
+  // dtypes of input and target (TensorIterator), the dispatch macro's dtype list, then the weight's
+  // own in-place multiply (a shape larger than the input's, its device, its dtype).
+  TORCH_CHECK_VALUE(reduction >= kReductionNone && reduction <= kReductionSum, reduction,
+                    " is not a valid value for reduction");
+  TORCH_CHECK_VALUE(target.sym_sizes() == self.sym_sizes(), "Using a target size (",
+                    torch_size(target.sym_sizes()), ") that is different to the input size (",
+                    torch_size(self.sym_sizes()),
+                    ") is deprecated. Please ensure they have the same size.");
+  std::vector<c10::SymInt> weight_shape;
+  if (has_weight(weight)) weight_shape = broadcast_weight_shape(target.sym_sizes(), weight->sym_sizes());
+  check_same_device(target, self);
+  TORCH_CHECK(target.scalar_type() == self.scalar_type(), "Found dtype ", target.scalar_type(),
+              " but expected ", self.scalar_type());
+  const auto dtype = self.scalar_type();
+  TORCH_CHECK_NOT_IMPLEMENTED(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
+                                  dtype == at::kBFloat16,
+                              "\"binary_cross_entropy\" not implemented for '", dtype, "'");
+  if (has_weight(weight)) {
+    TORCH_CHECK(c10::SymIntArrayRef(weight_shape) == self.sym_sizes(), "output with shape ",
+                self.sym_sizes(), " doesn't match the broadcast shape ",
+                c10::SymIntArrayRef(weight_shape));
+    check_same_device(self, *weight);
+    TORCH_CHECK(!at::isComplexType(weight->scalar_type()), "result type ",
+                weight->scalar_type(), " can't be cast to the desired output type ", dtype);
+  }
+}
+
+void check_backward(const at::Tensor& grad_output, const at::Tensor& self,
+                    const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                    int64_t reduction) {
+  check_forward(self, target, weight, reduction);
+  check_same_device(self, grad_output);
+  TORCH_CHECK(reduction == kReductionNone || grad_output.sym_numel() == 1,
+              "binary_cross_entropy_backward: a reduced loss takes a one-element gradient, got ",
+              grad_output.sym_sizes());
+}
+
+at::Tensor empty_forward_output(const at::Tensor& self, int64_t reduction) {
+  return reduction != kReductionNone ? at::empty({}, self.options()) : at::empty_like(self);
+}
+
+std::array<at::Tensor, 2> empty_backward_outputs(const at::Tensor& self,
+                                                 std::array<bool, 2> output_mask) {
+  auto one = [&](bool wanted) {
+    return wanted ? at::empty_like(self) : at::empty({0}, self.options());
+  };
+  return {one(output_mask[0]), one(output_mask[1])};
+}
 
 ForwardArgs prepare_forward(const at::Tensor& self, const at::Tensor& target,
                             const std::optional<at::Tensor>& weight, int64_t reduction) {
-  check_arguments(self, target, weight, reduction);
+  check_forward(self, target, weight, reduction);
   ForwardArgs a;
   const bool reduced = reduction != kReductionNone;
-  a.out = reduced ? at::empty({}, self.options()) : at::empty_like(self);
+  if (weight_needs_promotion(weight, self.scalar_type())) {
+    at::Tensor loss = forward_op(self, target, std::nullopt, kReductionNone);
+    loss.mul_(*weight);
+    a.out = reduced ? reduce_promoted(loss, reduction) : loss;
+    return a;
+  }
+  a.out = empty_forward_output(self, reduction);
   if (self.numel() == 0) {
     // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
     if (reduced) a.out.fill_(reduction == kReductionMean ? NAN : 0.0);
@@ -185,10 +283,24 @@ ForwardArgs prepare_forward(const at::Tensor& self, const at::Tensor& target,
 BackwardArgs prepare_backward(const at::Tensor& grad_output, const at::Tensor& self,
                               const at::Tensor& target, const std::optional<at::Tensor>& weight,
                               int64_t reduction, std::array<bool, 2> output_mask) {
-  check_backward_arguments(grad_output, self, target, weight, reduction);
+  check_backward(grad_output, self, target, weight, reduction);
   BackwardArgs b;
-  b.gi = output_mask[0] ? at::empty_like(self) : at::empty({0}, self.options());
-  b.gt = output_mask[1] ? at::empty_like(self) : at::empty({0}, self.options());
+  if (weight_needs_promotion(weight, self.scalar_type())) {
+    // PyTorch's order: the unweighted gradient, times the weight (promoted, in place), then / N.
+    const int64_t unweighted = reduction == kReductionMean ? kReductionSum : reduction;
+    std::tie(b.gi, b.gt) =
+        backward_op(grad_output, self, target, std::nullopt, unweighted, output_mask);
+    for (int k = 0; k < 2; ++k) {
+      at::Tensor& g = k == 0 ? b.gi : b.gt;
+      if (!output_mask[k] || g.numel() == 0) continue;
+      g.mul_(*weight);
+      if (reduction == kReductionMean) g.div_(self.numel());
+    }
+    return b;
+  }
+  const auto outputs = empty_backward_outputs(self, output_mask);
+  b.gi = outputs[0];
+  b.gt = outputs[1];
   if (self.numel() == 0 || !(output_mask[0] || output_mask[1])) return b;
   const auto order = memory_order(output_mask[0] ? b.gi : b.gt);
   if (output_mask[0]) b.gi_flat = permuted(b.gi, order);

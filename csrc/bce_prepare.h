@@ -10,13 +10,18 @@
 
 namespace bce_ext {
 
-// The weight of element i (in kernel order) is values[(i / inner) % period], counting from values'
-// first element. `values` is the weight's own distinct elements in the compute type (the weight
-// itself when it is already laid out so), not an N-sized copy, whenever the broadcast allows it.
+// The weight of element i (in kernel order) is flat()[(i / inner) % period]. `values` is the
+// weight's own distinct elements in the compute type, not an N-sized copy, whenever the broadcast
+// allows it: either a contiguous 1-D table, or (to save the dispatches of a copy or a view on
+// every call) the weight tensor itself when its memory already holds the table, densely, in kernel
+// order, whatever its logical strides (a channels_last or transposed weight, say). The kernels read
+// values.data_ptr() in memory order; code that needs a tensor of the table calls flat().
 struct WeightTable {
   at::Tensor values;  // undefined: no weight
   int64_t inner = 1;
   int64_t period = 1;
+  // `values` as a contiguous 1-D tensor of `period` elements, in the order the kernels read it.
+  at::Tensor flat() const;
 };
 
 // The incoming gradient as the backward kernels read it, in the input's dtype: when one value
@@ -27,30 +32,46 @@ struct IncomingGrad {
   bool scalar = false;
 };
 
+// The checks of the forward op, in PyTorch's order and with its messages (shape, weight broadcast,
+// devices, dtypes), on symbolic sizes too: the Meta kernels (csrc/meta) run them as well.
+void check_forward(const at::Tensor& self, const at::Tensor& target,
+                   const std::optional<at::Tensor>& weight, int64_t reduction);
+// check_forward, plus the backward op's own: grad_output's device, one value for a reduced loss.
+void check_backward(const at::Tensor& grad_output, const at::Tensor& self,
+                    const at::Tensor& target, const std::optional<at::Tensor>& weight,
+                    int64_t reduction);
+
 // A forward call, checked and laid out. Kernels read x and t (contiguous, in kernel order: the
 // memory order of the output, or of the input for a reduced loss) and write out_flat, the
 // contiguous kernel-order view of `out` ('none': laid out like the input, as PyTorch's
-// empty_like; mean and sum: 0-dim, and out_flat is out). For an empty input `out` is already the
-// result (NaN for mean, 0 for sum) and the rest is left undefined.
+// empty_like; mean and sum: 0-dim, and out_flat is out). When done() is true there is nothing left
+// for the kernel and `out` is already the result: an empty input (NaN for mean, 0 for sum), or a
+// weight that the compute type cannot hold (see promoted_weight below).
 struct ForwardArgs {
   at::Tensor out, out_flat, x, t;
   WeightTable weight;
-  bool empty() const { return !x.defined(); }
+  bool done() const { return !x.defined(); }
 };
 ForwardArgs prepare_forward(const at::Tensor& self, const at::Tensor& target,
                             const std::optional<at::Tensor>& weight, int64_t reduction);
 
 // A backward call, checked and laid out: gi and gt are the results (laid out like the input; an
 // unwanted one is an empty tensor) and gi_flat/gt_flat their kernel-order views (undefined when
-// unwanted). Nothing to compute (empty input, or no gradient wanted): empty() is true.
+// unwanted). done(): nothing left for the kernel (empty input, no gradient wanted, or the
+// promoted-weight path computed the results).
 struct BackwardArgs {
   at::Tensor gi, gt, gi_flat, gt_flat, x, t;
   IncomingGrad grad;
   WeightTable weight;
-  bool empty() const { return !x.defined(); }
+  bool done() const { return !x.defined(); }
 };
 BackwardArgs prepare_backward(const at::Tensor& grad_output, const at::Tensor& self,
                               const at::Tensor& target, const std::optional<at::Tensor>& weight,
                               int64_t reduction, std::array<bool, 2> output_mask);
+
+// The outputs of either op, as the kernels allocate them (the Meta kernels return just these).
+at::Tensor empty_forward_output(const at::Tensor& self, int64_t reduction);
+std::array<at::Tensor, 2> empty_backward_outputs(const at::Tensor& self,
+                                                 std::array<bool, 2> output_mask);
 
 }  // namespace bce_ext

@@ -1,8 +1,10 @@
 // Autocast: the loss is computed and returned in float32.
 // CPU: as PyTorch (KERNEL_CPU(binary_cross_entropy, fp32) in aten/src/ATen/autocast_mode.cpp).
-// CUDA: beyond PyTorch, which bans the op under autocast; float32 makes it safe (SPEC section 5).
+// CUDA: beyond PyTorch, which bans the op under autocast; float32 makes it safe (see README).
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
+
+#include "../bce_op_handles.h"
 
 namespace bce_ext {
 namespace {
@@ -12,14 +14,10 @@ at::Tensor binary_cross_entropy_autocast(const at::Tensor& self, const at::Tenso
                                          const std::optional<at::Tensor>& weight,
                                          int64_t reduction) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(key);
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("bce_ext::binary_cross_entropy", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, int64_t)>();
   // cached_cast casts float16/bfloat16 only; float64 stays float64, as PyTorch's autocast does.
-  return op.call(at::autocast::cached_cast(at::kFloat, self, device),
-                 at::autocast::cached_cast(at::kFloat, target, device),
-                 at::autocast::cached_cast(at::kFloat, weight, device), reduction);
+  return forward_op(at::autocast::cached_cast(at::kFloat, self, device),
+                    at::autocast::cached_cast(at::kFloat, target, device),
+                    at::autocast::cached_cast(at::kFloat, weight, device), reduction);
 }
 
 }  // namespace

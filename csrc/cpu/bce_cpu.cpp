@@ -28,20 +28,17 @@
 #include "../bce_constants.h"
 #include "../bce_prepare.h"
 #include "bce_cpu_loops.h"
+#include "bce_cpu_tuning.h"
 
 namespace bce_ext::cpu {
 namespace {
 
-// Elements per chunk: the unit of work of one thread and of the fixed reduction blocking.
-constexpr int64_t kChunk = 1 << 15;
+using tuning::kChunk;
+using tuning::kMaxShortRuns;
+using tuning::kMinRepeat;
+using tuning::kMinRun;
 // Elements converted at once between the storage type and the compute type (half types).
-constexpr int64_t kBlock = 2048;
-// A run of the inner loops should cover at least this many elements: shorter weight tables are tiled,
-// once a call has more than kMaxShortRuns runs (below that, the calls cost less than the copy).
-constexpr int64_t kMinRun = 1024;
-constexpr int64_t kMaxShortRuns = 256;
-// Below this many repeats of one weight value, the repeats are written out (see tile_weight).
-constexpr int64_t kMinRepeat = 16;
+constexpr int64_t kBlock = tuning::kConvertBlock;
 
 template <typename scalar_t>
 using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -70,13 +67,13 @@ CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
   CpuWeight<T> w;
   if (!table.values.defined()) return w;
   if (table.inner > 1 && table.inner < kMinRepeat && n / table.inner > kMaxShortRuns) {
-    table.values = table.values.reshape({-1}).repeat_interleave(table.inner);
+    table.values = table.flat().repeat_interleave(table.inner);
     table.period *= table.inner;
     table.inner = 1;
   }
   if (table.inner == 1 && table.period < kMinRun && n / table.period > kMaxShortRuns) {
     const int64_t copies = (kMinRun + table.period - 1) / table.period;
-    table.values = table.values.reshape({-1}).repeat({copies});
+    table.values = table.flat().repeat({copies});
     table.period *= copies;
   }
   w.values = table.values;
@@ -226,7 +223,7 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable&
 at::Tensor binary_cross_entropy_cpu(const at::Tensor& self, const at::Tensor& target,
                                     const std::optional<at::Tensor>& weight, int64_t reduction) {
   const ForwardArgs a = prepare_forward(self, target, weight, reduction);
-  if (a.empty()) return a.out;
+  if (a.done()) return a.out;
   if (reduction == kReductionNone) advise_huge_pages(a.out);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy", [&] {
@@ -280,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
     const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
   const BackwardArgs b =
       prepare_backward(grad_output, self, target, weight, reduction, output_mask);
-  if (b.empty()) return {b.gi, b.gt};
+  if (b.done()) return {b.gi, b.gt};
   advise_huge_pages(b.gi);
   advise_huge_pages(b.gt);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),

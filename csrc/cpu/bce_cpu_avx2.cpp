@@ -18,6 +18,7 @@
 
 #include "../bce_constants.h"
 #include "bce_cpu_loops.h"
+#include "bce_cpu_tuning.h"
 
 #ifdef BCE_EXT_HAVE_AVX2
 namespace bce_ext::cpu {

@@ -23,6 +23,7 @@
 
 #include "../bce_constants.h"
 #include "bce_cpu_loops.h"
+#include "bce_cpu_tuning.h"
 
 #ifdef BCE_EXT_HAVE_AVX512
 namespace bce_ext::cpu {

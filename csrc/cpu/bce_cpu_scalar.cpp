@@ -4,13 +4,14 @@
 
 #include "../bce_constants.h"
 #include "bce_cpu_loops.h"
+#include "bce_cpu_tuning.h"
 
 namespace bce_ext::cpu {
 namespace {
 
 // Elements summed in T before the partial goes into the double accumulator: keeps a float32 sum's
-// relative error near 1e-7 whatever N is (SPEC section 2).
-constexpr int64_t kSumBlock = 64;
+// relative error near 1e-7 whatever N is.
+constexpr int64_t kSumBlock = tuning::kScalarSumBlock;
 
 template <typename T>
 inline T clamped_log(T v) {

@@ -46,7 +46,7 @@ constexpr int32_t kScaleBias = kSqrtHalfBits + (24 << 23);
 constexpr float kLn2Hi = 0.693145751953125f;
 constexpr float kLn2Lo = 1.428606765330187045e-6f;
 // Vectors per block of forward_sum (each lane adds this many float losses before double).
-constexpr int kSumIters = 16;
+constexpr int kSumIters = tuning::kSumIters;
 
 enum WeightKind { kNoWeight = 0, kBroadcastWeight = 1, kElementWeight = 2 };
 
@@ -195,10 +195,10 @@ inline typename V::F weighted_loss(const float* x, const float* t, const float* 
 // vectors, AVX-512 as one), so both give bitwise the same sum of the same run: element i goes to
 // lane i % kSumLanes; each lane adds the kSumIters elements it gets from one block of kBlock in
 // float, then into its double; the 16 doubles are added in a fixed tree at the end.
-constexpr int kSumLanes = 16;
+constexpr int kSumLanes = tuning::kSumLanes;
 // Elements per block: the unit of the float partial sums and of the hard-label decision (a block
 // whose targets are all 0 or 1 takes one log per element; the result is bitwise the same).
-constexpr int64_t kBlock = kSumLanes * kSumIters;
+constexpr int64_t kBlock = tuning::kVecBlock;
 
 template <class V>
 struct SumAcc {

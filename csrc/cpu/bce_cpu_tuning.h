@@ -1,0 +1,31 @@
+#pragma once
+// Every size threshold of the CPU kernels, in one place: the tests read them (bce_ext._C.
+// _cpu_thresholds()) and pick sizes on both sides of each. Plain C++, no torch headers: the
+// ISA-specific files include it with their own target flags.
+#include <cstdint>
+
+namespace bce_ext::cpu::tuning {
+
+// Elements per chunk: the unit of work of one thread and of the fixed reduction blocking (so the
+// sum does not depend on the number of threads).
+constexpr int64_t kChunk = int64_t{1} << 15;
+// Elements converted at once between a half type and float (a stack buffer per operand).
+constexpr int64_t kConvertBlock = 2048;
+// A weight table whose real run is shorter than kMinRun elements is tiled to at least kMinRun,
+// once a call has more than kMaxShortRuns runs (below that, the short calls cost less than the
+// copy).
+constexpr int64_t kMinRun = 1024;
+constexpr int64_t kMaxShortRuns = 256;
+// A weight value repeated fewer than kMinRepeat times in a row (a (C, 1, 1) weight over a small
+// H x W) is written out repeated, under the same kMaxShortRuns condition.
+constexpr int64_t kMinRepeat = 16;
+// Portable loops: elements summed in the compute type before the partial goes into double.
+constexpr int64_t kScalarSumBlock = 64;
+// Vector loops: the sum runs over kSumLanes virtual lanes, each adding kSumIters elements in
+// float before its double; kVecBlock elements are also the unit of the hard-label decision (a
+// block whose targets are all 0 or 1 takes one log per element).
+constexpr int kSumLanes = 16;
+constexpr int kSumIters = 16;
+constexpr int64_t kVecBlock = int64_t{kSumLanes} * kSumIters;
+
+}  // namespace bce_ext::cpu::tuning
