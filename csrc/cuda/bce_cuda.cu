@@ -319,7 +319,7 @@ at::Tensor binary_cross_entropy_cuda(const at::Tensor& self, const at::Tensor& t
                                      const std::optional<at::Tensor>& weight, int64_t reduction) {
   const c10::cuda::CUDAGuard guard(self.device());
   const ForwardArgs a = prepare_forward(self, target, weight, reduction);
-  if (a.empty()) return a.out;
+  if (a.done()) return a.out;
   const bool strict = strict_mode();
   at::Tensor first_bad;
   if (strict) {
@@ -372,7 +372,7 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cuda(
   const c10::cuda::CUDAGuard guard(self.device());
   const BackwardArgs b =
       prepare_backward(grad_output, self, target, weight, reduction, output_mask);
-  if (b.empty()) return {b.gi, b.gt};
+  if (b.done()) return {b.gi, b.gt};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
                                   "binary_cross_entropy_backward", [&] {
     launch_backward<scalar_t>(b.grad, b.x, b.t, b.weight, reduction, b.gi_flat, b.gt_flat);
