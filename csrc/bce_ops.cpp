@@ -10,6 +10,7 @@
 
 #include "bce_op_handles.h"
 #include "bce_strict.h"
+#include "cpu/bce_cpu.h"
 #include "cpu/bce_cpu_loops.h"
 #include "cpu/bce_cpu_tuning.h"
 
@@ -61,6 +62,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
               {"min_repeat", k::kMinRepeat}, {"scalar_sum_block", k::kScalarSumBlock},
               {"vec_block", k::kVecBlock}};
         }, "The size thresholds of the CPU kernels (csrc/cpu/bce_cpu_tuning.h), for the tests.");
+  m.def("_cpu_weight_plan", &bce_ext::cpu::weight_plan,
+        "(inner, period, write_repeats, copies) of the CPU kernels' weight table for a forward "
+        "call (tests).");
   m.def("_set_cpu_isa", [](const std::string& isa) {
           return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
         }, "Re-selects the float32 CPU loops (tests): `isa`, or the widest supported one below it. "

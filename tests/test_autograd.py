@@ -194,3 +194,41 @@ def test_forward_mode_ad_with_dual_tensors(device):
             results.append(fwAD.unpack_dual(out).tangent)
     assert results[0] is not None
     torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cpu_autocast_forward_mode_tangent_dtype(dtype):
+    """Under CPU autocast the loss and its forward-mode tangent are both float32, as PyTorch."""
+    import torch.autograd.forward_ad as fwAD
+
+    x = torch.rand(5).to(dtype)
+    t = torch.rand(5).to(dtype)
+    tangent = torch.rand(5).to(dtype)
+    results = []
+    for fn in (bce_ext.binary_cross_entropy, F.binary_cross_entropy):
+        with torch.autocast("cpu", dtype=dtype), fwAD.dual_level():
+            primal, tan = fwAD.unpack_dual(fn(fwAD.make_dual(x, tangent), t))
+        results.append((primal, tan))
+    (p, tn), (rp, rtn) = results
+    assert p.dtype == tn.dtype == rp.dtype == rtn.dtype == torch.float32
+    assert_matches(tn, rtn)
+
+
+def test_nested_forward_mode_and_graph_node_names():
+    """jvp of jvp (forward over forward) gives PyTorch's second derivatives, and the graph has one
+    node per op, named like PyTorch's."""
+    x = torch.tensor([0.2, 0.5, 0.7], dtype=torch.float64)
+    t = torch.tensor([0.0, 1.0, 0.3], dtype=torch.float64)
+    results = []
+    for fn in (bce_ext.binary_cross_entropy, F.binary_cross_entropy):
+        def loss(a):
+            return fn(a, t, reduction="sum")
+        results.append(torch.func.jacfwd(torch.func.jacfwd(loss))(x))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=0)
+    torch.testing.assert_close(results[0].diag(), torch.tensor([1.5625, 4.0, 8.390022675736962],
+                                                               dtype=torch.float64))
+    a = x.clone().requires_grad_()
+    out = bce_ext.binary_cross_entropy(a, t)
+    assert out.grad_fn.name() == "BinaryCrossEntropyBackward"
+    (g,) = torch.autograd.grad(out, a, create_graph=True)
+    assert g.grad_fn.name() == "BinaryCrossEntropyBackwardBackward"

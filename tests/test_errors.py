@@ -57,10 +57,65 @@ def test_reduction_code_of_the_op(device):
         torch.ops.bce_ext.binary_cross_entropy(x, x, None, 5)
 
 
-def test_weight_not_broadcastable(device):
-    x, t = torch.rand(2, 3, device=device), torch.rand(2, 3, device=device)
-    e = assert_same_error((x, t, torch.rand(5, device=device)), match_text=False)
+@pytest.mark.parametrize("shape,wshape", [((2, 3), (5,)), ((2, 4), (3, 4)), ((2, 1), (3, 4)),
+                                          ((5,), (2, 3)), ((2, 3), (2, 5, 3)), ((4, 2, 3), (3, 1, 1))],
+                         ids=str)
+def test_weight_not_broadcastable(device, shape, wshape):
+    """PyTorch's message, from torch.broadcast_shapes in its functional (the shape it reports is the
+    common shape as far as it got)."""
+    x, t = torch.rand(shape, device=device), torch.rand(shape, device=device)
+    e = assert_same_error((x, t, torch.rand(wshape, device=device)))
     assert isinstance(e, RuntimeError)
+
+
+def test_target_or_input_not_a_tensor():
+    """As PyTorch's functional, which reads target.size() then input.size(): AttributeError."""
+    x = torch.rand(3)
+    for args in ((x, None), (None, x), (x, [0.5, 0.5, 0.5])):
+        ours = raised(bce_ext.binary_cross_entropy, *args)
+        theirs = raised(F.binary_cross_entropy, *args)
+        assert type(ours) is type(theirs) is AttributeError
+        assert str(ours) == str(theirs)
+
+
+@pytest.mark.parametrize("which", ["input", "target", "weight"])
+def test_meta_tensor_mixed_with_cpu_tensors(which):
+    """A meta tensor among CPU tensors: PyTorch's message, never uninitialised memory or a meta
+    result (the dispatcher sends such a call to the Meta kernel, which checks as the real ones)."""
+    args = [torch.rand(2, 3), torch.rand(2, 3), torch.rand(3)]
+    args[["input", "target", "weight"].index(which)] = torch.empty(
+        args[["input", "target", "weight"].index(which)].shape, device="meta")
+    assert_same_error(tuple(args))
+
+
+def test_meta_tensors_alone():
+    """All-meta calls give what the real kernels would: shapes, strides and dtypes, no data."""
+    x = torch.empty(4, 3, 5, 2, device="meta").contiguous(memory_format=torch.channels_last)
+    for reduction in ("none", "mean", "sum"):
+        out = bce_ext.binary_cross_entropy(x, x, torch.empty(2, device="meta"), reduction=reduction)
+        ref = F.binary_cross_entropy(x, x, torch.empty(2, device="meta"), reduction=reduction)
+        assert (out.device, out.shape, out.stride(), out.dtype) == \
+            (ref.device, ref.shape, ref.stride(), ref.dtype)
+    gi, gt = torch.ops.bce_ext.binary_cross_entropy_backward(
+        torch.empty((), device="meta"), x, x, None, 1, [True, True])
+    assert gi.device.type == gt.device.type == "meta"
+    assert gi.shape == gt.shape == x.shape and gi.stride() == x.stride()
+
+
+def test_meta_kernels_check_shapes_and_dtypes():
+    """The Meta kernels (and so torch.compile's fake tensors) make the real kernels' checks."""
+    x = torch.empty(2, 3, device="meta")
+    with pytest.raises(ValueError, match="Using a target size"):
+        bce_ext.binary_cross_entropy(x, torch.empty(3, 2, device="meta"))
+    with pytest.raises(RuntimeError, match="Found dtype Double but expected Float"):
+        bce_ext.binary_cross_entropy(x, x.double())
+    with pytest.raises(RuntimeError, match="Attempting to broadcast a dimension of length 4"):
+        bce_ext.binary_cross_entropy(x, x, torch.empty(4, device="meta"))
+    # Under torch.compile the fake kernel raises while tracing (dynamo wraps the error).
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="Using a target size"):
+        torch.compile(bce_ext.binary_cross_entropy, backend="eager", fullgraph=True)(
+            torch.rand(2, 3), torch.rand(3, 2))
 
 
 def test_weight_larger_than_input(device):

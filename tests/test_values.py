@@ -244,3 +244,18 @@ def test_weight_tables_of_large_inputs(device, shape, wshape):
     for reduction in REDUCTIONS:
         for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
             assert_matches(a, e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("values", [[1e40, 1e40, 2.0, 0.5], [1e-45, 1e-40, 3.0, 1e-50],
+                                    [1e300, 0.0, 1.0, 1e-300]], ids=["huge", "tiny", "extreme"])
+def test_float64_weight_beyond_float_range(device, dtype, values):
+    """A float64 weight that float32 cannot hold is applied as PyTorch applies it: the loss
+    computed unweighted, then multiplied in float64 and rounded once."""
+    x = torch.tensor([1e-30, 0.5, 0.25, 1.0], device=device).to(dtype)
+    t = torch.tensor([0.0, 0.5, 1.0, 1.0], device=device).to(dtype)
+    w = torch.tensor(values, dtype=torch.float64, device=device)
+    for reduction in REDUCTIONS:
+        g = None if reduction != "none" else torch.full_like(x, 0.5)
+        for a, e in zip(ours(x, t, w, reduction, g), oracle(x, t, w, reduction, g)):
+            assert_matches(a, e)

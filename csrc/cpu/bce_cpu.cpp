@@ -27,6 +27,7 @@
 
 #include "../bce_constants.h"
 #include "../bce_prepare.h"
+#include "bce_cpu.h"
 #include "bce_cpu_loops.h"
 #include "bce_cpu_tuning.h"
 
@@ -62,19 +63,36 @@ struct CpuWeight {
   int64_t period = 1;
 };
 
+}  // namespace
+
+TilePlan tile_plan(int64_t inner, int64_t period, int64_t n) {
+  TilePlan plan;
+  if (inner > 1 && inner < kMinRepeat && n / inner > kMaxShortRuns) {
+    plan.write_repeats = true;
+    period *= inner;
+    inner = 1;
+  }
+  if (inner == 1 && period < kMinRun && n / period > kMaxShortRuns) {
+    plan.copies = (kMinRun + period - 1) / period;
+  }
+  return plan;
+}
+
+namespace {
+
 template <typename T>
 CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
   CpuWeight<T> w;
   if (!table.values.defined()) return w;
-  if (table.inner > 1 && table.inner < kMinRepeat && n / table.inner > kMaxShortRuns) {
+  const TilePlan plan = tile_plan(table.inner, table.period, n);
+  if (plan.write_repeats) {
     table.values = table.flat().repeat_interleave(table.inner);
     table.period *= table.inner;
     table.inner = 1;
   }
-  if (table.inner == 1 && table.period < kMinRun && n / table.period > kMaxShortRuns) {
-    const int64_t copies = (kMinRun + table.period - 1) / table.period;
-    table.values = table.flat().repeat({copies});
-    table.period *= copies;
+  if (plan.copies > 1) {
+    table.values = table.flat().repeat({plan.copies});
+    table.period *= plan.copies;
   }
   w.values = table.values;
   w.ptr = table.values.template data_ptr<T>();
@@ -289,6 +307,14 @@ std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
 }
 
 }  // namespace
+
+std::array<int64_t, 4> weight_plan(const at::Tensor& self, const at::Tensor& target,
+                                   const std::optional<at::Tensor>& weight, int64_t reduction) {
+  const ForwardArgs a = prepare_forward(self, target, weight, reduction);
+  if (a.done() || !a.weight.values.defined()) return {0, 0, 0, 0};
+  const TilePlan plan = tile_plan(a.weight.inner, a.weight.period, a.x.numel());
+  return {a.weight.inner, a.weight.period, plan.write_repeats, plan.copies};
+}
 
 TORCH_LIBRARY_IMPL(bce_ext, CPU, m) {
   m.impl("binary_cross_entropy", &binary_cross_entropy_cpu);

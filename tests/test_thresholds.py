@@ -1,0 +1,165 @@
+"""Every size threshold of the CPU kernels, crossed in every input layout times every weight layout,
+forward and both gradients, against the oracle.
+
+The thresholds come from the kernels themselves (bce_ext._C._cpu_thresholds(), from
+csrc/cpu/bce_cpu_tuning.h): the chunk of the parallel loop and of the reduction blocking, the
+conversion block of the half types, the vector block (float partial sums and the hard-label
+decision), the portable loops' sum block, and the weight-table tiling (short runs tiled once a
+call has many of them, short repeats written out). Small random tests never reach most of them:
+a dense weight in a non-identity layout gave wrong results only past the tiling threshold.
+test_tiling_decisions_cover_both_sides checks, through the kernels' own plan, that the sizes here
+do land on both sides of each tiling threshold.
+"""
+import itertools
+import zlib
+
+import pytest
+import torch
+
+from bce_ext import _C
+from oracle import REDUCTIONS, assert_matches, oracle, ours
+
+T = _C._cpu_thresholds()
+CHUNK, CONVERT, VEC = T["chunk"], T["convert_block"], T["vec_block"]
+MIN_RUN, MAX_RUNS, MIN_REPEAT = T["min_run"], T["max_short_runs"], T["min_repeat"]
+
+
+def _shapes():
+    """(B, C, H, W) shapes, each named for the threshold it sits beside."""
+    return {
+        # a (C, H, W) weight has a period of C*H*W = 60 (< min_run) over B runs
+        "runs_above": (MAX_RUNS + 1, 3, 4, 5),
+        "runs_at": (MAX_RUNS, 3, 4, 5),
+        # a (C, 1, 1) weight repeats each value H*W times: min_repeat - 1 = 3 * 5, and 4 * 4
+        "repeat_below": (MAX_RUNS + 44, 3, 3, (MIN_REPEAT - 1) // 3),
+        "repeat_at": (MAX_RUNS + 44, 3, 4, MIN_REPEAT // 4),
+        # a (C, H, W) weight with a period of exactly min_run, and one element less; more than one
+        # chunk of elements
+        "run_at_min": (CHUNK // MIN_RUN + 8, 4, MIN_RUN // 64, 16),
+        "run_below_min": (CHUNK // (MIN_RUN - 1) + 8, 3, 11, (MIN_RUN - 1) // 33),
+        # N = one chunk exactly, and just over it (the last chunk holds a partial vector block)
+        "chunk_exact": (2, 4, 64, CHUNK // 512),
+        "chunk_over": (2, 4, 64, CHUNK // 512 + 1),
+        # a few conversion blocks, ending mid vector block
+        "convert": (3, 1, CONVERT // 64, 64 + VEC // 8 + 3),
+    }
+
+
+SHAPES = _shapes()
+
+
+def _channels_last(v):
+    return v.contiguous(memory_format=torch.channels_last)
+
+
+# Input layouts: each maps a float64 (B, C, H, W) tensor to a tensor of the same values and shape.
+INPUT_LAYOUTS = {
+    "contiguous": lambda v: v.contiguous(),
+    "transposed": lambda v: v.transpose(2, 3).contiguous().transpose(2, 3),
+    "channels_last": _channels_last,
+    "sliced": lambda v: torch.cat([v, v], dim=3)[..., ::2],
+    "expanded": lambda v: v[:1].expand(v.shape),
+}
+
+
+def _weight(layout, shape, input_layout, gen):
+    """A weight of the given layout for inputs of `shape` (B, C, H, W), values in [0, 2)."""
+    b, c, h, w = shape
+
+    def rand(*size):
+        return 2 * torch.rand(size, dtype=torch.float64, generator=gen)
+
+    if layout == "none":
+        return None
+    if layout == "contiguous":  # broadcast over the batch
+        return rand(c, h, w)
+    if layout == "own_layout":  # full size, laid out like the input
+        return INPUT_LAYOUTS[input_layout](rand(b, c, h, w))
+    if layout == "transposed":
+        return rand(c, w, h).transpose(1, 2)
+    if layout == "sliced":
+        return rand(c, h, 2 * w)[..., ::2]
+    if layout == "expanded":  # stride 0 inside the weight itself
+        return rand(c, 1, w).expand(c, h, w)
+    if layout == "channels_last":  # the (1, C, H, W) weight of a channels_last model
+        return _channels_last(rand(1, c, h, w))
+    if layout == "per_channel":  # broadcast over batch and space: repeats of each value
+        return rand(c, 1, 1)
+    if layout == "over_channels":  # per sample and position, broadcast over channels
+        return rand(b, 1, h, w)
+    raise ValueError(layout)
+
+
+WEIGHT_LAYOUTS = ["none", "contiguous", "own_layout", "transposed", "sliced", "expanded",
+                  "channels_last", "per_channel", "over_channels"]
+
+
+def _case(shape_name, input_layout, weight_layout, dtype, seed_text=""):
+    shape = SHAPES[shape_name]
+    gen = torch.Generator().manual_seed(zlib.crc32(
+        f"{shape_name}{input_layout}{weight_layout}{dtype}{seed_text}".encode()))
+    make = INPUT_LAYOUTS[input_layout]
+    x = make(torch.rand(shape, dtype=torch.float64, generator=gen)).to(dtype)
+    t = torch.rand(shape, dtype=torch.float64, generator=gen)
+    # Hard labels (0 or 1) in alternating runs of 300 elements: some vector blocks all hard, some
+    # mixed, some soft.
+    runs = (torch.arange(t.numel()) // 300 % 2 == 0).reshape(shape)
+    t = make(torch.where(runs, t.round(), t)).to(dtype)
+    w = _weight(weight_layout, shape, input_layout, gen)
+    g = make(torch.rand(shape, dtype=torch.float64, generator=gen) - 0.5).to(dtype)
+    return x, t, (None if w is None else w.to(dtype)), g
+
+
+def _check(x, t, w, g):
+    for reduction in REDUCTIONS:
+        grad = g if reduction == "none" else None
+        expected = oracle(x, t, w, reduction, grad)
+        actual = ours(x, t, w, reduction, grad)
+        for a, e in zip(actual, expected):
+            assert_matches(a, e)
+            if reduction == "none":  # PyTorch's output strides (empty_like of the input)
+                assert a.stride() == e.stride()
+
+
+@pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
+@pytest.mark.parametrize("input_layout", list(INPUT_LAYOUTS))
+@pytest.mark.parametrize("shape_name", list(SHAPES))
+def test_float32_layout_grid(shape_name, input_layout, weight_layout):
+    _check(*_case(shape_name, input_layout, weight_layout, torch.float32))
+
+
+@pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
+@pytest.mark.parametrize("input_layout", ["contiguous", "channels_last", "transposed"])
+@pytest.mark.parametrize("shape_name", ["runs_above", "repeat_below", "run_below_min",
+                                        "chunk_over", "convert"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_other_dtypes_layout_grid(dtype, shape_name, input_layout, weight_layout):
+    _check(*_case(shape_name, input_layout, weight_layout, dtype))
+
+
+def test_tiling_decisions_cover_both_sides():
+    """For each input layout, the grid's weights land on both sides of both tiling thresholds (as
+    the kernels decide them), so test_float32_layout_grid crosses them in every input layout."""
+    for input_layout in INPUT_LAYOUTS:
+        seen = set()
+        for shape_name, weight_layout in itertools.product(SHAPES, WEIGHT_LAYOUTS[1:]):
+            x, t, w, _ = _case(shape_name, input_layout, weight_layout, torch.float32)
+            inner, period, write_repeats, copies = _C._cpu_weight_plan(x, t, w, 0)
+            seen.add(("repeats written", bool(write_repeats)))
+            seen.add(("tiled", copies > 1))
+            if inner == 1:
+                seen.add(("run vs min_run", period >= MIN_RUN))
+        wanted = {(k, v) for k in ("repeats written", "tiled", "run vs min_run")
+                  for v in (False, True)}
+        assert wanted <= seen, (input_layout, sorted(wanted - seen))
+
+
+def test_sizes_cross_the_size_thresholds():
+    """The grid's element counts fall on both sides of the chunk and of a conversion block, and
+    end inside a vector block, so partial chunks and blocks and tails all run."""
+    counts = [torch.Size(s).numel() for s in SHAPES.values()]
+    assert any(n <= CHUNK for n in counts) and any(n > CHUNK for n in counts)
+    assert any(n == CHUNK for n in counts)
+    assert any(n % CONVERT and n > CONVERT for n in counts)
+    assert any(n % VEC for n in counts)
+    assert any(n % T["scalar_sum_block"] for n in counts)
