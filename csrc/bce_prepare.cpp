@@ -2,7 +2,6 @@
 #include "bce_prepare.h"
 
 #include <algorithm>
-#include <cfloat>
 #include <numeric>
 #include <sstream>
 
@@ -172,19 +171,14 @@ at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
-// Whether the weight must be applied as PyTorch applies it (an in-place multiply in the promoted
-// type, after the unweighted loss) because the compute type cannot hold it: a float64 weight with a
-// finite value beyond float's range or below its smallest normal, on a float32 or half input.
-// Elsewhere the weight is converted to the compute type first, which changes at most the last bit.
+// Whether the weight is applied as PyTorch applies it, an in-place multiply in the promoted type
+// after the unweighted loss: a float64 weight on a float32 or half input, which the compute type
+// (float) cannot hold exactly (a value beyond float's range would become inf, one below its
+// smallest normal would lose digits). Any other weight is converted to the compute type first,
+// which changes at most the last bit of a product.
 bool weight_needs_promotion(const std::optional<at::Tensor>& weight, at::ScalarType dtype) {
-  if (!has_weight(weight) || weight->scalar_type() != at::kDouble ||
-      compute_type(dtype) != at::kFloat || weight->numel() == 0) {
-    return false;
-  }
-  const at::Tensor a = weight->abs();
-  const at::Tensor lost = at::logical_or(at::logical_and(a.gt(FLT_MAX), a.isfinite()),
-                                         at::logical_and(a.lt(FLT_MIN), a.ne(0)));
-  return lost.any().item<bool>();
+  return has_weight(weight) && weight->scalar_type() == at::kDouble &&
+         compute_type(dtype) == at::kFloat;
 }
 
 // A reduction of the promoted-weight path: PyTorch's loss.sum() or loss.mean(), accumulated in
