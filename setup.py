@@ -126,8 +126,9 @@ def build_extension():
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/meta/*.cpp")
-                     + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
+                     + glob.glob("csrc/meta/*.cpp") + glob.glob("csrc/autocast/*.cpp")
+                     + glob.glob("csrc/autograd/*.cpp"))
     debug = _flag("BCE_EXT_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
     cxx = opt + ["-fdiagnostics-color=always"] + openmp_flags()

@@ -162,4 +162,3 @@ def test_sizes_cross_the_size_thresholds():
     assert any(n == CHUNK for n in counts)
     assert any(n % CONVERT and n > CONVERT for n in counts)
     assert any(n % VEC for n in counts)
-    assert any(n % T["scalar_sum_block"] for n in counts)

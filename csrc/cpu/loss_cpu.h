@@ -1,6 +1,6 @@
 #pragma once
 // What the CPU host code decides about a call, for the tests (through bce_ext._C), so that they
-// can check that their sizes fall on both sides of each threshold of bce_cpu_tuning.h.
+// can check that their sizes fall on both sides of each threshold of tuning.h.
 #include <ATen/ATen.h>
 
 #include <array>

@@ -1,16 +1,16 @@
-// CPU kernels of bce_ext::binary_cross_entropy and its backward.
+// CPU kernels of every loss op (forward and backward), on one driver: the loss only chooses the
+// inner loops (loops.h), whose element formulas are in csrc/losses/.
 //
-// Python reference (N = input.numel(), d = N for 'mean' else 1):
-//   loss = (t - 1) * max(log1p(-x), -100) - t * max(log(x), -100)
-//   out  = (w * loss).sum() / d            # 'none': w * loss
-//   gi   = g * (x - t) / max((1 - x) * x, 1e-12) * w / d
-//   gt   = -log(x / (1 - x)) * g * w / d
+// Python reference (N = input.numel(), d = N for 'mean' else 1; loss, gi, gt of the loss's formulas):
+//   out = (w * loss(x, t, pw)).sum() / d      # 'none': w * loss
+//   gi  = gi(g, x, t, pw) * w / d
+//   gt  = gt(g, x, pw) * w / d
 //
 // One pass over the inputs. Elements are split into fixed chunks of kChunk; each chunk's partial sum
 // lands in its own slot and the slots are added in order, so the result does not depend on how many
-// threads ran (SPEC section 2). The range checks run in the same pass; a chunk that saw a bad value
-// is searched again afterwards for the first bad element, so the message is the one PyTorch's serial
-// loop would raise.
+// threads ran. The range checks (of the losses that make them) run in the same pass; a chunk that
+// saw a bad value is searched again afterwards for the first bad element, so the message is the one
+// PyTorch's serial loop would raise.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -26,10 +26,11 @@
 #include <vector>
 
 #include "../bce_constants.h"
-#include "../bce_prepare.h"
-#include "bce_cpu.h"
-#include "bce_cpu_loops.h"
-#include "bce_cpu_tuning.h"
+#include "../loss_prepare.h"
+#include "../ops/loss_kernels.h"
+#include "tuning.h"
+#include "loops.h"
+#include "loss_cpu.h"
 
 namespace bce_ext::cpu {
 namespace {
@@ -45,11 +46,11 @@ template <typename scalar_t>
 using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 template <typename T>
-const Loops<T>& loops_for() {
+const Loops<T>& loops_for(LossKind loss) {
   if constexpr (std::is_same_v<T, double>) {
-    return double_loops();
+    return double_loops(loss);
   } else {
-    return float_loops();
+    return float_loops(loss);
   }
 }
 
@@ -101,24 +102,30 @@ CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
   return w;
 }
 
-// Calls f(i, len, weight operand) for consecutive runs covering [begin, end).
-template <typename T, typename F>
-void for_each_run(const CpuWeight<T>& w, int64_t begin, int64_t end, F&& f) {
-  if (!w.ptr) {
-    f(begin, end - begin, Operand<T>{nullptr, 0});
-    return;
+// The operand of table w for the run starting at element i, shortening len to where that run ends.
+template <typename T>
+Operand<T> run_operand(const CpuWeight<T>& w, int64_t i, int64_t& len) {
+  if (!w.ptr) return {nullptr, 0};
+  const int64_t q = i / w.inner;
+  const int64_t j = q % w.period;
+  if (w.inner == 1) {
+    len = std::min(len, w.period - j);
+    return {w.ptr + j, 1};
   }
+  len = std::min(len, (q + 1) * w.inner - i);
+  return {w.ptr + j, 0};
+}
+
+// Calls f(i, len, weight operand, positive-weight operand) for consecutive runs covering
+// [begin, end), each ending where a run of either table ends.
+template <typename T, typename F>
+void for_each_run(const CpuWeight<T>& w, const CpuWeight<T>& pw, int64_t begin, int64_t end,
+                  F&& f) {
   for (int64_t i = begin; i < end;) {
-    const int64_t q = i / w.inner;
-    const int64_t j = q % w.period;
-    int64_t len;
-    if (w.inner == 1) {
-      len = std::min(end - i, w.period - j);
-      f(i, len, Operand<T>{w.ptr + j, 1});
-    } else {
-      len = std::min(end - i, (q + 1) * w.inner - i);
-      f(i, len, Operand<T>{w.ptr + j, 0});
-    }
+    int64_t len = end - i;
+    const Operand<T> wo = run_operand(w, i, len);
+    const Operand<T> po = run_operand(pw, i, len);
+    f(i, len, wo, po);
     i += len;
   }
 }
@@ -179,7 +186,7 @@ int64_t num_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
 // Transparent huge pages (2 MiB) for large outputs. A fresh output is first touched by the kernel,
 // one page fault per 4 KiB page: about 10 ms for 40 MB on the development machine, against 1.7 ms
-// with huge pages, where this machine's THP setting is `madvise` (SPEC section 7).
+// with huge pages, where this machine's THP setting is `madvise`.
 constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
 
 void advise_huge_pages(const at::Tensor& out) {
@@ -193,15 +200,16 @@ void advise_huge_pages(const at::Tensor& out) {
 }
 
 template <typename scalar_t>
-void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable& table,
-                    int64_t reduction, const at::Tensor& out_flat, const at::Tensor& out) {
+void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
+                    const LossParams& params) {
   using T = compute_t<scalar_t>;
-  const Loops<T>& L = loops_for<T>();
-  const int64_t n = x.numel();
-  const scalar_t* xp = x.data_ptr<scalar_t>();
-  const scalar_t* tp = t.data_ptr<scalar_t>();
-  scalar_t* op = reduction == kReductionNone ? out_flat.data_ptr<scalar_t>() : nullptr;
-  const CpuWeight<T> w = tile_weight<T>(table, n);
+  const Loops<T>& L = loops_for<T>(loss);
+  const int64_t n = a.x.numel();
+  const scalar_t* xp = a.x.data_ptr<scalar_t>();
+  const scalar_t* tp = a.t.data_ptr<scalar_t>();
+  scalar_t* op = reduction == kReductionNone ? a.out_flat.data_ptr<scalar_t>() : nullptr;
+  const CpuWeight<T> w = tile_weight<T>(a.weight, n);
+  const CpuWeight<T> pw = tile_weight<T>(a.pos_weight, n);
   std::vector<double> partial(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
@@ -216,11 +224,12 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable&
         const T* xb = load(xp, b, m, xbuf);
         const T* tb = load(tp, b, m, tbuf);
         T* ob = sink(op, b, obuf);
-        for_each_run(w, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo) {
+        for_each_run(w, pw, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
+          const Run<T> run{xb + (i - b), tb + (i - b), wo, po, len};
           if (op) {
-            L.forward_none(xb + (i - b), tb + (i - b), wo, ob + (i - b), len, &bad);
+            L.forward_none(run, params, ob + (i - b), &bad);
           } else {
-            sum += L.forward_sum(xb + (i - b), tb + (i - b), wo, len, &bad);
+            sum += L.forward_sum(run, params, &bad);
           }
         });
         store(op, b, m, obuf);
@@ -234,91 +243,87 @@ void forward_kernel(const at::Tensor& x, const at::Tensor& t, const WeightTable&
     double total = 0.0;
     for (double p : partial) total += p;
     if (reduction == kReductionMean) total /= static_cast<double>(n);
-    *out.data_ptr<scalar_t>() = static_cast<scalar_t>(total);
+    *a.out.data_ptr<scalar_t>() = static_cast<scalar_t>(total);
   }
 }
 
-at::Tensor binary_cross_entropy_cpu(const at::Tensor& self, const at::Tensor& target,
-                                    const std::optional<at::Tensor>& weight, int64_t reduction) {
-  const ForwardArgs a = prepare_forward(self, target, weight, reduction);
-  if (a.done()) return a.out;
-  if (reduction == kReductionNone) advise_huge_pages(a.out);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
-                                  "binary_cross_entropy", [&] {
-    forward_kernel<scalar_t>(a.x, a.t, a.weight, reduction, a.out_flat, a.out);
-  });
-  return a.out;
-}
-
 template <typename scalar_t>
-void backward_kernel(const at::Tensor& grad, bool grad_scalar, const at::Tensor& x,
-                     const at::Tensor& t, const WeightTable& table, int64_t reduction,
-                     const at::Tensor& gi_flat, const at::Tensor& gt_flat) {
+void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
+                     const LossParams& params) {
   using T = compute_t<scalar_t>;
-  const Loops<T>& L = loops_for<T>();
-  const int64_t n = x.numel();
-  const scalar_t* xp = x.data_ptr<scalar_t>();
-  const scalar_t* tp = t.data_ptr<scalar_t>();
-  const scalar_t* gp = grad.data_ptr<scalar_t>();
-  scalar_t* gip = gi_flat.defined() ? gi_flat.data_ptr<scalar_t>() : nullptr;
-  scalar_t* gtp = gt_flat.defined() ? gt_flat.data_ptr<scalar_t>() : nullptr;
+  const Loops<T>& L = loops_for<T>(loss);
+  const int64_t n = b.x.numel();
+  const scalar_t* xp = b.x.data_ptr<scalar_t>();
+  const scalar_t* tp = b.t.data_ptr<scalar_t>();
+  const scalar_t* gp = b.grad.values.data_ptr<scalar_t>();
+  scalar_t* gip = b.gi_flat.defined() ? b.gi_flat.data_ptr<scalar_t>() : nullptr;
+  scalar_t* gtp = b.gt_flat.defined() ? b.gt_flat.data_ptr<scalar_t>() : nullptr;
+  const bool grad_scalar = b.grad.scalar;
   const T g_scalar = static_cast<T>(*gp);
   const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
-  const CpuWeight<T> w = tile_weight<T>(table, n);
+  const CpuWeight<T> w = tile_weight<T>(b.weight, n);
+  const CpuWeight<T> pw = tile_weight<T>(b.pos_weight, n);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
     T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
-      for (int64_t b = c * kChunk; b < end; b += kBlock) {
-        const int64_t m = std::min(kBlock, end - b);
-        const T* xb = load(xp, b, m, xbuf);
-        const T* tb = load(tp, b, m, tbuf);
-        const T* gb = grad_scalar ? nullptr : load(gp, b, m, gbuf);
-        T* ib = sink(gip, b, ibuf);
-        T* ob = sink(gtp, b, obuf);
-        for_each_run(w, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo) {
-          const int64_t k = i - b;
+      for (int64_t bb = c * kChunk; bb < end; bb += kBlock) {
+        const int64_t m = std::min(kBlock, end - bb);
+        const T* xb = load(xp, bb, m, xbuf);
+        const T* tb = load(tp, bb, m, tbuf);
+        const T* gb = grad_scalar ? nullptr : load(gp, bb, m, gbuf);
+        T* ib = sink(gip, bb, ibuf);
+        T* ob = sink(gtp, bb, obuf);
+        for_each_run(w, pw, bb, bb + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
+          const int64_t k = i - bb;
+          const Run<T> run{xb + k, tb + k, wo, po, len};
           const Operand<T> go = grad_scalar ? Operand<T>{&g_scalar, 0} : Operand<T>{gb + k, 1};
-          L.backward(go, xb + k, tb + k, wo, divisor, ib ? ib + k : nullptr, ob ? ob + k : nullptr,
-                     len);
+          L.backward(run, params, go, divisor, ib ? ib + k : nullptr, ob ? ob + k : nullptr);
         });
-        store(gip, b, m, ibuf);
-        store(gtp, b, m, obuf);
+        store(gip, bb, m, ibuf);
+        store(gtp, bb, m, obuf);
       }
     }
   });
 }
 
-std::tuple<at::Tensor, at::Tensor> binary_cross_entropy_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& target,
-    const std::optional<at::Tensor>& weight, int64_t reduction, std::array<bool, 2> output_mask) {
-  const BackwardArgs b =
-      prepare_backward(grad_output, self, target, weight, reduction, output_mask);
-  if (b.done()) return {b.gi, b.gt};
-  advise_huge_pages(b.gi);
-  advise_huge_pages(b.gt);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, self.scalar_type(),
-                                  "binary_cross_entropy_backward", [&] {
-    backward_kernel<scalar_t>(b.grad.values, b.grad.scalar, b.x, b.t, b.weight, reduction,
-                              b.gi_flat, b.gt_flat);
-  });
-  return {b.gi, b.gt};
-}
+// The CPU kernels of every loss op (see ops/loss_kernels.h).
+struct CpuKernels {
+  static at::Tensor forward(c10::DispatchKeySet, const LossCall& c) {
+    const ForwardArgs a = prepare_forward(c);
+    if (a.done()) return a.out;
+    if (c.reduction == kReductionNone) advise_huge_pages(a.out);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "cpu_forward", [&] {
+      forward_kernel<scalar_t>(c.kind, a, c.reduction, c.params);
+    });
+    return a.out;
+  }
+
+  static TensorPair backward(c10::DispatchKeySet, const LossCall& c, const at::Tensor& grad_output,
+                             std::array<bool, 2> output_mask) {
+    const BackwardArgs b = prepare_backward(c, grad_output, output_mask);
+    if (b.done()) return {b.gi, b.gt};
+    advise_huge_pages(b.gi);
+    advise_huge_pages(b.gt);
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.x.scalar_type(), "cpu_backward", [&] {
+      backward_kernel<scalar_t>(c.kind, b, c.reduction, c.params);
+    });
+    return {b.gi, b.gt};
+  }
+};
 
 }  // namespace
 
 std::array<int64_t, 4> weight_plan(const at::Tensor& self, const at::Tensor& target,
                                    const std::optional<at::Tensor>& weight, int64_t reduction) {
-  const ForwardArgs a = prepare_forward(self, target, weight, reduction);
+  const ForwardArgs a = prepare_forward({LossKind::kBce, self, target, weight, std::nullopt,
+                                         reduction, {}});
   if (a.done() || !a.weight.values.defined()) return {0, 0, 0, 0};
   const TilePlan plan = tile_plan(a.weight.inner, a.weight.period, a.x.numel());
   return {a.weight.inner, a.weight.period, plan.write_repeats, plan.copies};
 }
 
-TORCH_LIBRARY_IMPL(bce_ext, CPU, m) {
-  m.impl("binary_cross_entropy", &binary_cross_entropy_cpu);
-  m.impl("binary_cross_entropy_backward", &binary_cross_entropy_backward_cpu);
-}
+TORCH_LIBRARY_IMPL(bce_ext, CPU, m) { LossKernels<CpuKernels>::register_all(m); }
 
 }  // namespace bce_ext::cpu

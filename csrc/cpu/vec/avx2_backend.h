@@ -1,30 +1,16 @@
-// AVX2 + FMA float32 inner loops: 8 lanes. The loops themselves are in bce_cpu_vec.h; this file
-// gives them the AVX2 backend and is compiled for that target alone (the pragma below), whatever
-// flags setup.py passes. Only called where the dispatcher found AVX2 and FMA (bce_cpu_dispatch.cpp).
-// No torch or standard headers (see bce_cpu_vec.h): this file must not emit inline functions that
-// other files also emit.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#pragma GCC target("avx2,fma")
-#ifdef __clang__
-#pragma clang fp contract(off)
-#else
-#pragma GCC optimize("fp-contract=off")
-#endif
-#define BCE_EXT_HAVE_AVX2 1
+#pragma once
+// The AVX2 + FMA backend of the vector loops: 8 float lanes, one-instruction wrappers. The list of
+// what a backend provides is in csrc/cpu/loss_loops.h. Include only from a file compiled for AVX2
+// and FMA (its own `#pragma GCC target`), and only there: no torch or standard headers.
 #include <immintrin.h>
-#endif
 
 #include <cstdint>
 
-#include "../bce_constants.h"
-#include "bce_cpu_loops.h"
-#include "bce_cpu_tuning.h"
-
-#ifdef BCE_EXT_HAVE_AVX2
 namespace bce_ext::cpu {
 namespace {
 
 struct Avx2 {
+  using T = float;
   static constexpr int kLanes = 8;
   using F = __m256;
   using I = __m256i;
@@ -51,23 +37,29 @@ struct Avx2 {
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F fnmsub(F a, F b, F c) { return _mm256_fnmsub_ps(a, b, c); }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }  // b where either is NaN
+  static F min(F a, F b) { return _mm256_min_ps(a, b); }  // b where either is NaN
+  static F abs(F a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static F neg(F a) { return _mm256_xor_ps(a, _mm256_set1_ps(-0.0f)); }
   static M eq(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static M ge(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
   static M gt(F a, F b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static M mand(M a, M b) { return _mm256_and_ps(a, b); }
   static M mor(M a, M b) { return _mm256_or_ps(a, b); }
   static bool all(M m) { return _mm256_movemask_ps(m) == 0xff; }
+  static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
   static F blend(M m, F a, F b) { return _mm256_blendv_ps(a, b, m); }
   static F zero_unless(M m, F v) { return _mm256_and_ps(m, v); }
-  static F fxor(F a, F b) { return _mm256_xor_ps(a, b); }
   static I as_i(F v) { return _mm256_castps_si256(v); }
   static F as_f(I v) { return _mm256_castsi256_ps(v); }
   static I add_i(I a, I b) { return _mm256_add_epi32(a, b); }
   static I sub_i(I a, I b) { return _mm256_sub_epi32(a, b); }
   static I and_i(I a, I b) { return _mm256_and_si256(a, b); }
   static I srai23(I a) { return _mm256_srai_epi32(a, 23); }
+  static I srai1(I a) { return _mm256_srai_epi32(a, 1); }
+  static I slli23(I a) { return _mm256_slli_epi32(a, 23); }
   static I max_u32(I a, I b) { return _mm256_max_epu32(a, b); }
   static F cvt(I a) { return _mm256_cvtepi32_ps(a); }
+  static I cvt_round(F a) { return _mm256_cvtps_epi32(a); }  // to nearest, ties to even
   static bool any_above_u(I a, uint32_t limit) {
     const I lim = _mm256_set1_epi32(int32_t(limit));
     return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(a, lim), lim)) != -1;
@@ -85,32 +77,3 @@ struct Avx2 {
 
 }  // namespace
 }  // namespace bce_ext::cpu
-
-#include "bce_cpu_vec.h"
-
-namespace bce_ext::cpu {
-namespace {
-
-#ifndef BCE_EXT_AVX2_HARD_PATH  // 0: without the hard-label branch
-#define BCE_EXT_AVX2_HARD_PATH 1
-#endif
-constexpr bool kAvx2HardPath = BCE_EXT_AVX2_HARD_PATH;
-
-const Loops<float> kAvx2Loops{"avx2", &vec::forward_sum<Avx2, kAvx2HardPath>,
-                              &vec::forward_none<Avx2, kAvx2HardPath>, &vec::backward<Avx2>};
-
-}  // namespace
-
-const Loops<float>* avx2_float_loops() { return &kAvx2Loops; }
-LogEvalFn avx2_log_eval() { return &vec::log_eval<Avx2>; }
-
-}  // namespace bce_ext::cpu
-
-#else  // not x86-64 with GCC or clang: no AVX2 loops
-
-namespace bce_ext::cpu {
-const Loops<float>* avx2_float_loops() { return nullptr; }
-LogEvalFn avx2_log_eval() { return nullptr; }
-}  // namespace bce_ext::cpu
-
-#endif

@@ -1,0 +1,39 @@
+// The AVX2 + FMA float32 inner loops of every loss: the template of vec/loops_impl.h over the AVX2
+// backend, compiled for that target alone (the pragma below), whatever flags setup.py passes. Only
+// called where the dispatcher found AVX2 and FMA (loops_dispatch.cpp). No torch or standard
+// headers (see vec/loops_impl.h): this file must not emit inline functions that others also emit.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC target("avx2,fma")
+// a * b - c * d must not become an FMA: the formulas round as their scalar references do.
+#ifdef __clang__
+#pragma clang fp contract(off)
+#else
+#pragma GCC optimize("fp-contract=off")
+#endif
+#define BCE_EXT_HAVE_AVX2 1
+#endif
+
+#include "loops.h"
+
+#ifdef BCE_EXT_HAVE_AVX2
+#include "vec/avx2_backend.h"
+#include "vec/vec_math.h"
+#define BCE_EXT_ISA_BACKEND Avx2
+#define BCE_EXT_ISA_NAME "avx2"
+#include "vec/isa_entry.h"
+
+namespace bce_ext::cpu {
+const Loops<float>* avx2_float_loops(LossKind loss) {
+  return &isa_entry::kLoops[static_cast<int>(loss)];
+}
+MathEvalFn avx2_math_eval(const char* name) { return isa_entry::math_eval(name); }
+}  // namespace bce_ext::cpu
+
+#else  // not x86-64 with GCC or clang: no AVX2 loops
+
+namespace bce_ext::cpu {
+const Loops<float>* avx2_float_loops(LossKind) { return nullptr; }
+MathEvalFn avx2_math_eval(const char*) { return nullptr; }
+}  // namespace bce_ext::cpu
+
+#endif

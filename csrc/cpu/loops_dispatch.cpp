@@ -1,0 +1,94 @@
+// Chooses the float32 inner loops of every loss for this CPU: the widest instruction set that the
+// CPU and the OS support (AVX-512, then AVX2 + FMA, then the portable loops). BCE_EXT_CPU_ISA=scalar|avx2|avx512
+// forces one; a forced set this machine cannot run falls back to the widest narrower one, never
+// crashes. Tests re-select with select_cpu_isa (bce_ext._C._set_cpu_isa).
+//
+// __builtin_cpu_supports reports AVX, AVX2, FMA and AVX-512 only when the OS also saves their
+// registers: GCC's runtime (gcc/common/config/i386/cpuinfo.h) reads XCR0 with xgetbv when OSXSAVE
+// is set and clears them otherwise (GCC >= 7.4 / 8, after GCC bug 85100), so a kernel that disabled
+// AVX-512 state makes "avx512f" false here.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "loops.h"
+
+namespace bce_ext::cpu {
+namespace {
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // The set bce_cpu_avx512.cpp is compiled for.
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+// The float loops of one instruction set for `loss`, null where this CPU cannot run them.
+const Loops<float>* loops_named(const char* name, LossKind loss) {
+  if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? avx512_float_loops(loss) : nullptr;
+  if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2() ? avx2_float_loops(loss) : nullptr;
+  if (std::strcmp(name, "scalar") == 0) return &portable_float_loops(loss);
+  return nullptr;
+}
+
+constexpr const char* kOrder[] = {"avx512", "avx2", "scalar"};
+constexpr int kPortable = 2;
+
+// The named set, else the widest supported one narrower than it (no or an unknown name: the
+// widest supported), as an index into kOrder.
+int choose(const char* name) {
+  int start = 0;
+  for (int i = 0; name != nullptr && i < 3; ++i) {
+    if (std::strcmp(name, kOrder[i]) == 0) start = i;
+  }
+  for (int i = start; i < 3; ++i) {
+    if (loops_named(kOrder[i], LossKind::kBce) != nullptr) return i;
+  }
+  return kPortable;
+}
+
+constexpr int kUnchosen = -1;
+std::atomic<int> g_isa{kUnchosen};
+
+int chosen_isa() {
+  int isa = g_isa.load(std::memory_order_acquire);
+  if (isa == kUnchosen) {
+    // Two threads may both get here; they make the same choice.
+    const char* forced = std::getenv("BCE_EXT_CPU_ISA");
+    isa = choose(forced && *forced ? forced : nullptr);
+    g_isa.store(isa, std::memory_order_release);
+  }
+  return isa;
+}
+
+}  // namespace
+
+const Loops<float>& float_loops(LossKind loss) {
+  return *loops_named(kOrder[chosen_isa()], loss);
+}
+
+const Loops<double>& double_loops(LossKind loss) { return portable_double_loops(loss); }
+
+const char* float_isa() { return kOrder[chosen_isa()]; }
+
+bool cpu_isa_supported(const char* name) { return loops_named(name, LossKind::kBce) != nullptr; }
+
+const char* select_cpu_isa(const char* name) {
+  const int isa = choose(name);
+  g_isa.store(isa, std::memory_order_release);
+  return kOrder[isa];
+}
+
+}  // namespace bce_ext::cpu

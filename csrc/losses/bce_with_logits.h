@@ -1,0 +1,75 @@
+#pragma once
+// Binary cross entropy on logits, with an optional positive-class weight pw: its element formulas,
+// written once over a backend V and its Math (exp, log1p01, sigmoid, csrc/cpu/vec/). See bce.h
+// for the conventions.
+//
+// Python reference (x logit, t target after label smoothing, pw positive weight or None, g incoming
+// gradient; weight and 1/N applied after, by the loops). PyTorch's operation order:
+//   log_sig = min(x, 0) - log1p(exp(-abs(x)))            # log(sigmoid(x)), stable
+//   loss    = (1 - t) * x - ((pw - 1) * t + 1) * log_sig  # without pw: (1 - t) * x - log_sig
+//   gi      = ((pw * t + 1 - t) * sigmoid(x) - pw * t) * g  # without pw: (sigmoid(x) - t) * g
+//   gt      = (log_sigmoid(-x) - pw * log_sig) * g          # without pw: -x * g
+// Beyond PyTorch, the limits at infinite logits (where its formula gives NaN, PyTorch issues 49844
+// and 102894): loss(+inf, t) = (1 - t) * inf, 0 where t = 1; loss(-inf, t) = pw * t * inf, 0 where
+// pw * t = 0. No range check (PyTorch makes none).
+#include "../bce_constants.h"
+
+namespace bce_ext::losses {
+
+template <class V, class MathV>
+struct BceWithLogits {
+  using F = typename V::F;
+  using M = typename V::M;
+  using T = typename V::T;
+
+  static constexpr bool kChecksRange = false;
+  static constexpr bool kHardPath = false;
+  static constexpr bool kPosWeight = true;
+
+  // log1p(exp(-|x|)), the smooth part of softplus: in (0, ln 2].
+  static F softplus_tail(F x) { return MathV::log1p01(MathV::exp(V::neg(V::abs(x)))); }
+
+  // kWithPw: pw is a value (else ignored: no positive weight).
+  template <bool kWithPw>
+  static F loss(F x, F t, F pw) {
+    const F zero = V::zero();
+    const F one = V::set1(T(1));
+    const F inf = V::set1(T(__builtin_inf()));
+    F log_sig = V::sub(V::min(x, zero), softplus_tail(x));
+    if constexpr (kWithPw) log_sig = V::mul(log_sig, V::add(V::mul(V::sub(pw, one), t), one));
+    const F one_minus_t = V::sub(one, t);
+    F l = V::sub(V::mul(one_minus_t, x), log_sig);
+    // The limits at +-inf, where the formula's 0 * inf and inf - inf are NaN.
+    const F pt = kWithPw ? V::mul(pw, t) : t;
+    const F at_plus = V::blend(V::eq(one_minus_t, zero), V::mul(one_minus_t, inf), zero);
+    const F at_minus = V::blend(V::eq(pt, zero), V::mul(pt, inf), zero);
+    l = V::blend(V::eq(x, inf), l, at_plus);
+    return V::blend(V::eq(x, V::neg(inf)), l, at_minus);
+  }
+
+  template <bool kWithPw>
+  static F grad_input(F g, F x, F t, F pw) {
+    const F s = MathV::sigmoid(x);
+    if constexpr (kWithPw) {
+      const F pt = V::mul(pw, t);
+      return V::mul(V::sub(V::mul(V::sub(V::add(pt, V::set1(T(1))), t), s), pt), g);
+    } else {
+      return V::mul(V::sub(s, t), g);
+    }
+  }
+
+  template <bool kWithPw>
+  static F grad_target(F g, F x, F pw) {
+    if constexpr (kWithPw) {
+      const F zero = V::zero();
+      const F tail = softplus_tail(x);
+      const F log_sig_neg = V::sub(V::min(V::neg(x), zero), tail);
+      const F log_sig = V::sub(V::min(x, zero), tail);
+      return V::mul(V::sub(log_sig_neg, V::mul(pw, log_sig)), g);
+    } else {
+      return V::mul(V::neg(x), g);
+    }
+  }
+};
+
+}  // namespace bce_ext::losses

@@ -1,0 +1,70 @@
+// The Python module that carries the library (bce_ext._C): loading it registers the ops
+// (ops/schemas.cpp) and their kernels; these functions report the build and serve the tests.
+#include <Python.h>
+#include <torch/extension.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "bce_strict.h"
+#include "cpu/loops.h"
+#include "cpu/loss_cpu.h"
+#include "cpu/tuning.h"
+
+#ifndef BCE_EXT_CUDA_ARCHS
+#define BCE_EXT_CUDA_ARCHS ""
+#endif
+
+namespace {
+
+// The named vector math function of an instruction set over a float tensor (tests).
+at::Tensor math_eval(const std::string& isa, const std::string& name, const at::Tensor& in) {
+  using bce_ext::cpu::MathEvalFn;
+  const MathEvalFn fn = isa == "avx512" ? bce_ext::cpu::avx512_math_eval(name.c_str())
+                        : isa == "avx2" ? bce_ext::cpu::avx2_math_eval(name.c_str())
+                                        : nullptr;
+  TORCH_CHECK(fn != nullptr && bce_ext::cpu::cpu_isa_supported(isa.c_str()),
+              "no vector math '", name, "' for ", isa, " on this CPU");
+  TORCH_CHECK(in.scalar_type() == at::kFloat && in.device().is_cpu(), "a CPU float32 tensor");
+  const at::Tensor x = in.contiguous();
+  at::Tensor out = at::empty_like(x);
+  fn(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel());
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
+  m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_isa()); },
+        "Instruction set of the float32 CPU kernels on this machine.");
+  m.def("_cpu_isa_supported", [](const std::string& isa) {
+          return bce_ext::cpu::cpu_isa_supported(isa.c_str());
+        }, "Whether the float32 CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
+  m.def("_set_cpu_isa", [](const std::string& isa) {
+          return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
+        }, "Re-selects the float32 CPU loops (tests): `isa`, or the widest supported one below it. "
+           "Returns the one chosen. Not while a kernel runs.");
+  m.def("_cpu_thresholds", [] {
+          namespace k = bce_ext::cpu::tuning;
+          return std::map<std::string, int64_t>{
+              {"chunk", k::kChunk},         {"convert_block", k::kConvertBlock},
+              {"min_run", k::kMinRun},      {"max_short_runs", k::kMaxShortRuns},
+              {"min_repeat", k::kMinRepeat}, {"vec_block", k::kVecBlock}};
+        }, "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");
+  m.def("_cpu_weight_plan", &bce_ext::cpu::weight_plan,
+        "(inner, period, write_repeats, copies) of the CPU kernels' weight table for a forward "
+        "call (tests).");
+  m.def("_cpu_math", &math_eval,
+        "An elementary function of the vector math of one instruction set over a float32 tensor "
+        "(accuracy tests).");
+#ifdef BCE_EXT_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+  m.attr("cuda_archs") = std::string(BCE_EXT_CUDA_ARCHS);
+  m.def("set_strict", &bce_ext::set_strict_mode, "Strict mode on or off (see bce_ext.set_strict).");
+  m.def("is_strict", &bce_ext::strict_mode, "Whether strict mode is on.");
+}
