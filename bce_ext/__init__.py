@@ -1,14 +1,14 @@
-"""bce_ext: a drop-in torch.nn.BCELoss with fused C++ and CUDA kernels.
+"""bce_ext: drop-in torch.nn.BCELoss and BCEWithLogitsLoss with fused C++ and CUDA kernels.
 
     import bce_ext
-    loss_fn = bce_ext.BCELoss()            # instead of torch.nn.BCELoss()
+    loss_fn = bce_ext.BCEWithLogitsLoss()  # instead of torch.nn.BCEWithLogitsLoss()
     loss = bce_ext.binary_cross_entropy(p, y, reduction="sum")
 """
 from ._ops import BinaryCrossEntropyFunction
 from ._strict import is_strict, set_strict
-from .functional import binary_cross_entropy
-from .modules import BCELoss
+from .functional import binary_cross_entropy, binary_cross_entropy_with_logits
+from .modules import BCELoss, BCEWithLogitsLoss
 
 __version__ = "0.1.0"
-__all__ = ["BCELoss", "BinaryCrossEntropyFunction", "binary_cross_entropy", "is_strict",
-           "set_strict", "__version__"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "BinaryCrossEntropyFunction", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "is_strict", "set_strict", "__version__"]

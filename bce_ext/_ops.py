@@ -11,8 +11,13 @@ from . import _C  # noqa: F401  (loading the library registers torch.ops.bce_ext
 
 forward_op = torch.ops.bce_ext.binary_cross_entropy.default
 backward_op = torch.ops.bce_ext.binary_cross_entropy_backward.default
+logits_op = torch.ops.bce_ext.binary_cross_entropy_with_logits.default
 
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
+
+# Each loss op: how many broadcast tensors (weight, pos_weight) follow input and target in its
+# schema. Its backward op has the same arguments after grad_output, and output_mask after reduction.
+LOSS_OPS = {"binary_cross_entropy": 1, "binary_cross_entropy_with_logits": 2}
 
 
 def _batch_first(value, bdim, batch_size):
@@ -22,53 +27,73 @@ def _batch_first(value, bdim, batch_size):
     return value.movedim(bdim, 0)
 
 
-def _batched_weight(weight, bdim, ndim):
-    """A weight for inputs batched as (B, *S) with len(S) == ndim: it broadcasts right-aligned
-    against S, so a batched one gets singleton dims between its batch dim and its own."""
-    if weight is None or bdim is None:
-        return weight
-    weight = weight.movedim(bdim, 0)
-    return weight.reshape(weight.shape[:1] + (1,) * (ndim - weight.dim() + 1) + weight.shape[1:])
+def _batched_table(table, bdim, ndim):
+    """A weight or pos_weight for inputs batched as (B, *S) with len(S) == ndim: it broadcasts
+    right-aligned against S, so a batched one gets singleton dims between its batch dim and its
+    own."""
+    if table is None or bdim is None:
+        return table
+    table = table.movedim(bdim, 0)
+    return table.reshape(table.shape[:1] + (1,) * (ndim - table.dim() + 1) + table.shape[1:])
 
 
-@torch.library.register_vmap("bce_ext::binary_cross_entropy")
-def _forward_vmap(info, in_dims, input, target, weight=None, reduction=REDUCTION_MEAN):
-    # One call over the whole batch with reduction 'none', then the per-sample reduction (in
-    # double, as the kernels reduce).
-    x_dim, t_dim, w_dim = in_dims[:3]
-    ndim = input.dim() - (x_dim is not None)
-    x = _batch_first(input, x_dim, info.batch_size)
-    t = _batch_first(target, t_dim, info.batch_size)
-    loss = forward_op(x, t, _batched_weight(weight, w_dim, ndim), REDUCTION_NONE)
-    if reduction == REDUCTION_NONE:
-        return loss, 0
-    total = loss.reshape(info.batch_size, -1).sum(1, dtype=torch.float64)
-    if reduction == REDUCTION_MEAN:
-        total = total / loss[0].numel()
-    return total.to(loss.dtype), 0
+def _all_arguments(op, in_dims, args, kwargs):
+    """Every argument of a call of `op`, in schema order (defaults and keywords filled in; a
+    vmap rule gets only those the caller gave), and their batch dims (None for the added ones)."""
+    args = list(args)
+    for argument in op._schema.arguments[len(args):]:
+        args.append(kwargs.get(argument.name, argument.default_value))
+    return args, tuple(in_dims) + (None,) * (len(args) - len(in_dims))
 
 
-@torch.library.register_vmap("bce_ext::binary_cross_entropy_backward")
-def _backward_vmap(info, in_dims, grad_output, input, target, weight=None,
-                   reduction=REDUCTION_MEAN, output_mask=(True, False)):
-    g_dim, x_dim, t_dim, w_dim = in_dims[:4]
-    ndim = input.dim() - (x_dim is not None)
-    x = _batch_first(input, x_dim, info.batch_size)
-    t = _batch_first(target, t_dim, info.batch_size)
-    g = _batch_first(grad_output, g_dim, info.batch_size)
-    if reduction != REDUCTION_NONE:
-        # One incoming value per sample, spread over its elements; the mean's 1/N comes after, in
-        # the kernels' order (g * (x - t) / max(...) * w, then / N).
-        g = g.reshape(info.batch_size, *(1,) * ndim).expand(x.shape)
-    grad_input, grad_target = backward_op(g, x, t, _batched_weight(weight, w_dim, ndim),
-                                          REDUCTION_NONE, list(output_mask))
-    outputs, dims = [], []
-    for wanted, grad in zip(output_mask, (grad_input, grad_target)):
-        if wanted and reduction == REDUCTION_MEAN:
-            grad = grad / x[0].numel()
-        outputs.append(grad)
-        dims.append(0 if wanted else None)
-    return tuple(outputs), tuple(dims)
+def _register_vmap_rules(name, tables):
+    op = getattr(torch.ops.bce_ext, name).default
+    grad_op = getattr(torch.ops.bce_ext, name + "_backward").default
+
+    @torch.library.register_vmap("bce_ext::" + name)
+    def forward_rule(info, in_dims, *args, **kwargs):
+        # One call over the whole batch with reduction 'none', then the per-sample reduction (in
+        # double, as the kernels reduce).
+        (input, target, *rest), in_dims = _all_arguments(op, in_dims, args, kwargs)
+        broadcast, (reduction, *params) = rest[:tables], rest[tables:]
+        ndim = input.dim() - (in_dims[0] is not None)
+        x = _batch_first(input, in_dims[0], info.batch_size)
+        t = _batch_first(target, in_dims[1], info.batch_size)
+        batched = [_batched_table(v, d, ndim) for v, d in zip(broadcast, in_dims[2:])]
+        loss = op(x, t, *batched, REDUCTION_NONE, *params)
+        if reduction == REDUCTION_NONE:
+            return loss, 0
+        total = loss.reshape(info.batch_size, -1).sum(1, dtype=torch.float64)
+        if reduction == REDUCTION_MEAN:
+            total = total / loss[0].numel()
+        return total.to(loss.dtype), 0
+
+    @torch.library.register_vmap("bce_ext::" + name + "_backward")
+    def backward_rule(info, in_dims, *args, **kwargs):
+        (grad_output, input, target, *rest), in_dims = _all_arguments(grad_op, in_dims, args,
+                                                                      kwargs)
+        broadcast, (reduction, output_mask, *params) = rest[:tables], rest[tables:]
+        ndim = input.dim() - (in_dims[1] is not None)
+        x = _batch_first(input, in_dims[1], info.batch_size)
+        t = _batch_first(target, in_dims[2], info.batch_size)
+        g = _batch_first(grad_output, in_dims[0], info.batch_size)
+        if reduction != REDUCTION_NONE:
+            # One incoming value per sample, spread over its elements; the mean's 1/N comes after,
+            # in the kernels' order (the gradient times g, times the weight, then / N).
+            g = g.reshape(info.batch_size, *(1,) * ndim).expand(x.shape)
+        batched = [_batched_table(v, d, ndim) for v, d in zip(broadcast, in_dims[3:])]
+        grads = grad_op(g, x, t, *batched, REDUCTION_NONE, list(output_mask), *params)
+        outputs, dims = [], []
+        for wanted, grad in zip(output_mask, grads):
+            if wanted and reduction == REDUCTION_MEAN:
+                grad = grad / x[0].numel()
+            outputs.append(grad)
+            dims.append(0 if wanted else None)
+        return tuple(outputs), tuple(dims)
+
+
+for _name, _tables in LOSS_OPS.items():
+    _register_vmap_rules(_name, _tables)
 
 
 class BinaryCrossEntropyFunction(torch.autograd.Function):

@@ -1,15 +1,20 @@
-"""bce_ext.binary_cross_entropy: F.binary_cross_entropy's signature, checks and warnings."""
-import torch
+"""bce_ext's functionals: torch.nn.functional's signatures, checks and warnings, on the fused ops."""
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-from ._ops import forward_op
+from ._ops import forward_op, logits_op
 
-__all__ = ["binary_cross_entropy"]
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
+def _reduction_enum(size_average, reduce, reduction):
+    if size_average is not None or reduce is not None:
+        return _Reduction.legacy_get_enum(size_average, reduce)
+    return _Reduction.get_enum(reduction)
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
-                         reduction="mean"):
+                         reduction="mean", *, label_smoothing=0.0):
     r"""Binary cross entropy between probabilities ``input`` and ``target``, as
     :func:`torch.nn.functional.binary_cross_entropy`, computed by bce_ext's fused kernels.
 
@@ -20,16 +25,44 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
             ``(C,)`` weight applies along the last dimension). Not differentiable.
         size_average, reduce: deprecated, as in PyTorch (they warn and override ``reduction``).
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``. ``'mean'`` divides by ``input.numel()``.
+        label_smoothing: ``s`` in [0, 1]; the loss sees the target ``t * (1 - s) + s / 2``
+            (keyword only; 0, the default, is PyTorch's loss). The range check applies to the
+            target as given.
     """
     if has_torch_function_variadic(input, target, weight):
         return handle_torch_function(
             binary_cross_entropy, (input, target, weight), input, target, weight=weight,
-            size_average=size_average, reduce=reduce, reduction=reduction)
-    if size_average is not None or reduce is not None:
-        reduction_enum = _Reduction.legacy_get_enum(size_average, reduce)
-    else:
-        reduction_enum = _Reduction.get_enum(reduction)
+            size_average=size_average, reduce=reduce, reduction=reduction,
+            label_smoothing=label_smoothing)
+    reduction_enum = _reduction_enum(size_average, reduce, reduction)
     # PyTorch's functional reads both sizes first, so a non-tensor is an AttributeError there; the
     # op makes every other check (shape, broadcast, dtype, device, range) with PyTorch's messages.
     target.size(), input.size()
-    return forward_op(input, target, weight, reduction_enum)
+    return forward_op(input, target, weight, reduction_enum, label_smoothing)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None, *, label_smoothing=0.0):
+    r"""Binary cross entropy between the logits ``input`` and ``target``, as
+    :func:`torch.nn.functional.binary_cross_entropy_with_logits`, in one fused pass.
+
+    Args:
+        input: logits, any shape, any floating dtype.
+        target: same shape as ``input``; the result has its dtype (as PyTorch).
+        weight: rescales each element's loss; broadcast right-aligned. Not differentiable.
+        size_average, reduce: deprecated, as in PyTorch.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+        pos_weight: weight of the positive class, broadcast right-aligned against the target (a
+            ``(C,)`` pos_weight scales the last dimension; use ``(C, 1, 1)`` for NCHW channels).
+            Not differentiable.
+        label_smoothing: ``s`` in [0, 1]; the loss sees the target ``t * (1 - s) + s / 2``
+            (keyword only; 0, the default, is PyTorch's loss).
+    """
+    if has_torch_function_variadic(input, target, weight, pos_weight):
+        return handle_torch_function(
+            binary_cross_entropy_with_logits, (input, target, weight, pos_weight), input, target,
+            weight=weight, size_average=size_average, reduce=reduce, reduction=reduction,
+            pos_weight=pos_weight, label_smoothing=label_smoothing)
+    reduction_enum = _reduction_enum(size_average, reduce, reduction)
+    target.size(), input.size()  # as BCE's: a non-tensor is an AttributeError
+    return logits_op(input, target, weight, pos_weight, reduction_enum, label_smoothing)

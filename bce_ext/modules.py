@@ -1,14 +1,46 @@
-"""bce_ext.BCELoss: nn.BCELoss with bce_ext's kernels."""
+"""bce_ext's loss modules: subclasses of PyTorch's, so that they replace them anywhere (the same
+constructor, buffers, state_dict keys and pickling); forward runs bce_ext's fused kernels."""
 import torch
 
-from .functional import binary_cross_entropy
+from .functional import binary_cross_entropy, binary_cross_entropy_with_logits
 
-__all__ = ["BCELoss"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss"]
 
 
 class BCELoss(torch.nn.BCELoss):
-    r"""Drop-in for :class:`torch.nn.BCELoss`: same constructor, ``weight`` buffer, state_dict keys
-    and pickling; ``forward`` runs bce_ext's fused kernels."""
+    r"""Drop-in for :class:`torch.nn.BCELoss`: same constructor (plus a keyword-only
+    ``label_smoothing``, see :func:`bce_ext.binary_cross_entropy`), ``weight`` buffer, state_dict
+    keys and pickling; ``forward`` runs bce_ext's fused kernels."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", *,
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.label_smoothing = label_smoothing
 
     def forward(self, input, target):
-        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+        return binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction,
+                                    label_smoothing=self.label_smoothing)
+
+    def __setstate__(self, state):  # modules pickled before label_smoothing existed
+        state.setdefault("label_smoothing", 0.0)
+        super().__setstate__(state)
+
+
+class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
+    r"""Drop-in for :class:`torch.nn.BCEWithLogitsLoss`: same constructor (plus a keyword-only
+    ``label_smoothing``), ``weight`` and ``pos_weight`` buffers, state_dict keys and pickling;
+    ``forward`` runs bce_ext's fused kernels."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None, *, label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction, pos_weight)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input, target):
+        return binary_cross_entropy_with_logits(
+            input, target, self.weight, pos_weight=self.pos_weight, reduction=self.reduction,
+            label_smoothing=self.label_smoothing)
+
+    def __setstate__(self, state):
+        state.setdefault("label_smoothing", 0.0)
+        super().__setstate__(state)

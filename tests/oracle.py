@@ -1,9 +1,14 @@
-"""The oracle: PyTorch's own binary cross entropy, run on the same inputs as bce_ext.
+"""The oracle: PyTorch's own losses, run on the same inputs as bce_ext's, and the table of losses
+that the suites run over (one row per loss: ours, theirs, how to draw inputs).
 
 For float32/float64 bce_ext follows PyTorch's kernels. For float16/bfloat16 it computes in float32
-(SPEC section 2, beyond PyTorch), so there the oracle is PyTorch run on the float32 upcast of the
-inputs, rounded to the half type at the end.
+(beyond PyTorch), so there the oracle is PyTorch run on the float32 upcast of the inputs, rounded
+to the half type at the end. Label smoothing (beyond PyTorch) is PyTorch's loss of the smoothed
+target t * (1 - s) + s / 2, differentiated through the smoothing.
 """
+import dataclasses
+from typing import Callable, Tuple
+
 import torch
 import torch.nn.functional as F
 
@@ -17,33 +22,82 @@ def compute_dtype(dtype):
     return torch.float32 if dtype in HALF_TYPES else dtype
 
 
-def loss_and_grads(fn, x, t, w, reduction, g=None):
+def probabilities(shape, dtype, device, generator=None, low=0.0):
+    """Uniform values in [low, 1), drawn in float64 so every dtype sees the same numbers."""
+    v = torch.rand(shape, dtype=torch.float64, generator=generator)
+    return (low + (1 - low) * v).to(dtype).to(device)
+
+
+def logits(shape, dtype, device, generator=None, low=0.0):
+    """Logits spread over [-8, 8) (past where sigmoid saturates in float16), drawn in float64."""
+    v = torch.rand(shape, dtype=torch.float64, generator=generator)
+    return (16 * v - 8).to(dtype).to(device)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+    """One loss under test. `ours` and `theirs` take (input, target, weight, reduction=...,
+    **extras); `extras` names the loss's other broadcast tensors (drawn like weights)."""
+
+    name: str
+    ours: Callable
+    theirs: Callable
+    inputs: Callable
+    targets: Callable = probabilities
+    extras: Tuple[str, ...] = ()
+    checks_range: bool = False  # inputs and targets must lie in [0, 1] (an error otherwise)
+
+    def __repr__(self):
+        return self.name
+
+
+BCE = Loss("bce", bce_ext.binary_cross_entropy, F.binary_cross_entropy, probabilities,
+           checks_range=True)
+BCE_WITH_LOGITS = Loss("bce_with_logits", bce_ext.binary_cross_entropy_with_logits,
+                       F.binary_cross_entropy_with_logits, logits, extras=("pos_weight",))
+LOSSES = [BCE, BCE_WITH_LOGITS]
+
+
+def _smoothed(fn):
+    """PyTorch's loss of the smoothed target (the oracle of label_smoothing)."""
+    def loss(x, t, weight=None, reduction="mean", label_smoothing=0.0, **kwargs):
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / 2
+        return fn(x, t, weight, reduction=reduction, **kwargs)
+    return loss
+
+
+def loss_and_grads(fn, x, t, w, reduction, g=None, **kwargs):
     """fn's loss and its gradients w.r.t. x and t (upstream gradient g, default ones)."""
     x = x.detach().clone().requires_grad_(True)
     t = t.detach().clone().requires_grad_(True)
-    out = fn(x, t, weight=w, reduction=reduction)
+    out = fn(x, t, w, reduction=reduction, **kwargs)
     if g is None:
         g = torch.ones_like(out)
     gx, gt = torch.autograd.grad(out, (x, t), g)
     return out.detach(), gx, gt
 
 
-def oracle(x, t, w, reduction, g=None):
+def oracle(x, t, w, reduction, g=None, loss=BCE, **kwargs):
     """PyTorch's loss and gradients, in bce_ext's compute type, returned in x's dtype."""
     dtype = x.dtype
     up = compute_dtype(dtype)
     up_g = None if g is None else g.to(up)
-    out, gx, gt = loss_and_grads(F.binary_cross_entropy, x.to(up), t.to(up), w, reduction, up_g)
-    return out.to(dtype), gx.to(dtype), gt.to(dtype)
+    # bce_ext computes every operand of a half-type call in float32 (pos_weight - 1 included).
+    kwargs = {k: v.to(up) if isinstance(v, torch.Tensor) and v.dtype in HALF_TYPES else v
+              for k, v in kwargs.items()}
+    out, gx, gt = loss_and_grads(_smoothed(loss.theirs), x.to(up), t.to(up), w, reduction, up_g,
+                                 **kwargs)
+    return out.to(t.dtype), gx.to(dtype), gt.to(t.dtype)
 
 
-def ours(x, t, w, reduction, g=None):
-    return loss_and_grads(bce_ext.binary_cross_entropy, x, t, w, reduction, g)
+def ours(x, t, w, reduction, g=None, loss=BCE, **kwargs):
+    return loss_and_grads(loss.ours, x, t, w, reduction, g, **kwargs)
 
 
 def tolerances(dtype):
-    """rtol/atol: float32 allows a few ulp (the reduced sums are added in another order);
-    the half types one rounding of the result."""
+    """rtol/atol: float32 allows a few ulp (the reduced sums are added in another order, and the
+    vector logs and exps are ours); the half types one rounding of the result."""
     return {
         torch.float64: dict(rtol=1e-12, atol=1e-12),
         torch.float32: dict(rtol=4e-6, atol=1e-6),
@@ -57,9 +111,3 @@ def assert_matches(actual, expected, dtype=None):
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, equal_nan=True, **tolerances(dtype))
-
-
-def probabilities(shape, dtype, device, generator=None, low=0.0):
-    """Uniform values in [low, 1), drawn in float64 so every dtype sees the same numbers."""
-    v = torch.rand(shape, dtype=torch.float64, generator=generator)
-    return (low + (1 - low) * v).to(dtype).to(device)

@@ -1,4 +1,5 @@
-"""Forward values and gradients against PyTorch over a grid, and the inputs that are not plain."""
+"""Forward values and gradients against PyTorch over a grid, for every loss of the table
+(oracle.LOSSES), and the inputs that are not plain."""
 import itertools
 import math
 import zlib
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 
 import bce_ext
 from conftest import DTYPES
-from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+from oracle import BCE, LOSSES, REDUCTIONS, assert_matches, oracle, ours, probabilities
 
 # Shapes: 0-dim, tiny, a tail that is not a multiple of any vector width, and one that spans
 # several of the kernel's 32768-element chunks (so both threads and the chunk blocking run).
@@ -29,22 +30,67 @@ def make_weight(kind, shape, device):
     return (2 * torch.rand(wshape, dtype=torch.float64)).to(device)
 
 
+def _extras(loss, kind, shape, device, dtype):
+    """The loss's other broadcast tensors (pos_weight), drawn like a weight of another kind."""
+    other = {"none": "last_dim", "full": "per_sample", "last_dim": "full", "per_sample": "none"}
+    extras = {}
+    for name in loss.extras:
+        v = make_weight(other[kind], shape, device)
+        extras[name] = None if v is None else (2 * v).to(dtype)
+    return extras
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("weight", WEIGHTS)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_grid(device, dtype, reduction, weight, shape):
-    gen = torch.Generator().manual_seed(zlib.crc32(f"{dtype}{reduction}{weight}{shape}".encode()))
-    x = probabilities(shape, dtype, device, gen)
-    t = probabilities(shape, dtype, device, gen)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_grid(device, loss, dtype, reduction, weight, shape):
+    gen = torch.Generator().manual_seed(
+        zlib.crc32(f"{loss}{dtype}{reduction}{weight}{shape}".encode()))
+    x = loss.inputs(shape, dtype, device, gen)
+    t = loss.targets(shape, dtype, device, gen)
     w = make_weight(weight, shape, device)
     if w is not None:
         w = w.to(dtype)
     g = None if reduction != "none" else probabilities(shape, dtype, device, gen) - 0.5
-    expected = oracle(x, t, w, reduction, g)
-    actual = ours(x, t, w, reduction, g)
+    extras = _extras(loss, weight, shape, device, dtype)
+    expected = oracle(x, t, w, reduction, g, loss=loss, **extras)
+    actual = ours(x, t, w, reduction, g, loss=loss, **extras)
     for a, e in zip(actual, expected):
         assert_matches(a, e)
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.5, 1.0])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_label_smoothing(device, loss, dtype, reduction, smoothing):
+    """The loss of the smoothed target t * (1 - s) + s / 2, and the gradient of that formula with
+    respect to the target as given (hard labels included: their one-log path must not be taken)."""
+    shape = (5, 37)
+    gen = torch.Generator().manual_seed(zlib.crc32(f"{loss}{dtype}{reduction}{smoothing}".encode()))
+    x = loss.inputs(shape, dtype, device, gen)
+    t = loss.targets(shape, dtype, device, gen)
+    t[:2] = t[:2].round()
+    w = make_weight("last_dim", shape, device).to(dtype)
+    g = None if reduction != "none" else probabilities(shape, dtype, device, gen) - 0.5
+    extras = _extras(loss, "per_sample", shape, device, dtype)
+    expected = oracle(x, t, w, reduction, g, loss=loss, label_smoothing=smoothing, **extras)
+    actual = ours(x, t, w, reduction, g, loss=loss, label_smoothing=smoothing, **extras)
+    for a, e in zip(actual, expected):
+        assert_matches(a, e)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("smoothing", [-0.1, 1.5, float("nan")])
+def test_label_smoothing_out_of_range(loss, smoothing):
+    x, t = torch.rand(3), torch.rand(3)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        loss.ours(x, t, label_smoothing=smoothing)
+    module = {BCE: bce_ext.BCELoss}.get(loss, bce_ext.BCEWithLogitsLoss)(label_smoothing=smoothing)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        module(x, t)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -80,22 +126,26 @@ def test_tiny_and_denormal_inputs(device, dtype):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_empty(device, reduction):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_empty(device, loss, reduction):
     x = torch.empty(0, 3, device=device, requires_grad=True)
     t = torch.empty(0, 3, device=device)
-    out = bce_ext.binary_cross_entropy(x, t, reduction=reduction)
-    ref = F.binary_cross_entropy(x, t, reduction=reduction)
+    out = loss.ours(x, t, reduction=reduction)
+    ref = loss.theirs(x, t, reduction=reduction)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, equal_nan=True)
     out.sum().backward()
     assert x.grad.shape == x.shape
 
 
-def test_zero_dim(device):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_zero_dim(device, loss):
     x = torch.tensor(0.3, device=device)
     t = torch.tensor(1.0, device=device)
+    extras = {name: torch.tensor(2.0, device=device) for name in loss.extras}
     for reduction in REDUCTIONS:
-        for a, e in zip(ours(x, t, None, reduction), oracle(x, t, None, reduction)):
+        for a, e in zip(ours(x, t, None, reduction, loss=loss, **extras),
+                        oracle(x, t, None, reduction, loss=loss, **extras)):
             assert a.shape == ()
             assert_matches(a, e)
 
@@ -112,88 +162,104 @@ def _layouts(device):
 @pytest.mark.parametrize("layout", [name for name, _ in _layouts("cpu")])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_layouts(device, dtype, reduction, layout):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_layouts(device, loss, dtype, reduction, layout):
     """Non-contiguous, expanded and channels_last tensors: PyTorch's values, and for 'none' and the
-    gradients PyTorch's output strides (empty_like of the input)."""
+    gradients PyTorch's output strides (empty_like of the input; for the logits loss's 'none' of
+    the target). With a pos_weight PyTorch's layouts follow from its chain of ops (its
+    grad_target is contiguous then, say): bce_ext keeps its own rule and the values agree."""
     make = dict(_layouts(device))[layout]
-    x = make(torch.rand(4, 6, 5, 3, dtype=torch.float64)).to(dtype).to(device)
-    t = make(torch.rand(4, 6, 5, 3, dtype=torch.float64)).to(dtype).to(device)
+    shape = (4, 6, 5, 3)
+    x = make(loss.inputs(shape, torch.float64, "cpu")).to(dtype).to(device)
+    t = make(torch.rand(shape, dtype=torch.float64)).to(dtype).to(device)
     w = torch.rand(x.shape[-1], dtype=dtype, device=device)
-    actual, expected = ours(x, t, w, reduction), oracle(x, t, w, reduction)
-    for a, e in zip(actual, expected):
-        assert_matches(a, e)
-        if a.dim():
-            assert a.stride() == e.stride()
-    # target in another layout than the input
-    t2 = t.contiguous()
-    for a, e in zip(ours(x, t2, w, reduction), oracle(x, t2, w, reduction)):
-        assert_matches(a, e)
+    extras = {name: make(torch.rand(shape, dtype=torch.float64)).to(dtype).to(device) * 2
+              for name in loss.extras}
+    for x_, t_, ex in itertools.product((x, x.contiguous()), (t, t.contiguous()), ({}, extras)):
+        actual = ours(x_, t_, w, reduction, loss=loss, **ex)
+        expected = oracle(x_, t_, w, reduction, loss=loss, **ex)
+        for a, e in zip(actual, expected):
+            assert_matches(a, e)
+            if a.dim() and not ex:
+                assert a.stride() == e.stride()
 
 
 @pytest.mark.parametrize("wshape", [(1, 6, 1, 1), (6, 1, 1), (4, 1, 5, 1), (4, 1, 1, 3), (1,), ()],
                          ids=str)
-def test_weight_broadcasts(device, wshape):
-    """Weights broadcast along any set of dims, including ones that are not one run of dims."""
-    x = torch.rand(4, 6, 5, 3, device=device)
-    t = torch.rand(4, 6, 5, 3, device=device)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_weight_broadcasts(device, loss, wshape):
+    """Weights (and pos_weights) broadcast along any set of dims, including ones that are not one
+    run of dims."""
+    shape = (4, 6, 5, 3)
+    x = loss.inputs(shape, torch.float32, device)
+    t = torch.rand(shape, device=device)
     w = torch.rand(wshape, device=device)
-    for reduction in REDUCTIONS:
-        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
-            assert_matches(a, e)
+    for extras in [{}] + [{name: 3 * torch.rand(wshape, device=device)} for name in loss.extras]:
+        for weight in (w, None):
+            for reduction in REDUCTIONS:
+                for a, e in zip(ours(x, t, weight, reduction, loss=loss, **extras),
+                                oracle(x, t, weight, reduction, loss=loss, **extras)):
+                    assert_matches(a, e)
 
 
 @pytest.mark.parametrize("wdtype", [torch.float64, torch.float16, torch.int64], ids=str)
-def test_weight_dtype(device, wdtype):
-    """Any weight dtype is accepted and the result keeps the input's dtype."""
-    x = torch.rand(5, 4, device=device)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_weight_dtype(device, loss, wdtype):
+    """Any weight (and pos_weight) dtype is accepted and the result keeps the input's dtype."""
+    x = loss.inputs((5, 4), torch.float32, device)
     t = torch.rand(5, 4, device=device)
     w = torch.randint(0, 3, (4,), device=device).to(wdtype)
+    extras = {name: torch.randint(1, 4, (4,), device=device).to(wdtype) for name in loss.extras}
     for reduction in REDUCTIONS:
-        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
+        for a, e in zip(ours(x, t, w, reduction, loss=loss, **extras),
+                        oracle(x, t, w, reduction, loss=loss, **extras)):
             assert_matches(a, e)
 
 
-def test_expanded_upstream_gradient(device):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_expanded_upstream_gradient(device, loss):
     """A 'none' loss summed by the user hands back an expanded (stride 0) gradient."""
-    x = torch.rand(3, 50, device=device, requires_grad=True)
+    x = loss.inputs((3, 50), torch.float32, device).requires_grad_()
     t = torch.rand(3, 50, device=device)
-    bce_ext.binary_cross_entropy(x, t, reduction="none").sum().mul(3).backward()
+    loss.ours(x, t, reduction="none").sum().mul(3).backward()
     ours_grad = x.grad
     x.grad = None
-    F.binary_cross_entropy(x, t, reduction="none").sum().mul(3).backward()
+    loss.theirs(x, t, reduction="none").sum().mul(3).backward()
     assert_matches(ours_grad, x.grad)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_bitwise_identical_whatever_the_threads(reduction):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_bitwise_identical_whatever_the_threads(loss, reduction):
     """Beyond PyTorch: the CPU reduction is blocked the same way for any number of threads."""
-    x = torch.rand(1_000_003, dtype=torch.float32)
+    x = loss.inputs(1_000_003, torch.float32, "cpu")
     t = torch.rand(1_000_003, dtype=torch.float32)
     threads = torch.get_num_threads()
     results = []
     try:
         for n in (1, 2, 3, threads):
             torch.set_num_threads(n)
-            results.append(bce_ext.binary_cross_entropy(x, t, reduction=reduction))
-            results.append(bce_ext.binary_cross_entropy(x, t, reduction=reduction))
+            results.append(loss.ours(x, t, reduction=reduction))
+            results.append(loss.ours(x, t, reduction=reduction))
     finally:
         torch.set_num_threads(threads)
     for r in results[1:]:
         assert torch.equal(r, results[0])
 
 
-def test_float32_mean_accuracy_large_n(device):
-    """SPEC section 2: the float32 mean stays within 1e-6 (relative) of a float64 reference."""
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_float32_mean_accuracy_large_n(device, loss):
+    """Beyond PyTorch: the float32 mean stays within 1e-6 (relative) of a float64 reference."""
     n = 20_000_000
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(n, generator=gen).to(device)
+    x = loss.inputs(n, torch.float32, "cpu", gen).to(device)
     t = (torch.rand(n, generator=gen) > 0.5).float().to(device)
-    got = bce_ext.binary_cross_entropy(x, t).double().item()
-    ref = F.binary_cross_entropy(x.double(), t.double()).item()
+    got = loss.ours(x, t).double().item()
+    ref = loss.theirs(x.double(), t.double()).item()
     assert abs(got - ref) / ref < 1e-6
 
 
-# The tutorial examples the project started from (SPEC section 6), as written there but for the
+# The tutorial examples the project started from, as written there but for the
 # import: `from torch.nn import BCELoss` becomes `from bce_ext import BCELoss`.
 def _tutorial(BCELoss, seed):
     torch.manual_seed(seed)
@@ -226,7 +292,7 @@ def test_tutorial_examples():
 
     for a, e in zip(_tutorial(BCELoss, 0), _tutorial(TorchBCELoss, 0)):
         assert_matches(a, e)
-    # The third example against the float64 value of the formula (SPEC section 6 quotes both).
+    # The third example against the float64 value of the formula.
     x = torch.tensor([[0.123, 0.984, 0.452], [0.977, 0.491, 0.830], [0.421, 0.382, 0.628]])
     t = torch.tensor([[0.289, 0.999, 0.693], [0.899, 0.231, 0.384], [0.452, 0.071, 0.049]])
     exact = sum(-(b * math.log(a) + (1 - b) * math.log1p(-a))
@@ -237,19 +303,24 @@ def test_tutorial_examples():
 @pytest.mark.parametrize("shape,wshape", [((3000, 10), (10,)), ((3000, 3), (3000, 1)),
                                           ((40, 30, 50), (30, 1)), ((2, 70000), (70000,))],
                          ids=str)
-def test_weight_tables_of_large_inputs(device, shape, wshape):
-    """Many elements over a small weight: the CPU kernel tiles or repeats the weight table."""
-    x, t = torch.rand(shape, device=device), torch.rand(shape, device=device)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_weight_tables_of_large_inputs(device, loss, shape, wshape):
+    """Many elements over a small weight: the CPU kernel tiles or repeats the weight tables (the
+    pos_weight's has another shape, so the runs of the two tables end at different elements)."""
+    x, t = loss.inputs(shape, torch.float32, device), torch.rand(shape, device=device)
     w = torch.rand(wshape, device=device)
+    extras = {name: 3 * torch.rand(shape[-1:], device=device) for name in loss.extras}
     for reduction in REDUCTIONS:
-        for a, e in zip(ours(x, t, w, reduction), oracle(x, t, w, reduction)):
+        for a, e in zip(ours(x, t, w, reduction, loss=loss, **extras),
+                        oracle(x, t, w, reduction, loss=loss, **extras)):
             assert_matches(a, e)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("values", [[1e40, 1e40, 2.0, 0.5], [1e-45, 1e-40, 3.0, 1e-50],
                                     [1e300, 0.0, 1.0, 1e-300]], ids=["huge", "tiny", "extreme"])
-def test_float64_weight_beyond_float_range(device, dtype, values):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_float64_weight_beyond_float_range(device, loss, dtype, values):
     """A float64 weight that float32 cannot hold is applied as PyTorch applies it: the loss
     computed unweighted, then multiplied in float64 and rounded once."""
     x = torch.tensor([1e-30, 0.5, 0.25, 1.0], device=device).to(dtype)
@@ -257,5 +328,6 @@ def test_float64_weight_beyond_float_range(device, dtype, values):
     w = torch.tensor(values, dtype=torch.float64, device=device)
     for reduction in REDUCTIONS:
         g = None if reduction != "none" else torch.full_like(x, 0.5)
-        for a, e in zip(ours(x, t, w, reduction, g), oracle(x, t, w, reduction, g)):
+        for a, e in zip(ours(x, t, w, reduction, g, loss=loss),
+                        oracle(x, t, w, reduction, g, loss=loss)):
             assert_matches(a, e)
