@@ -111,3 +111,35 @@ def assert_matches(actual, expected, dtype=None):
     assert actual.dtype == expected.dtype
     assert actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, equal_nan=True, **tolerances(dtype))
+
+
+def _double(v):
+    return v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+
+def assert_loss_matches(x, t, w, reduction, g=None, loss=BCE, strides=False, **kwargs):
+    """bce_ext's loss and both gradients against PyTorch's. In float32, where the two differ by
+    more than the tolerances (PyTorch's own float32 rounding, where terms cancel: sigmoid(x) - t,
+    or pos_weight * t against the rest), bce_ext must be as close as PyTorch to the float64 result,
+    element by element. strides: also PyTorch's output strides."""
+    actual = ours(x, t, w, reduction, g, loss=loss, **kwargs)
+    expected = oracle(x, t, w, reduction, g, loss=loss, **kwargs)
+    reference = None
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        try:
+            assert_matches(a, e)
+        except AssertionError:
+            if x.dtype != torch.float32:
+                raise
+            if reference is None:
+                reference = oracle(_double(x), _double(t), _double(w), reduction, _double(g),
+                                   loss=loss, **{n: _double(v) for n, v in kwargs.items()})
+            r = reference[k]
+            ours_error = (a.double() - r).abs().nan_to_num(0.0)
+            theirs_error = (e.double() - r).abs().nan_to_num(0.0)
+            worse = ours_error > theirs_error + tolerances(torch.float32)["atol"] + 4e-6 * r.abs()
+            assert torch.equal(a.isnan(), e.isnan()) and not worse.any(), (
+                f"output {k}: {int(worse.sum())} elements less accurate than PyTorch's; worst "
+                f"{(ours_error - theirs_error).max().item():.3g}")
+        if strides and a.dim():
+            assert a.stride() == e.stride()

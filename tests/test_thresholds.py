@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bce_ext import _C
-from oracle import REDUCTIONS, assert_matches, oracle, ours
+from oracle import BCE, LOSSES, REDUCTIONS, assert_loss_matches
 
 T = _C._cpu_thresholds()
 CHUNK, CONVERT, VEC = T["chunk"], T["convert_block"], T["vec_block"]
@@ -94,12 +94,12 @@ WEIGHT_LAYOUTS = ["none", "contiguous", "own_layout", "transposed", "sliced", "e
                   "channels_last", "per_channel", "over_channels"]
 
 
-def _case(shape_name, input_layout, weight_layout, dtype, seed_text=""):
+def _case(shape_name, input_layout, weight_layout, dtype, loss=BCE):
     shape = SHAPES[shape_name]
     gen = torch.Generator().manual_seed(zlib.crc32(
-        f"{shape_name}{input_layout}{weight_layout}{dtype}{seed_text}".encode()))
+        f"{shape_name}{input_layout}{weight_layout}{dtype}{loss}".encode()))
     make = INPUT_LAYOUTS[input_layout]
-    x = make(torch.rand(shape, dtype=torch.float64, generator=gen)).to(dtype)
+    x = make(loss.inputs(shape, torch.float64, "cpu", gen)).to(dtype)
     t = torch.rand(shape, dtype=torch.float64, generator=gen)
     # Hard labels (0 or 1) in alternating runs of 300 elements: some vector blocks all hard, some
     # mixed, some soft.
@@ -110,22 +110,29 @@ def _case(shape_name, input_layout, weight_layout, dtype, seed_text=""):
     return x, t, (None if w is None else w.to(dtype)), g
 
 
-def _check(x, t, w, g):
-    for reduction in REDUCTIONS:
-        grad = g if reduction == "none" else None
-        expected = oracle(x, t, w, reduction, grad)
-        actual = ours(x, t, w, reduction, grad)
-        for a, e in zip(actual, expected):
-            assert_matches(a, e)
-            if reduction == "none":  # PyTorch's output strides (empty_like of the input)
-                assert a.stride() == e.stride()
+def _check(loss, x, t, w, g):
+    """Forward and both gradients against the oracle; a loss's other broadcast tensors (pos_weight)
+    take the weight's layout, and then that of a per-channel weight, so that the runs of the two
+    tables end at different elements."""
+    extras_cases = [{}]
+    if loss.extras and w is not None:
+        per_channel = 3 * torch.rand(w.shape[-3] if w.dim() >= 3 else 3, 1, 1, dtype=w.dtype)
+        extras_cases += [{name: 3 * w for name in loss.extras},
+                         {name: per_channel for name in loss.extras}]
+    for extras in extras_cases:
+        for reduction in REDUCTIONS:
+            grad = g if reduction == "none" else None
+            # PyTorch's output strides too, but where its chain of ops with a pos_weight sets them.
+            assert_loss_matches(x, t, w, reduction, grad, loss=loss,
+                                strides=reduction == "none" and not extras, **extras)
 
 
 @pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
 @pytest.mark.parametrize("input_layout", list(INPUT_LAYOUTS))
 @pytest.mark.parametrize("shape_name", list(SHAPES))
-def test_float32_layout_grid(shape_name, input_layout, weight_layout):
-    _check(*_case(shape_name, input_layout, weight_layout, torch.float32))
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_float32_layout_grid(loss, shape_name, input_layout, weight_layout):
+    _check(loss, *_case(shape_name, input_layout, weight_layout, torch.float32, loss))
 
 
 @pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
@@ -133,8 +140,9 @@ def test_float32_layout_grid(shape_name, input_layout, weight_layout):
 @pytest.mark.parametrize("shape_name", ["runs_above", "repeat_below", "run_below_min",
                                         "chunk_over", "convert"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
-def test_other_dtypes_layout_grid(dtype, shape_name, input_layout, weight_layout):
-    _check(*_case(shape_name, input_layout, weight_layout, dtype))
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_other_dtypes_layout_grid(loss, dtype, shape_name, input_layout, weight_layout):
+    _check(loss, *_case(shape_name, input_layout, weight_layout, dtype, loss))
 
 
 def test_tiling_decisions_cover_both_sides():
