@@ -5,7 +5,7 @@ import torch._dynamo.testing
 import torch.nn.functional as F
 
 import bce_ext
-from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+from oracle import BCE, LOSSES, REDUCTIONS, assert_matches, oracle, ours, probabilities
 
 OPS = torch.ops.bce_ext
 
@@ -15,17 +15,30 @@ def _f64(shape, device, low=0.05):
     return probabilities(shape, torch.float64, device, low=low).mul(0.9).requires_grad_()
 
 
+def _inputs64(loss, shape, device):
+    x = _f64(shape, device) if loss is BCE else loss.inputs(shape, torch.float64, device)
+    return x.detach().requires_grad_(), _f64(shape, device)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_gradcheck_and_gradgradcheck(device, reduction, weighted):
-    x, t = _f64((3, 4), device), _f64((3, 4), device)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_gradcheck_and_gradgradcheck(device, loss, weighted, reduction, smoothing):
+    x, t = _inputs64(loss, (3, 4), device)
     w = torch.rand(4, dtype=torch.float64, device=device) if weighted else None
+    extras = {name: 3 * torch.rand(4, dtype=torch.float64, device=device) if weighted else None
+              for name in loss.extras}
 
     def fn(a, b):
-        return bce_ext.binary_cross_entropy(a, b, w, reduction=reduction)
+        return loss.ours(a, b, w, reduction=reduction, label_smoothing=smoothing, **extras)
 
     assert torch.autograd.gradcheck(fn, (x, t))
     assert torch.autograd.gradgradcheck(fn, (x, t))
+    # forward over reverse, and forward mode alone
+    assert torch.autograd.gradcheck(fn, (x, t), check_forward_ad=True, check_backward_ad=False)
+    assert torch.autograd.gradgradcheck(fn, (x, t), check_fwd_over_rev=True,
+                                        check_rev_over_rev=False, check_undefined_grad=False)
 
 
 def test_double_backward_matches_pytorch(device):
@@ -74,7 +87,13 @@ def test_opcheck_forward(device, reduction, weighted):
     w = torch.rand(5, device=device) if weighted else None
     torch.library.opcheck(OPS.binary_cross_entropy.default, (x, t, w, reduction))
     torch.library.opcheck(OPS.binary_cross_entropy.default,
-                          (x.detach().t(), t.detach().t(), None, reduction))
+                          (x.detach().t(), t.detach().t(), None, reduction, 0.1))
+    pw = 3 * torch.rand(5, device=device) if weighted else None
+    torch.library.opcheck(OPS.binary_cross_entropy_with_logits.default,
+                          (4 * x - 2, t, w, pw, reduction))
+    torch.library.opcheck(OPS.binary_cross_entropy_with_logits.default,
+                          (x.detach().t(), t.detach().t(), None, None if pw is None else pw[:3],
+                           reduction, 0.3))
 
 
 @pytest.mark.parametrize("reduction", [0, 1, 2])
@@ -86,6 +105,11 @@ def test_opcheck_backward(device, reduction, mask):
                    requires_grad=True)
     w = torch.rand(5, dtype=torch.float64, device=device)
     torch.library.opcheck(OPS.binary_cross_entropy_backward.default, (g, x, t, w, reduction, mask))
+    torch.library.opcheck(OPS.binary_cross_entropy_backward.default,
+                          (g, x, t, w, reduction, mask, 0.25))
+    pw = 3 * torch.rand(5, dtype=torch.float64, device=device)
+    torch.library.opcheck(OPS.binary_cross_entropy_with_logits_backward.default,
+                          (g, 4 * x - 2, t, w, pw, reduction, mask, 0.25))
 
 
 def test_compile_training_step_fullgraph(device):
@@ -115,20 +139,44 @@ def test_compile_training_step_fullgraph(device):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_compile_functional_with_grads(device, reduction):
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_compile_functional_with_grads(device, loss, reduction):
+    """fullgraph=True, dynamic shapes too: the Meta kernels take symbolic sizes."""
     torch._dynamo.reset()
     x = torch.rand(6, 7, device=device, requires_grad=True)
     t = torch.rand(6, 7, device=device, requires_grad=True)
     w = torch.rand(7, device=device)
-    fn = torch.compile(lambda a, b: bce_ext.binary_cross_entropy(a.sigmoid(), b, w,
-                                                                  reduction=reduction).sum(),
-                       fullgraph=True)
-    out = fn(x, t)
-    gx, gt = torch.autograd.grad(out, (x, t))
-    ref = F.binary_cross_entropy(x.sigmoid(), t, w, reduction=reduction).sum()
-    rx, rt = torch.autograd.grad(ref, (x, t))
-    for a, e in zip((out, gx, gt), (ref, rx, rt)):
-        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    extras = {name: 2 * torch.rand(7, device=device) for name in loss.extras}
+    prep = torch.sigmoid if loss is BCE else (lambda v: 3 * v)
+
+    def f(a, b):
+        return loss.ours(prep(a), b, w, reduction=reduction, **extras).sum()
+
+    for dynamic in (False, True):
+        torch._dynamo.reset()
+        out = torch.compile(f, fullgraph=True, dynamic=dynamic)(x, t)
+        gx, gt = torch.autograd.grad(out, (x, t))
+        ref = loss.theirs(prep(x), t, w, reduction=reduction, **extras).sum()
+        rx, rt = torch.autograd.grad(ref, (x, t))
+        for a, e in zip((out, gx, gt), (ref, rx, rt)):
+            torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cpu_autocast_logits_gives_float32(dtype):
+    """As PyTorch (binary_cross_entropy_with_logits is in autocast's fp32 list): every tensor cast,
+    the loss float32, the gradients in each input's own dtype."""
+    x = (4 * torch.rand(4, 3) - 2).to(dtype).requires_grad_()
+    t = torch.rand(4, 3).to(dtype)
+    pw = torch.rand(3).to(dtype)
+    with torch.autocast("cpu", dtype=dtype):
+        out = bce_ext.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
+        ref = F.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
+    assert out.dtype == ref.dtype == torch.float32
+    assert_matches(out.detach(), ref.detach())
+    (gx,), (rx,) = torch.autograd.grad(out, (x,)), torch.autograd.grad(ref, (x,))
+    assert gx.dtype == rx.dtype == dtype
+    assert_matches(gx, rx)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import bce_ext
-from oracle import assert_matches
+from oracle import BCE, BCE_WITH_LOGITS, LOSSES, assert_matches
 
 
 def raised(fn, *args, **kwargs):
@@ -15,24 +15,65 @@ def raised(fn, *args, **kwargs):
     return info.value
 
 
-def assert_same_error(args, kwargs=None, match_text=True):
+def assert_same_error(args, kwargs=None, match_text=True, loss=BCE):
     """bce_ext raises what PyTorch raises for the same call, then still works. PyTorch runs on one
     thread: with more, which of two bad elements it reports depends on the thread timing, and the
     contract is its serial, element-by-element order."""
     kwargs = kwargs or {}
-    ours = raised(bce_ext.binary_cross_entropy, *args, **kwargs)
+    ours = raised(loss.ours, *args, **kwargs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        theirs = raised(F.binary_cross_entropy, *args, **kwargs)
+        theirs = raised(loss.theirs, *args, **kwargs)
     finally:
         torch.set_num_threads(threads)
     assert isinstance(ours, type(theirs)), (ours, theirs)
     if match_text:
         assert str(ours).splitlines()[0] == str(theirs).splitlines()[0]
-    x, t = torch.rand(4, device=args[0].device), torch.rand(4, device=args[0].device)
-    assert_matches(bce_ext.binary_cross_entropy(x, t), F.binary_cross_entropy(x, t))
+    device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    device = "cpu" if device.type == "meta" else device
+    x, t = torch.rand(4, device=device), torch.rand(4, device=device)
+    assert_matches(loss.ours(x, t), loss.theirs(x, t))
     return ours
+
+
+def _logits_cases(device):
+    """Bad calls of the logits loss, each with PyTorch's exception and text."""
+    x, t = torch.randn(2, 3, device=device), torch.rand(2, 3, device=device)
+    r = lambda *shape: torch.rand(*shape, device=device)  # noqa: E731
+    yield "target_size", (x, t.reshape(3, 2)), {}
+    yield "reduction", (x, t), {"reduction": "avg"}
+    yield "weight_broadcast", (x, t), {"weight": r(4)}
+    yield "weight_larger", (x, t), {"weight": r(4, 2, 3)}
+    yield "pos_weight_broadcast", (x, t), {"pos_weight": r(4)}
+    yield "pos_weight_larger", (x, t), {"pos_weight": r(4, 2, 3)}
+    yield "integer_target", (x, t.long()), {}
+    yield "bool_target", (x, t.bool()), {}
+    yield "integer_input", (x.long(), t), {}
+    yield "complex_input", (x.to(torch.complex64), t.to(torch.complex64)), {}
+    yield "complex_weight", (x, t), {"weight": r(3).to(torch.complex64)}
+    yield "weight_requires_grad", (x, t), {"weight": r(3).requires_grad_()}
+    yield "pos_weight_requires_grad", (x, t), {"pos_weight": r(3).requires_grad_()}
+    yield "meta_weight", (x, t), {"weight": torch.rand(3, device="meta")}
+    yield "meta_pos_weight", (x, t), {"pos_weight": torch.rand(3, device="meta")}
+    yield "meta_target", (x, torch.rand(2, 3, device="meta")), {}
+    yield "meta_input", (torch.rand(2, 3, device="meta"), t), {}
+    yield "none_target", (x, None), {}
+
+
+@pytest.mark.parametrize("case", [name for name, _, _ in _logits_cases("cpu")])
+def test_logits_errors(device, case):
+    args, kwargs = next((a, k) for name, a, k in _logits_cases(device) if name == case)
+    assert_same_error(args, kwargs, loss=BCE_WITH_LOGITS)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_backward_op_takes_one_value_for_a_reduced_loss(loss):
+    x, t = torch.rand(3), torch.rand(3)
+    op = getattr(torch.ops.bce_ext, loss.theirs.__name__ + "_backward")
+    extras = [None] * len(loss.extras)
+    with pytest.raises(RuntimeError, match="a reduced loss takes a one-element gradient"):
+        op(torch.ones(3), x, t, None, *extras, 1, [True, True])
 
 
 def test_target_size(device):
