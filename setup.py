@@ -139,7 +139,7 @@ def build_extension():
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
         # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
         system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]
-        # No --use_fast_math: log, log1p and division stay accurate (SPEC section 2).
+        # No --use_fast_math: log, log1p and division stay accurate (docs/behaviour.md).
         extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo"] + system}
         ext = CUDAExtension("bce_ext._C", sources, extra_compile_args=extra, define_macros=macros,
                             **kwargs)

@@ -237,7 +237,7 @@ def test_half_types_through_the_float_loops(isa, dtype):
 
 
 def test_sum_accuracy_large(isa):
-    # Float32 mean relative error against float64 under 1e-6 (SPEC section 2); all-large losses
+    # Float32 mean relative error against float64 under 1e-6 (docs/behaviour.md); all-large losses
     # (x near 0, t = 1) stress the float lanes most.
     n = 3_000_000
     g = gen(5)

@@ -1,4 +1,5 @@
-"""Bad input: PyTorch's exception type and text (SPEC section 4), and a working call right after."""
+"""Bad input: PyTorch's exception type and text (docs/behaviour.md, section 4), and a working call
+right after."""
 import warnings
 
 import pytest
