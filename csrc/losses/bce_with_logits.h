@@ -26,25 +26,34 @@ struct BceWithLogits {
   static constexpr bool kHardPath = false;
   static constexpr bool kPosWeight = true;
 
-  // log1p(exp(-|x|)), the smooth part of softplus: in (0, ln 2].
-  static F softplus_tail(F x) { return MathV::log1p01(MathV::exp(V::neg(V::abs(x)))); }
+  // log1p(exp(-|x|)), the smooth part of softplus, from |x|: in (0, ln 2].
+  static F softplus_tail_abs(F ax) { return MathV::log1p01(MathV::exp(V::neg(ax))); }
+  static F softplus_tail(F x) { return softplus_tail_abs(V::abs(x)); }
 
-  // kWithPw: pw is a value (else ignored: no positive weight).
+  // The loss where some lane's x is +-inf: its limit there (the formula's 0 * inf and inf - inf
+  // are NaN), l elsewhere. Off the common path: the caller tests for infinities first.
   template <bool kWithPw>
-  static F loss(F x, F t, F pw) {
+  static F at_infinity(F x, F t, F pw, F l) {
     const F zero = V::zero();
-    const F one = V::set1(T(1));
     const F inf = V::set1(T(__builtin_inf()));
-    F log_sig = V::sub(V::min(x, zero), softplus_tail(x));
-    if constexpr (kWithPw) log_sig = V::mul(log_sig, V::add(V::mul(V::sub(pw, one), t), one));
-    const F one_minus_t = V::sub(one, t);
-    F l = V::sub(V::mul(one_minus_t, x), log_sig);
-    // The limits at +-inf, where the formula's 0 * inf and inf - inf are NaN.
+    const F one_minus_t = V::sub(V::set1(T(1)), t);
     const F pt = kWithPw ? V::mul(pw, t) : t;
     const F at_plus = V::blend(V::eq(one_minus_t, zero), V::mul(one_minus_t, inf), zero);
     const F at_minus = V::blend(V::eq(pt, zero), V::mul(pt, inf), zero);
     l = V::blend(V::eq(x, inf), l, at_plus);
     return V::blend(V::eq(x, V::neg(inf)), l, at_minus);
+  }
+
+  // kWithPw: pw is a value (else ignored: no positive weight).
+  template <bool kWithPw>
+  static F loss(F x, F t, F pw) {
+    const F one = V::set1(T(1));
+    const F ax = V::abs(x);
+    F log_sig = V::sub(V::min(x, V::zero()), softplus_tail_abs(ax));
+    if constexpr (kWithPw) log_sig = V::mul(log_sig, V::add(V::mul(V::sub(pw, one), t), one));
+    const F l = V::sub(V::mul(V::sub(one, t), x), log_sig);
+    if (V::any(V::eq(ax, V::set1(T(__builtin_inf()))))) return at_infinity<kWithPw>(x, t, pw, l);
+    return l;
   }
 
   template <bool kWithPw>

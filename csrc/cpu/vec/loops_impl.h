@@ -164,6 +164,16 @@ inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) 
   F<V> block[U];
   for (int u = 0; u < U; ++u) block[u] = V::zero();
   int64_t i = 0;
+  // Two groups of kSumLanes at a time: their losses are independent chains (of a few dozen
+  // dependent operations each) that the core can overlap; they are added in element order.
+  for (; i + 2 * kSumLanes <= n; i += 2 * kSumLanes) {
+    F<V> first[U], second[U];
+    for (int u = 0; u < U; ++u) {
+      first[u] = weighted_loss<V, E, kW, kP, kHard, false>(s, b + i + u * L, full);
+      second[u] = weighted_loss<V, E, kW, kP, kHard, false>(s, b + i + kSumLanes + u * L, full);
+    }
+    for (int u = 0; u < U; ++u) block[u] = V::add(V::add(block[u], first[u]), second[u]);
+  }
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
       block[u] = V::add(block[u], weighted_loss<V, E, kW, kP, kHard, false>(s, b + i + u * L, full));
