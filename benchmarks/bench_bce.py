@@ -1,13 +1,16 @@
-"""bce_ext against eager PyTorch and torch.compile on the CPU (or CUDA with --device cuda).
+"""bce_ext against eager PyTorch and torch.compile on the CPU (or CUDA with --device cuda), for
+both losses (--losses bce,bce_with_logits).
 
-    python benchmarks/bench_bce.py                      # everything (long: dozens of minutes)
-    python benchmarks/bench_bce.py --dtypes float32 --reductions mean --weights none \
+    python benchmarks/bench_bce.py --threads 2           # everything (long: dozens of minutes)
+    python benchmarks/bench_bce.py --losses bce --dtypes float32 --reductions mean --weights none \
         --isas scalar,avx2 --sizes 1e3,1e4,1e5,1e6,1e7  # the float32 mean comparison of RESULTS.md
 
 Each case is timed with torch.utils.benchmark (blocked_autorange; the median is reported) for
-every implementation: bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the
-default is the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy, which
-nn.BCELoss calls) and torch.compile of that function. 'fwd' times the loss alone; 'fwd+bwd' the
+every implementation, at the thread count the table states (--threads; Timer's own default is one
+thread): bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the default is
+the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy{,_with_logits},
+which nn.BCELoss and nn.BCEWithLogitsLoss call) and torch.compile of that function. Inputs:
+probabilities for BCE, logits (3 * randn) for the logits loss, soft targets (torch.rand). 'fwd' times the loss alone; 'fwd+bwd' the
 loss and .backward() into a fresh input.grad each call (grad set to None first, as
 optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32 gradient costs about 10 ms of
 first-touch page faults on its own, and the table's 'touch' column times exactly that (torch.empty
@@ -36,17 +39,23 @@ import bce_ext  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
+# Each loss: bce_ext's function and PyTorch's.
+LOSSES = {"bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy),
+          "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
+                              F.binary_cross_entropy_with_logits)}
 # Columns of the (C,) broadcast weight; inputs are then (N / C, C).
 BROADCAST_C = 1000
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--losses", default="bce,bce_with_logits")
     p.add_argument("--sizes", default="1e3,1e4,1e5,1e6,1e7", help="element counts, comma-separated")
     p.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
     p.add_argument("--reductions", default="mean,sum,none")
     p.add_argument("--weights", default="none,broadcast,full",
-                   help="none, broadcast (a (C,) weight over (N/C, C) inputs), full (one per element)")
+                   help="none, broadcast (a (C,) weight over (N/C, C) inputs), full (one per "
+                        "element), pos_weight (the logits loss: a (C,) weight and a (C,) pos_weight)")
     p.add_argument("--modes", default="fwd,fwd+bwd")
     p.add_argument("--impls", default="bce_ext,eager,compiled")
     p.add_argument("--isas", default="",
@@ -61,37 +70,46 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_case(n, dtype, weight_kind, device, gen):
-    if weight_kind == "broadcast":
+def make_case(loss, n, dtype, weight_kind, device, gen):
+    """(x, t, keyword arguments) of one case."""
+    if weight_kind in ("broadcast", "pos_weight"):
         shape = (max(1, n // BROADCAST_C), BROADCAST_C)
     else:
         shape = (n,)
-    # Probabilities away from exactly 0 and 1, soft labels (torch.rand).
-    x = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
+    # Probabilities away from exactly 0 and 1 (or logits), soft labels (torch.rand).
+    x = torch.rand(shape, generator=gen)
+    if loss == "bce_with_logits":
+        x = 3 * torch.randn(shape, generator=gen)
+    x = x.to(device=device, dtype=dtype)
     t = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
-    w = None
-    if weight_kind == "broadcast":
-        w = (torch.rand(BROADCAST_C, generator=gen) + 0.5).to(device=device, dtype=dtype)
+    kw = {}
+    if weight_kind in ("broadcast", "pos_weight"):
+        kw["weight"] = (torch.rand(BROADCAST_C, generator=gen) + 0.5).to(device=device, dtype=dtype)
     elif weight_kind == "full":
-        w = (torch.rand(shape, generator=gen) + 0.5).to(device=device, dtype=dtype)
-    return x, t, w
+        kw["weight"] = (torch.rand(shape, generator=gen) + 0.5).to(device=device, dtype=dtype)
+    if weight_kind == "pos_weight":
+        kw["pos_weight"] = (3 * torch.rand(BROADCAST_C, generator=gen)).to(device=device,
+                                                                             dtype=dtype)
+    return x, t, kw
 
 
 class Impls:
-    """The loss functions by name; compiled ones are made once per (mode) and reused across cases
+    """The loss functions by name; compiled ones are made once per loss and reused across cases
     (dynamo recompiles per shape and dtype as it needs to)."""
 
     def __init__(self):
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-        self.compiled = torch.compile(F.binary_cross_entropy, dynamic=False)
+        self.compiled = {name: torch.compile(theirs, dynamic=False)
+                         for name, (_, theirs) in LOSSES.items()}
 
-    def fn(self, impl):
+    def fn(self, loss, impl):
+        ours, theirs = LOSSES[loss]
         if impl.startswith("bce_ext"):
-            return bce_ext.binary_cross_entropy
+            return ours
         if impl == "eager":
-            return F.binary_cross_entropy
+            return theirs
         if impl == "compiled":
-            return self.compiled
+            return self.compiled[loss]
         raise ValueError(impl)
 
 
@@ -107,8 +125,9 @@ def set_isa(impl):
 def timer(fn, min_time):
     fn()  # warm-up (and compilation)
     fn()
-    t = benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time)
-    return t.median
+    # Timer runs at one thread unless told: time at the thread count the table states.
+    t = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return t.blocked_autorange(min_run_time=min_time).median
 
 
 def sync(device):
@@ -116,11 +135,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_case(impls, impl, mode, x, t, w, reduction, device, min_time):
-    f = impls.fn(impl)
+def time_case(impls, loss, impl, mode, x, t, kw, reduction, device, min_time):
+    f = impls.fn(loss, impl)
     if mode == "fwd":
         def run():
-            f(x, t, w, reduction=reduction)
+            f(x, t, reduction=reduction, **kw)
             sync(device)
         return timer(run, min_time)
     xg = x.detach().clone().requires_grad_(True)
@@ -128,8 +147,8 @@ def time_case(impls, impl, mode, x, t, w, reduction, device, min_time):
 
     def run():
         xg.grad = None
-        loss = f(xg, t, w, reduction=reduction)
-        loss.backward(g)
+        out = f(xg, t, reduction=reduction, **kw)
+        out.backward(g)
         sync(device)
     return timer(run, min_time)
 
@@ -150,6 +169,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
+    losses = [v for v in args.losses.split(",") if v]
     dtypes = [d for d in args.dtypes.split(",") if d]
     reductions = [r for r in args.reductions.split(",") if r]
     weights = [w for w in args.weights.split(",") if w]
@@ -171,20 +191,23 @@ def main(argv=None):
         def tqdm(it, **_):
             return it
 
-    cases = [(dt, red, wk, mode, n) for dt in dtypes for red in reductions for wk in weights
-             for mode in modes for n in sizes]
+    cases = [(loss, dt, red, wk, mode, n) for loss in losses for dt in dtypes for red in reductions
+             for wk in weights for mode in modes for n in sizes
+             if not (wk == "pos_weight" and loss == "bce")]
     results = []
-    for dt, red, wk, mode, n in tqdm(cases, desc="cases"):
-        x, t, w = make_case(n, DTYPES[dt], wk, args.device, gen)
-        row = {"dtype": dt, "reduction": red, "weight": wk, "mode": mode, "n": x.numel(), "times": {}}
+    for loss, dt, red, wk, mode, n in tqdm(cases, desc="cases"):
+        x, t, kw = make_case(loss, n, DTYPES[dt], wk, args.device, gen)
+        row = {"loss": loss, "dtype": dt, "reduction": red, "weight": wk, "mode": mode,
+               "n": x.numel(), "times": {}}
         for impl in names:
             if not set_isa(impl):
                 continue  # this machine cannot run that ISA
             try:
-                row["times"][impl] = time_case(impls, impl, mode, x, t, w, red, args.device,
+                row["times"][impl] = time_case(impls, loss, impl, mode, x, t, kw, red, args.device,
                                                args.min_time)
             except Exception as e:  # e.g. an unsupported dtype in one implementation
-                print(f"  {impl} {dt} {red} {wk} {mode} n={n}: {type(e).__name__}: {e}", file=sys.stderr)
+                print(f"  {impl} {loss} {dt} {red} {wk} {mode} n={n}: {type(e).__name__}: {e}",
+                      file=sys.stderr)
             finally:
                 bce_ext._C._set_cpu_isa(default_isa)
         if mode == "fwd+bwd":
@@ -225,9 +248,10 @@ def render(results, names, meta):
              ""]
     groups = {}
     for r in results:
-        groups.setdefault((r["dtype"], r["reduction"], r["weight"], r["mode"]), []).append(r)
-    for (dt, red, wk, mode), rows in groups.items():
-        lines.append(f"## {dt}, reduction={red}, weight={wk}, {mode}")
+        groups.setdefault((r["loss"], r["dtype"], r["reduction"], r["weight"], r["mode"]),
+                          []).append(r)
+    for (loss, dt, red, wk, mode), rows in groups.items():
+        lines.append(f"## {loss}, {dt}, reduction={red}, weight={wk}, {mode}")
         lines.append("")
         head = ["N"]
         for impl in names:
@@ -265,8 +289,9 @@ def plot(results, names, out, meta):
         return
     groups = {}
     for r in results:
-        groups.setdefault((r["dtype"], r["reduction"], r["weight"], r["mode"]), []).append(r)
-    for (dt, red, wk, mode), rows in groups.items():
+        groups.setdefault((r["loss"], r["dtype"], r["reduction"], r["weight"], r["mode"]),
+                          []).append(r)
+    for (loss, dt, red, wk, mode), rows in groups.items():
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for impl in names:
             pts = [(r["n"], r["times"][impl] / r["n"] * 1e9) for r in rows if impl in r["times"]]
@@ -279,12 +304,12 @@ def plot(results, names, out, meta):
         ax.set_yscale("log")
         ax.set_xlabel("N (elements)")
         ax.set_ylabel("time per element (ns)")
-        ax.set_title(f"{dt} {red} weight={wk} {mode}\n{meta['machine']}, {meta['threads']} threads",
-                     fontsize=9)
+        ax.set_title(f"{loss} {dt} {red} weight={wk} {mode}\n{meta['machine']}, "
+                     f"{meta['threads']} threads", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        name = f"{dt}_{red}_{wk}_{mode.replace('+', '')}.png"
+        name = f"{loss}_{dt}_{red}_{wk}_{mode.replace('+', '')}.png"
         fig.savefig(os.path.join(out, name), dpi=110)
         plt.close(fig)
 
