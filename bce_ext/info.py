@@ -43,33 +43,51 @@ def check_devices():
     return ["cpu", "cuda"], None
 
 
-def _grads(fn, x, t, w, reduction, g):
+# Each loss: the functional's name (bce_ext's and torch.nn.functional's, looked up at each check),
+# and its inputs from uniform [0, 1) values u.
+LOSSES = {
+    # Kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
+    "bce": ("binary_cross_entropy", lambda u: u * 0.98 + 0.01),
+    "logits": ("binary_cross_entropy_with_logits", lambda u: 16 * u - 8),
+}
+
+
+def _grads(fn, x, t, reduction, g, **kwargs):
     x, t = x.detach().requires_grad_(), t.detach().requires_grad_()
-    out = fn(x, t, weight=w, reduction=reduction)
+    out = fn(x, t, reduction=reduction, **kwargs)
     return (out,) + torch.autograd.grad(out, (x, t), g)
 
 
-def check_case(device, dtype, reduction, weighted, gen):
+def check_case(loss, device, dtype, reduction, weighted, gen):
     """Max error / tolerance over forward, grad_input and grad_target (<= 1 passes), and the names
     of what failed."""
-    # Kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
-    x = (torch.rand(SHAPE, generator=gen) * 0.98 + 0.01).to(device, dtype)
+    name, inputs = LOSSES[loss]
+    ours, theirs = getattr(bce_ext, name), getattr(F, name)
+    x = inputs(torch.rand(SHAPE, generator=gen)).to(device, dtype)
     t = torch.rand(SHAPE, generator=gen).to(device, dtype)
-    w = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype) if weighted else None
+    kw = {}
+    if weighted:
+        kw["weight"] = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype)
+        if loss == "logits":
+            kw["pos_weight"] = (3 * torch.rand(SHAPE[-1], generator=gen)).to(device, dtype)
     g = torch.randn(SHAPE if reduction == "none" else (), generator=gen).to(device, dtype)
-    got = _grads(bce_ext.binary_cross_entropy, x, t, w, reduction, g)
+    got = _grads(ours, x, t, reduction, g, **kw)
     # Half types: the reference is torch in float32 on the same (upcast) values, which is what
     # bce_ext computes; torch's own half arithmetic is less accurate than the result it checks.
     up = torch.float64 if dtype == torch.float64 else torch.float32
-    ref = _grads(F.binary_cross_entropy, x.to(up), t.to(up), None if w is None else w.to(up),
-                 reduction, g.to(up))
+    ref = _grads(theirs, x.to(up), t.to(up), reduction, g.to(up),
+                 **{k: v.to(up) for k, v in kw.items()})
     worst, failed = 0.0, []
     for name, a, b in zip(("forward", "grad_input", "grad_target"), got, ref):
         if a.dtype != dtype or a.shape != b.shape:
             failed.append(f"{name} is {a.dtype} {tuple(a.shape)}, not {dtype} {tuple(b.shape)}")
             continue
         err = (a.to(up) - b).abs().max().item() if b.numel() else 0.0
-        ratio = err / (RTOL[dtype] * max(b.abs().max().item(), 1e-30))
+        # Relative to the largest value, but never below the dtype's own spacing near 0 (a 'mean'
+        # gradient of float16 can be subnormal there).
+        tol = max(RTOL[dtype] * b.abs().max().item(), torch.finfo(dtype).smallest_normal * 2 ** -10
+                  if dtype == torch.float16 else 1e-30)
+        ratio = err / tol
         worst = max(worst, ratio)
         if not ratio <= 1.0:  # NaN fails too
             failed.append(name)
@@ -83,16 +101,16 @@ def self_check(print_fn=print, seed=0):
     if note:
         print_fn(f"NOTE {note}")
     ok = True
-    for device, dtype, reduction, weighted in itertools.product(devices, RTOL, REDUCTIONS,
-                                                                (False, True)):
+    for loss, device, dtype, reduction, weighted in itertools.product(
+            LOSSES, devices, RTOL, REDUCTIONS, (False, True)):
         try:
-            worst, failed = check_case(device, dtype, reduction, weighted, gen)
+            worst, failed = check_case(loss, device, dtype, reduction, weighted, gen)
         except Exception as e:  # a crash of one case is a FAIL line, not the end of the check
             reason = str(e).partition("\n")[0]
             worst, failed = float("nan"), [f"{type(e).__name__}: {reason}"]
         ok = ok and not failed
-        print_fn(f"{device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
-                 f"{'weight' if weighted else 'no weight':9} forward+grads err/tol {worst:.2g}  "
+        print_fn(f"{loss:6} {device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
+                 f"{'weights' if weighted else 'no weight':9} forward+grads err/tol {worst:.2g}  "
                  + ("PASS" if not failed else "FAIL " + "; ".join(failed)))
     return ok
 
