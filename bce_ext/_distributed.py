@@ -22,7 +22,6 @@ program imports it (before or after bce_ext): ``install()`` adds an import hook 
 """
 import dataclasses
 import importlib.abc
-import importlib.machinery
 import sys
 import threading
 import warnings
@@ -87,7 +86,11 @@ class _ImportHook(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname != _DTENSOR_MODULE:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        for finder in sys.meta_path:  # the finder that would have found it, had we not been first
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if finder is not self and find else None
+            if spec is not None:
+                break
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         spec.loader = _RegisteringLoader(spec.loader, self)
