@@ -40,6 +40,7 @@ class LossOp:
     torch_module: str
     logits: bool              # input is logits (any real), not probabilities
     broadcast: tuple
+    op_kwargs: tuple = ()     # further (name, value) arguments of both ops
 
     def available(self):
         return all(hasattr(torch.ops.bce_ext, name) for name in (self.op, self.backward)) and \
@@ -51,7 +52,8 @@ LOSS_OPS = (
            "binary_cross_entropy", "BCELoss", "BCELoss", False, ("weight",)),
     LossOp("logits", "binary_cross_entropy_with_logits",
            "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits",
-           "BCEWithLogitsLoss", "BCEWithLogitsLoss", True, ("weight", "pos_weight")),
+           "BCEWithLogitsLoss", "BCEWithLogitsLoss", True, ("weight", "pos_weight"),
+           (("label_smoothing", 0.1),)),
 )
 
 
@@ -122,13 +124,14 @@ def dtensor_cases():
 
 def call_forward(case, x, t, operands):
     op = getattr(torch.ops.bce_ext, case.loss.op).default
-    return op(self=x, target=t, reduction=REDUCTION_CODES[case.reduction], **operands)
+    return op(self=x, target=t, reduction=REDUCTION_CODES[case.reduction], **operands,
+              **dict(case.loss.op_kwargs))
 
 
 def call_backward(case, g, x, t, operands):
     op = getattr(torch.ops.bce_ext, case.loss.backward).default
     return op(grad_output=g, self=x, target=t, reduction=REDUCTION_CODES[case.reduction],
-              output_mask=list(case.mask), **operands)
+              output_mask=list(case.mask), **operands, **dict(case.loss.op_kwargs))
 
 
 def call_functional(case, x, t, operands, g):
