@@ -8,6 +8,7 @@ missing.
 """
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,8 +39,16 @@ class Processes:
         self.timeout = timeout
         env = dict(os.environ, OMP_NUM_THREADS="1")
         self.logs = [open(os.path.join(cwd, f"process{i}.log"), "w+") for i in range(len(commands))]
-        self.procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Each in a session of its own, so that a kill reaches what it started (torchrun's workers).
+        self.procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
                       for cmd, log in zip(commands, self.logs)]
+
+    def kill(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def finish(self):
         killed = False
@@ -47,10 +56,7 @@ class Processes:
             try:
                 proc.wait(timeout=max(1.0, self.deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                for p in self.procs:
-                    if p.poll() is None:
-                        p.kill()
-                        p.wait()
+                self.kill()
                 killed = True
         outputs = []
         for log in self.logs:
@@ -83,10 +89,8 @@ def launched(tmp_path_factory):
                              str(demo_dir), WORKER_TIMEOUT_S)
     yield workers, tmp, torchrun, demo_dir
     for group in (workers, torchrun):  # a test that failed first may leave them running
-        for proc in group.procs if group else ():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        if group is not None:
+            group.kill()
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,15 @@ def test_every_op_has_dtensor_rules(results):
 def test_import_bce_ext_leaves_dtensor_unloaded(results):
     # torch.distributed.tensor costs most of a second to import: bce_ext must not pull it in.
     assert results[0]["dtensor_loaded_by_bce_ext"] is False
+
+
+def test_nothing_registered_without_torch_distributed():
+    # As on a torch built without distributed support: no import hook, and the loss still works.
+    code = ("import sys, torch; torch.distributed.is_available = lambda: False; import bce_ext; "
+            "x = torch.full((3,), 0.5); print(bce_ext.binary_cross_entropy(x, x).item(), "
+            "[type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith('bce_ext')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [f"{0.6931471824645996}", "[]"]
 
 
 # ------------------------------------------------------------------------------------------------
