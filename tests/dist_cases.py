@@ -117,8 +117,10 @@ def dtensor_cases():
     for loss, (shape, placement), weight, reduction in itertools.product(
             LOSS_OPS, LAYOUTS, WEIGHTS, REDUCTIONS):
         cases.append(Case(loss, shape, placement, weight, reduction))
-    for loss, reduction in itertools.product(LOSS_OPS, REDUCTIONS):  # rounding of float32
-        cases.append(Case(loss, (7, 5), "S0", "class", reduction, torch.float32))
+    # The rounding of the other dtypes (a half type's partial sums are rounded on each rank).
+    for loss, dtype, reduction in itertools.product(
+            LOSS_OPS, (torch.float32, torch.float16, torch.bfloat16), REDUCTIONS):
+        cases.append(Case(loss, (7, 5), "S0", "class", reduction, dtype))
     return cases
 
 

@@ -113,8 +113,12 @@ def needs(loss):
 
 
 def tolerances(dtype):
-    return {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-11,
-                                                                        "atol": 1e-13}
+    # float64 and float32: the partial sums add up in another order than one sum. A half type's
+    # partial sums are each rounded to it before they are added: two roundings, not one.
+    return {torch.float64: {"rtol": 1e-11, "atol": 1e-13},
+            torch.float32: {"rtol": 1e-5, "atol": 1e-6},
+            torch.float16: {"rtol": 2e-3, "atol": 1e-5},
+            torch.bfloat16: {"rtol": 1.6e-2, "atol": 1e-4}}[dtype]
 
 
 # ------------------------------------------------------------------------------------------------
