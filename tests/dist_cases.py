@@ -40,7 +40,7 @@ class LossOp:
     torch_module: str
     logits: bool              # input is logits (any real), not probabilities
     broadcast: tuple
-    op_kwargs: tuple = ()     # further (name, value) arguments of both ops
+    kwargs: tuple = ()        # further (name, value) arguments of the ops and the functional
 
     def available(self):
         return all(hasattr(torch.ops.bce_ext, name) for name in (self.op, self.backward)) and \
@@ -49,7 +49,8 @@ class LossOp:
 
 LOSS_OPS = (
     LossOp("bce", "binary_cross_entropy", "binary_cross_entropy_backward",
-           "binary_cross_entropy", "BCELoss", "BCELoss", False, ("weight",)),
+           "binary_cross_entropy", "BCELoss", "BCELoss", False, ("weight",),
+           (("label_smoothing", 0.1),)),
     LossOp("logits", "binary_cross_entropy_with_logits",
            "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits",
            "BCEWithLogitsLoss", "BCEWithLogitsLoss", True, ("weight", "pos_weight"),
@@ -127,20 +128,21 @@ def dtensor_cases():
 def call_forward(case, x, t, operands):
     op = getattr(torch.ops.bce_ext, case.loss.op).default
     return op(self=x, target=t, reduction=REDUCTION_CODES[case.reduction], **operands,
-              **dict(case.loss.op_kwargs))
+              **dict(case.loss.kwargs))
 
 
 def call_backward(case, g, x, t, operands):
     op = getattr(torch.ops.bce_ext, case.loss.backward).default
     return op(grad_output=g, self=x, target=t, reduction=REDUCTION_CODES[case.reduction],
-              output_mask=list(case.mask), **operands, **dict(case.loss.op_kwargs))
+              output_mask=list(case.mask), **operands, **dict(case.loss.kwargs))
 
 
 def call_functional(case, x, t, operands, g):
     """The public function's loss, and its gradients for input and target (incoming g)."""
     x = x.detach().requires_grad_()
     t = t.detach().requires_grad_()
-    out = getattr(bce_ext, case.loss.functional)(x, t, reduction=case.reduction, **operands)
+    out = getattr(bce_ext, case.loss.functional)(x, t, reduction=case.reduction, **operands,
+                                                  **dict(case.loss.kwargs))
     gx, gt = torch.autograd.grad(out, (x, t), g)
     return out, gx, gt
 
