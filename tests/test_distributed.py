@@ -2,9 +2,9 @@
 for every op (each result, gathered, against the single-process result), DistributedDataParallel
 training (parameters against one process with torch.nn), and the demo under torchrun.
 
-The processes run once for the module (tests/dist_cases.py) and save their results; each test
-here builds the same inputs and compares. Everything skips where torch.distributed or gloo is
-missing.
+The behaviour is docs/behaviour.md, section 8. The processes run once for the module
+(tests/dist_cases.py) and save their results; each test here builds the same inputs and compares.
+Everything skips where torch.distributed or gloo is missing.
 """
 import importlib.util
 import os
