@@ -4,6 +4,7 @@
     loss_fn = bce_ext.BCEWithLogitsLoss()  # instead of torch.nn.BCEWithLogitsLoss()
     loss = bce_ext.binary_cross_entropy(p, y, reduction="sum")
 """
+from . import _distributed
 from ._ops import BinaryCrossEntropyFunction
 from ._strict import is_strict, set_strict
 from .functional import binary_cross_entropy, binary_cross_entropy_with_logits
@@ -12,3 +13,6 @@ from .modules import BCELoss, BCEWithLogitsLoss
 __version__ = "0.1.0"
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "BinaryCrossEntropyFunction", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "is_strict", "set_strict", "__version__"]
+
+# DTensor sharding rules, registered once torch.distributed.tensor is imported (before or after).
+_distributed.install()

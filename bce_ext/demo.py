@@ -2,6 +2,10 @@
 torch.nn.BCELoss, from the same initial weights and batch order, and compare the two runs.
 
     python -m bce_ext.demo [--epochs N] [--device cpu|cuda] [--seed S] [--out DIR]
+    torchrun --nproc-per-node 2 -m bce_ext.demo [...]
+
+Under torchrun both runs train with DistributedDataParallel (gloo on the CPU, nccl on GPUs): each
+process takes its share of every batch, and the loss curve is that of one process.
 
 Needs the demo extra: pip install --no-build-isolation "bce_ext[demo]"
 """
@@ -12,6 +16,7 @@ import importlib
 import os
 import statistics
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -31,8 +36,9 @@ class DemoResult:
     max_abs_diff: float       # largest |bce_ext - torch| over the epochs
     epoch_seconds_bce_ext: list
     epoch_seconds_torch: list
-    png_path: str
+    png_path: str             # written by the first process only
     device: str
+    world_size: int = 1       # processes that trained together (torchrun)
 
 
 def import_extras():
@@ -105,18 +111,69 @@ def build_model(seed):
             torch.nn.Linear(32, 64), torch.nn.Sigmoid())
 
 
-class Run:
-    """One model trained with one loss; its epochs are timed one at a time."""
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """The processes that train together: one, or torchrun's (rank `rank` of `world_size`)."""
+    rank: int = 0
+    world_size: int = 1
+    backend: str = ""
 
-    def __init__(self, name, model, loss_fn, lr):
-        self.name, self.model, self.loss_fn = name, model, loss_fn
+    @property
+    def main(self):
+        return self.rank == 0
+
+    def share(self, batch):
+        """This process's rows of a global batch: the rank-th of world_size near-equal slices."""
+        return batch if self.world_size == 1 else batch.tensor_split(self.world_size)[self.rank]
+
+
+@contextmanager
+def processes(device):
+    """Joins torchrun's process group (gloo on the CPU, nccl on CUDA) for the duration, and gives
+    the device this process trains on (a CUDA process takes the GPU of its local rank)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        yield Processes(), device
+        return
+    import torch.distributed as dist
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_available() or not dist.is_backend_available(backend):
+        raise SystemExit(f"bce_ext.demo: started by torchrun with WORLD_SIZE={world_size}, but "
+                         f"this torch has no torch.distributed {backend} backend")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend)
+    try:
+        yield Processes(dist.get_rank(), dist.get_world_size(), backend), device
+    finally:
+        dist.destroy_process_group()
+
+
+class Run:
+    """One model trained with one loss; its epochs are timed one at a time.
+
+    Under torchrun the model trains in DistributedDataParallel, and the loss is a 'sum' over this
+    process's rows scaled by world_size / (elements in the global batch): DDP averages the
+    processes' gradients, so every step applies the gradient of the global batch's mean loss, as
+    one process would, even where the batch does not split evenly.
+    """
+
+    def __init__(self, name, model, loss_fn, lr, procs=Processes()):
+        self.name, self.model, self.loss_fn, self.procs = name, model, loss_fn, procs
+        self.trained = model
+        if procs.world_size > 1:
+            device = next(model.parameters()).device
+            self.trained = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         self.opt = torch.optim.Adam(model.parameters(), lr=lr)
         self.losses, self.seconds = [], []
 
-    def step(self, x):
-        loss = self.loss_fn(self.model(x), x)
+    def step(self, x, scale=None):
+        """One optimiser step; returns the loss before `scale`."""
+        loss = self.loss_fn(self.trained(x), x)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if scale is None else loss * scale).backward()
         self.opt.step()
         return loss.detach()
 
@@ -126,8 +183,15 @@ class Run:
         start = time.perf_counter()
         # Summed on the device and read once per epoch: no host sync per step.
         total = torch.zeros((), dtype=torch.float64, device=data.device)
+        world_size = self.procs.world_size
         for batch in perm.split(batch_size):
-            total += self.step(data[batch]).double() * len(batch)
+            if world_size == 1:
+                total += self.step(data[batch]).double() * len(batch)
+            else:  # this process's summed loss, as images' worth of mean loss (below)
+                scale = world_size / (len(batch) * data.shape[1])
+                total += self.step(data[self.procs.share(batch)], scale).double() / data.shape[1]
+        if world_size > 1:
+            torch.distributed.all_reduce(total)
         self.losses.append(total.item() / len(data))
         self.seconds.append(time.perf_counter() - start)
 
@@ -139,10 +203,11 @@ def warm_up(runs, x):
         Run(run.name, copy.deepcopy(run.model), run.loss_fn, 0.0).step(x)
 
 
-def train(runs, data, perms, batch_size, tqdm):
+def train(runs, data, perms, batch_size, tqdm, show=True):
     # Epochs alternate between the runs, which take turns going first, so that both see the
     # same machine load and neither always runs on the other's warm caches.
-    bars = [tqdm(total=len(perms), desc=f"{run.name:>7}", unit="epoch", position=i)
+    bars = [tqdm(total=len(perms), desc=f"{run.name:>7}", unit="epoch", position=i,
+                 disable=not show)
             for i, run in enumerate(runs)]
     pairs = list(zip(runs, bars))
     for epoch, perm in enumerate(perms):
@@ -171,7 +236,8 @@ def plot(mpl_figure, result, originals, reconstructions, path):
     ax.plot(epochs, result.losses_torch, "-", lw=3, alpha=0.5, label="torch.nn.BCELoss")
     ax.plot(epochs, result.losses_bce_ext, "--", color="k", label="bce_ext.BCELoss")
     ax.set(xlabel="epoch", ylabel="mean training loss",
-           title=f"Autoencoder on 8x8 digits ({result.device}): "
+           title=f"Autoencoder on 8x8 digits ({result.device}"
+                 f"{f' x {result.world_size} processes' if result.world_size > 1 else ''}): "
                  f"max |difference| = {result.max_abs_diff:.3g}")
     ax.legend()
     grid.suptitle("originals (top) and bce_ext model reconstructions (bottom)", fontsize=10)
@@ -184,7 +250,10 @@ def plot(mpl_figure, result, originals, reconstructions, path):
     fig.savefig(path, dpi=100)
 
 
-def print_report(result):
+def print_report(result, procs=Processes()):
+    if procs.world_size > 1:
+        print(f"{procs.world_size} processes ({procs.backend}), DistributedDataParallel: each "
+              f"trains on its share of every batch; losses are over the whole batch")
     print(f"{'epoch':>5} {'bce_ext loss':>14} {'torch loss':>14} {'|diff|':>10} "
           f"{'bce_ext ms':>10} {'torch ms':>10}")
     rows = zip(result.losses_bce_ext, result.losses_torch,
@@ -207,33 +276,40 @@ def main(argv=None):
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        return run_demo(args, device, extras)
+        with processes(device) as (procs, device):
+            return run_demo(args, device, extras, procs)
     finally:
         torch.set_num_threads(threads)  # an in-process caller keeps its own setting
 
 
-def run_demo(args, device, extras):
+def run_demo(args, device, extras, procs=Processes()):
     data, labels = load_digits(extras["scikit-learn"], args.limit)
     data = data.to(device)
     # Both runs see the same batches in the same order, and start from the same weights.
     gen = torch.Generator().manual_seed(args.seed)
     perms = [torch.randperm(len(data), generator=gen).to(device) for _ in range(args.epochs)]
     initial = build_model(args.seed)
-    runs = [Run(name, copy.deepcopy(initial).to(device), loss_fn, args.lr)
-            for name, loss_fn in (("bce_ext", bce_ext.BCELoss()), ("torch", torch.nn.BCELoss()))]
+    # Under torchrun: a 'sum' that Run scales to the global batch's mean (see Run).
+    reduction = "mean" if procs.world_size == 1 else "sum"
+    runs = [Run(name, copy.deepcopy(initial).to(device), loss_fn, args.lr, procs)
+            for name, loss_fn in (("bce_ext", bce_ext.BCELoss(reduction=reduction)),
+                                  ("torch", torch.nn.BCELoss(reduction=reduction)))]
     warm_up(runs, data[:args.batch_size])
-    train(runs, data, perms, args.batch_size, extras["tqdm"].tqdm)
+    train(runs, data, perms, args.batch_size, extras["tqdm"].tqdm, show=procs.main)
     ours, theirs = runs
 
-    os.makedirs(args.out, exist_ok=True)
     diff = max(abs(a - b) for a, b in zip(ours.losses, theirs.losses))
     result = DemoResult(ours.losses, theirs.losses, diff, ours.seconds, theirs.seconds,
-                        os.path.abspath(os.path.join(args.out, PNG_NAME)), str(device))
+                        os.path.abspath(os.path.join(args.out, PNG_NAME)), str(device),
+                        procs.world_size)
+    if not procs.main:  # the other processes trained the same models; the first one reports
+        return result
+    os.makedirs(args.out, exist_ok=True)
     shown = one_per_class(labels)
     with torch.no_grad():
         recon = ours.model(data[shown]).cpu()
     plot(extras["matplotlib"], result, data[shown].cpu(), recon, result.png_path)
-    print_report(result)
+    print_report(result, procs)
     print(f"wrote {result.png_path}")
     return result
 
