@@ -1,25 +1,25 @@
 // Speed of the CPU inner loops alone (no torch, one thread): ns per element of forward_sum,
-// forward_none and backward (grad_input only, scalar gradient, mean divisor) for the scalar loops
-// and the AVX2 loops with and without the hard-label branch, on a cache-resident run (compute rate)
-// and on a large one (memory). The variants are timed in alternation, round after round, so that
-// the load of a shared machine falls on all of them alike; the minimum (the undisturbed speed: on
-// the shared 2-core machine another process often halves ours) and the median are reported.
+// forward_none and backward (grad_input only, a scalar gradient, the mean's divisor) of every loss
+// and every instruction set this CPU runs, on a cache-resident run (compute rate) and on a large one
+// (memory). The variants are timed in alternation, round after round, so that the load of a shared
+// machine falls on all of them alike; the minimum (the undisturbed speed: on a shared 2-core
+// machine another process often halves ours) and the median are reported.
 //
-//   g++ -O2 -std=c++20 benchmarks/loops_bench.cpp csrc/cpu/bce_cpu_avx512.cpp
-//       csrc/cpu/bce_cpu_dispatch.cpp csrc/cpu/bce_cpu_scalar.cpp -o /tmp/loops_bench
+//   g++ -O2 -std=c++20 -Icsrc benchmarks/loops_bench.cpp csrc/cpu/loops_portable.cpp \
+//       csrc/cpu/loops_avx2.cpp csrc/cpu/loops_avx512.cpp csrc/cpu/loops_dispatch.cpp \
+//       -o /tmp/loops_bench
 //   /tmp/loops_bench [rounds]
-// (This file includes bce_cpu_avx2.cpp itself, to reach both instances of its template.)
-#include "../csrc/cpu/bce_cpu_avx2.cpp"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "../csrc/cpu/loops.h"
+
+using namespace bce_ext;
 using namespace bce_ext::cpu;
 
 namespace {
@@ -28,71 +28,74 @@ volatile double sink;
 
 struct Variant {
   std::string name;
-  Loops<float> loops;
+  const Loops<float>* loops;
+  LossKind loss;
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 15;
-  std::vector<Variant> impls = {{"scalar", scalar_float_loops()}};
-  if (cpu_isa_supported("avx2")) {
-    impls.push_back({"avx2", Loops<float>{"avx2", &vec::forward_sum<Avx2, true>,
-                                          &vec::forward_none<Avx2, true>, &vec::backward<Avx2>}});
-    impls.push_back({"avx2-nohard", Loops<float>{"avx2", &vec::forward_sum<Avx2, false>,
-                                                 &vec::forward_none<Avx2, false>, &vec::backward<Avx2>}});
-  }
-  if (cpu_isa_supported("avx512")) impls.push_back({"avx512", *avx512_float_loops()});
-  // (the avx2 entries: the shipped table, and one without the per-block hard-label decision)
-  std::mt19937 gen(1);
-  std::uniform_real_distribution<float> uni(0.0f, 1.0f);
-  const char* cols[] = {"sum soft", "sum hard", "none soft", "none hard", "bwd gi"};
-  for (int64_t n : {int64_t(16384), int64_t(4'000'000)}) {
-    std::vector<float> x(n), ts(n), th(n), out(n), gi(n);
-    for (int64_t i = 0; i < n; ++i) {
-      x[i] = uni(gen);
-      ts[i] = uni(gen);
-      th[i] = uni(gen) < 0.5f ? 0.0f : 1.0f;
+  const struct {
+    const char* name;
+    LossKind kind;
+  } losses[] = {{"bce", LossKind::kBce}, {"logits", LossKind::kBceWithLogits}};
+  std::vector<Variant> variants;
+  for (const auto& l : losses) {
+    variants.push_back({std::string(l.name) + " scalar", &portable_float_loops(l.kind), l.kind});
+    if (cpu_isa_supported("avx2")) {
+      variants.push_back({std::string(l.name) + " avx2", avx2_float_loops(l.kind), l.kind});
     }
-    const int reps = n < 100000 ? 200 : 2;  // calls per timing
-    // times[impl][col] over rounds
-    std::vector<std::vector<std::vector<double>>> times(impls.size(), std::vector<std::vector<double>>(5));
+    if (cpu_isa_supported("avx512")) {
+      variants.push_back({std::string(l.name) + " avx512", avx512_float_loops(l.kind), l.kind});
+    }
+  }
+  const int64_t sizes[] = {4096, 1 << 24};
+  std::mt19937 rng(0);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  const int64_t n_max = sizes[1];
+  std::vector<float> probs(n_max), logits(n_max), t(n_max), out(n_max);
+  for (int64_t i = 0; i < n_max; ++i) {
+    probs[i] = unit(rng);
+    logits[i] = normal(rng);
+    t[i] = unit(rng);
+  }
+  const LossParams params;
+  const float g = 1.0f;
+  const char* kinds[] = {"forward_sum", "forward_none", "backward"};
+  std::printf("%-16s %-13s %10s %12s %12s\n", "loops", "kind", "N", "min ns/el", "median ns/el");
+  for (int64_t n : sizes) {
+    // times[variant][kind][round]
+    std::vector<std::vector<std::vector<double>>> times(
+        variants.size(), std::vector<std::vector<double>>(3));
+    const int reps = n < 100000 ? 2000 : 3;
     for (int r = 0; r < rounds; ++r) {
-      for (size_t k = 0; k < impls.size(); ++k) {
-        const Loops<float>& L = impls[k].loops;
-        if (impls[k].name == "scalar" && r % 3 != 0) continue;  // scalar is slow: every third round
-        bool bad = false;
-        const Operand<float> now{nullptr, 0};
-        const float g = 1.0f;
-        std::function<void()> fns[5] = {
-            [&] { sink = L.forward_sum(x.data(), ts.data(), now, n, &bad); },
-            [&] { sink = L.forward_sum(x.data(), th.data(), now, n, &bad); },
-            [&] { L.forward_none(x.data(), ts.data(), now, out.data(), n, &bad); },
-            [&] { L.forward_none(x.data(), th.data(), now, out.data(), n, &bad); },
-            [&] { L.backward(Operand<float>{&g, 0}, x.data(), ts.data(), now, float(n), gi.data(), nullptr, n); }};
-        for (int c = 0; c < 5; ++c) {
-          fns[c]();
-          const auto a = std::chrono::steady_clock::now();
-          for (int i = 0; i < reps; ++i) fns[c]();
-          const auto b = std::chrono::steady_clock::now();
-          times[k][c].push_back(std::chrono::duration<double, std::nano>(b - a).count() / double(n * reps));
+      for (size_t v = 0; v < variants.size(); ++v) {
+        const Loops<float>& L = *variants[v].loops;
+        const float* x = variants[v].loss == LossKind::kBce ? probs.data() : logits.data();
+        const Run<float> run{x, t.data(), {nullptr, 0}, {nullptr, 0}, n};
+        for (int k = 0; k < 3; ++k) {
+          bool bad = false;
+          const auto start = std::chrono::steady_clock::now();
+          for (int i = 0; i < reps; ++i) {
+            if (k == 0) sink = L.forward_sum(run, params, &bad);
+            if (k == 1) L.forward_none(run, params, out.data(), &bad);
+            if (k == 2) L.backward(run, params, {&g, 0}, static_cast<float>(n), out.data(), nullptr);
+          }
+          const auto end = std::chrono::steady_clock::now();
+          times[v][k].push_back(std::chrono::duration<double, std::nano>(end - start).count() /
+                                (double(reps) * double(n)));
         }
       }
     }
-    std::printf("n = %lld (%s), one thread, ns per element: min (median) of %d rounds\n",
-                (long long)n, n < 100000 ? "in cache" : "from memory", rounds);
-    std::printf("  %-12s", "loops");
-    for (const char* c : cols) std::printf(" %15s", c);
-    std::printf("\n");
-    for (size_t k = 0; k < impls.size(); ++k) {
-      std::printf("  %-12s", impls[k].name.c_str());
-      for (int c = 0; c < 5; ++c) {
-        auto v = times[k][c];
-        std::sort(v.begin(), v.end());
-        if (v.empty()) v.push_back(0.0);
-        std::printf("  %5.3f (%5.3f)", v[0], v[v.size() / 2]);
+    for (size_t v = 0; v < variants.size(); ++v) {
+      for (int k = 0; k < 3; ++k) {
+        auto ts = times[v][k];
+        std::sort(ts.begin(), ts.end());
+        std::printf("%-16s %-13s %10lld %12.3f %12.3f\n", variants[v].name.c_str(), kinds[k],
+                    static_cast<long long>(n), ts.front(), ts[ts.size() / 2]);
       }
-      std::printf("\n");
     }
   }
   return 0;
