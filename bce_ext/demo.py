@@ -1,7 +1,9 @@
-"""Train a small autoencoder on scikit-learn's 8x8 digits, once with bce_ext.BCELoss and once with
-torch.nn.BCELoss, from the same initial weights and batch order, and compare the two runs.
+"""Train a small autoencoder on scikit-learn's 8x8 digits, once with bce_ext's loss and once with
+PyTorch's (BCELoss on sigmoid outputs, or with --loss logits BCEWithLogitsLoss on the logits), from
+the same initial weights and batch order, and compare the two runs.
 
-    python -m bce_ext.demo [--epochs N] [--device cpu|cuda] [--seed S] [--out DIR]
+    python -m bce_ext.demo [--loss bce|logits] [--epochs N] [--device cpu|cuda] [--seed S]
+                           [--out DIR]
     torchrun --nproc-per-node 2 -m bce_ext.demo [...]
 
 Under torchrun both runs train with DistributedDataParallel (gloo on the CPU, nccl on GPUs): each
@@ -27,6 +29,9 @@ INSTALL_HINT = 'pip install --no-build-isolation "bce_ext[demo]"'
 EXTRAS = (("scikit-learn", "sklearn.datasets"), ("tqdm", "tqdm"),
           ("matplotlib", "matplotlib.figure"))
 PNG_NAME = "bce_ext_demo.png"
+# --loss: bce_ext's module, PyTorch's, and whether the model ends in a sigmoid.
+LOSSES = {"bce": (bce_ext.BCELoss, torch.nn.BCELoss, True),
+          "logits": (bce_ext.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, False)}
 
 
 @dataclasses.dataclass
@@ -39,6 +44,7 @@ class DemoResult:
     png_path: str             # written by the first process only
     device: str
     world_size: int = 1       # processes that trained together (torchrun)
+    loss: str = "bce"         # --loss
 
 
 def import_extras():
@@ -58,6 +64,9 @@ def import_extras():
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bce_ext.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--loss", choices=sorted(LOSSES), default="bce",
+                   help="bce: BCELoss on the model's sigmoid outputs; logits: BCEWithLogitsLoss "
+                        "on its logits (no final sigmoid)")
     p.add_argument("--epochs", type=int, default=40, help="epochs of each run")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
@@ -100,7 +109,9 @@ def load_digits(datasets, limit):
     return x[:limit], y[:limit]
 
 
-def build_model(seed):
+def build_model(seed, sigmoid=True):
+    """The autoencoder, ending in a sigmoid (for BCELoss) or in logits (for BCEWithLogitsLoss):
+    the same initial weights either way."""
     # A private RNG state: an in-process caller's global RNG is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -108,7 +119,7 @@ def build_model(seed):
             torch.nn.Linear(64, 32), torch.nn.ReLU(),
             torch.nn.Linear(32, 16), torch.nn.ReLU(),
             torch.nn.Linear(16, 32), torch.nn.ReLU(),
-            torch.nn.Linear(32, 64), torch.nn.Sigmoid())
+            torch.nn.Linear(32, 64), *([torch.nn.Sigmoid()] if sigmoid else []))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,8 +244,9 @@ def plot(mpl_figure, result, originals, reconstructions, path):
     curves, grid = fig.subfigures(2, 1, height_ratios=[3, 2])
     ax = curves.subplots()
     epochs = range(1, len(result.losses_torch) + 1)
-    ax.plot(epochs, result.losses_torch, "-", lw=3, alpha=0.5, label="torch.nn.BCELoss")
-    ax.plot(epochs, result.losses_bce_ext, "--", color="k", label="bce_ext.BCELoss")
+    ours, theirs, _ = LOSSES[result.loss]
+    ax.plot(epochs, result.losses_torch, "-", lw=3, alpha=0.5, label=f"torch.nn.{theirs.__name__}")
+    ax.plot(epochs, result.losses_bce_ext, "--", color="k", label=f"bce_ext.{ours.__name__}")
     ax.set(xlabel="epoch", ylabel="mean training loss",
            title=f"Autoencoder on 8x8 digits ({result.device}"
                  f"{f' x {result.world_size} processes' if result.world_size > 1 else ''}): "
@@ -288,12 +300,13 @@ def run_demo(args, device, extras, procs=Processes()):
     # Both runs see the same batches in the same order, and start from the same weights.
     gen = torch.Generator().manual_seed(args.seed)
     perms = [torch.randperm(len(data), generator=gen).to(device) for _ in range(args.epochs)]
-    initial = build_model(args.seed)
+    ours_cls, theirs_cls, sigmoid = LOSSES[args.loss]
+    initial = build_model(args.seed, sigmoid)
     # Under torchrun: a 'sum' that Run scales to the global batch's mean (see Run).
     reduction = "mean" if procs.world_size == 1 else "sum"
     runs = [Run(name, copy.deepcopy(initial).to(device), loss_fn, args.lr, procs)
-            for name, loss_fn in (("bce_ext", bce_ext.BCELoss(reduction=reduction)),
-                                  ("torch", torch.nn.BCELoss(reduction=reduction)))]
+            for name, loss_fn in (("bce_ext", ours_cls(reduction=reduction)),
+                                  ("torch", theirs_cls(reduction=reduction)))]
     warm_up(runs, data[:args.batch_size])
     train(runs, data, perms, args.batch_size, extras["tqdm"].tqdm, show=procs.main)
     ours, theirs = runs
@@ -301,13 +314,15 @@ def run_demo(args, device, extras, procs=Processes()):
     diff = max(abs(a - b) for a, b in zip(ours.losses, theirs.losses))
     result = DemoResult(ours.losses, theirs.losses, diff, ours.seconds, theirs.seconds,
                         os.path.abspath(os.path.join(args.out, PNG_NAME)), str(device),
-                        procs.world_size)
+                        procs.world_size, args.loss)
     if not procs.main:  # the other processes trained the same models; the first one reports
         return result
     os.makedirs(args.out, exist_ok=True)
     shown = one_per_class(labels)
     with torch.no_grad():
         recon = ours.model(data[shown]).cpu()
+        if not sigmoid:
+            recon = recon.sigmoid()
     plot(extras["matplotlib"], result, data[shown].cpu(), recon, result.png_path)
     print_report(result, procs)
     print(f"wrote {result.png_path}")

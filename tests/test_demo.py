@@ -87,3 +87,15 @@ def test_cuda_asked_without_gpu():
     with pytest.raises(SystemExit) as exc:
         demo.main(["--device", "cuda"])
     assert "cuda" in str(exc.value.code)
+
+
+def test_logits_flag(tmp_path):
+    """--loss logits: the model ends in logits, bce_ext.BCEWithLogitsLoss against
+    torch.nn.BCEWithLogitsLoss, the same curves."""
+    needs_extras()
+    result = demo.main(["--loss", "logits", "--epochs", "3", "--limit", "128", "--batch-size", "32",
+                        "--out", str(tmp_path)])
+    assert result.loss == "logits"
+    assert result.losses_bce_ext[-1] < result.losses_bce_ext[0]
+    assert result.max_abs_diff < 1e-4 * max(result.losses_torch)
+    assert not isinstance(demo.build_model(0, sigmoid=False)[-1], torch.nn.Sigmoid)
