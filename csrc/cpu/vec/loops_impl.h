@@ -125,6 +125,11 @@ struct ForwardState {
   F<V> wb, pb;  // broadcast weight and positive weight
   Smoothing<V> smooth;
   RangeAcc<V> range;
+
+  static ForwardState make(const Run<T<V>>& run, const LossParams& params) {
+    return {run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw), Smoothing<V>::make(params),
+            {V::as_i(V::zero()), V::as_i(V::zero())}};
+  }
 };
 
 // One vector of weighted losses at element i; `m` masks the tail (kTail), whose lanes come out +0.
@@ -205,27 +210,35 @@ inline bool hard_block(const ForwardState<V>& s, int64_t b, int64_t n) {
   return !s.smooth.on && all_hard<V>(s.run.t + b, n);
 }
 
-template <class V, class E, int kW, int kP>
-double forward_sum_run(const Run<T<V>>& run, const LossParams& params, bool* bad) {
-  static_assert(kSumLanes % V::kLanes == 0, "vector width must divide kSumLanes");
-  ForwardState<V> s{run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw),
-                    Smoothing<V>::make(params), {}};
-  s.range = {V::as_i(V::zero()), V::as_i(V::zero())};
-  SumAcc<V> acc;
-  for (auto& d : acc.total) d = V::dzero();
-  for (int64_t b = 0; b < run.n; b += kBlock) {
-    const int64_t len = run.n - b < kBlock ? run.n - b : kBlock;
+// Calls block.template operator()<kHard>(b, len) for each block of (at most) kBlock elements of
+// the run in turn, kHard where the block takes the loss's hard-label path; then reports the range
+// check into *bad.
+template <class V, class E, class Block>
+inline void for_each_block(ForwardState<V>& s, bool* bad, Block&& block) {
+  for (int64_t b = 0; b < s.run.n; b += kBlock) {
+    const int64_t len = s.run.n - b < kBlock ? s.run.n - b : kBlock;
     if constexpr (E::kHardPath) {
       if (hard_block(s, b, len)) {
-        sum_block<V, E, kW, kP, true>(s, b, len, acc);
+        block.template operator()<true>(b, len);
         continue;
       }
     }
-    sum_block<V, E, kW, kP, false>(s, b, len, acc);
+    block.template operator()<false>(b, len);
   }
   if constexpr (E::kChecksRange) {
     if (range_bad(s.range)) *bad = true;
   }
+}
+
+template <class V, class E, int kW, int kP>
+double forward_sum_run(const Run<T<V>>& run, const LossParams& params, bool* bad) {
+  static_assert(kSumLanes % V::kLanes == 0, "vector width must divide kSumLanes");
+  ForwardState<V> s = ForwardState<V>::make(run, params);
+  SumAcc<V> acc;
+  for (auto& d : acc.total) d = V::dzero();
+  for_each_block<V, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    sum_block<V, E, kW, kP, kHard>(s, b, len, acc);
+  });
   double lanes[kSumLanes];
   for (int u = 0; u < kSumLanes / V::kLanes; ++u) V::dstore(acc.total[u], lanes + u * V::kLanes);
   for (int step = 1; step < kSumLanes; step *= 2) {
@@ -250,22 +263,10 @@ inline void none_block(ForwardState<V>& s, int64_t b, int64_t n, T<V>* out) {
 
 template <class V, class E, int kW, int kP>
 void forward_none_run(const Run<T<V>>& run, const LossParams& params, T<V>* out, bool* bad) {
-  ForwardState<V> s{run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw),
-                    Smoothing<V>::make(params), {}};
-  s.range = {V::as_i(V::zero()), V::as_i(V::zero())};
-  for (int64_t b = 0; b < run.n; b += kBlock) {
-    const int64_t len = run.n - b < kBlock ? run.n - b : kBlock;
-    if constexpr (E::kHardPath) {
-      if (hard_block(s, b, len)) {
-        none_block<V, E, kW, kP, true>(s, b, len, out);
-        continue;
-      }
-    }
-    none_block<V, E, kW, kP, false>(s, b, len, out);
-  }
-  if constexpr (E::kChecksRange) {
-    if (range_bad(s.range)) *bad = true;
-  }
+  ForwardState<V> s = ForwardState<V>::make(run, params);
+  for_each_block<V, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    none_block<V, E, kW, kP, kHard>(s, b, len, out);
+  });
 }
 
 // The state of one backward run.
