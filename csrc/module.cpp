@@ -33,6 +33,34 @@ at::Tensor math_eval(const std::string& isa, const std::string& name, const at::
   return out;
 }
 
+// One instruction set's conversion of a half-type or float tensor (tests): float16/bfloat16 to
+// float32, or float32 to `to` (float16 or bfloat16).
+at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType to) {
+  const bce_ext::cpu::Converters* c = isa == "avx512" ? bce_ext::cpu::avx512_converters()
+                                      : isa == "avx2" ? bce_ext::cpu::avx2_converters()
+                                                      : nullptr;
+  TORCH_CHECK(c != nullptr && bce_ext::cpu::cpu_isa_supported(isa.c_str()),
+              "no vector conversions for ", isa, " on this CPU");
+  const at::Tensor x = in.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(to));
+  const auto n = x.numel();
+  const auto from = x.scalar_type();
+  const auto* bits_in = reinterpret_cast<const uint16_t*>(x.const_data_ptr());
+  auto* bits_out = reinterpret_cast<uint16_t*>(out.mutable_data_ptr());
+  if (from == at::kHalf && to == at::kFloat) {
+    c->half_to_float(bits_in, out.mutable_data_ptr<float>(), n);
+  } else if (from == at::kBFloat16 && to == at::kFloat) {
+    c->bf16_to_float(bits_in, out.mutable_data_ptr<float>(), n);
+  } else if (from == at::kFloat && to == at::kHalf) {
+    c->float_to_half(x.const_data_ptr<float>(), bits_out, n);
+  } else if (from == at::kFloat && to == at::kBFloat16) {
+    c->float_to_bf16(x.const_data_ptr<float>(), bits_out, n);
+  } else {
+    TORCH_CHECK(false, "no conversion from ", from, " to ", to);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -59,6 +87,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_cpu_math", &math_eval,
         "An elementary function of the vector math of one instruction set over a float32 tensor "
         "(accuracy tests).");
+  m.def("_cpu_convert", &convert,
+        "One instruction set's vectorised half-type conversion of a tensor (tests).");
 #ifdef BCE_EXT_WITH_CUDA
   m.attr("with_cuda") = true;
 #else

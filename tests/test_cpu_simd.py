@@ -387,3 +387,27 @@ def test_hard_label_blocks_match_soft_path_bitwise(isa):
     ref = F.binary_cross_entropy(x, t, reduction="none")
     assert torch.equal(torch.signbit(hard), torch.signbit(ref))
     assert_close_ulp(hard, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_conversions_are_c10s(isa, dtype):
+    """The vectorised half-type conversions of the CPU kernels, bitwise against torch's (c10's):
+    every 16-bit pattern to float, and floats to the half type (every float16/bfloat16 value, the
+    points halfway between neighbours (ties to even), random floats, and the specials), lengths
+    with tails."""
+    bits = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    halves = bits.view(dtype)
+    up = _C._cpu_convert(isa, halves, torch.float32)
+    assert torch.equal(up.view(torch.int32)[~halves.isnan()],
+                       halves.float().view(torch.int32)[~halves.isnan()])
+    assert up[halves.isnan()].isnan().all()
+    finite = halves[halves.isfinite()].float().sort().values
+    floats = torch.cat([finite, (finite[1:] + finite[:-1]) / 2, torch.randn(100_003) * 1e4,
+                        torch.tensor([float("inf"), -float("inf"), float("nan"), 1e-45, -0.0,
+                                      3.4e38, 65504.0, 65520.0])])
+    for n in (floats.numel(), 7, 1):
+        down = _C._cpu_convert(isa, floats[:n], dtype)
+        ref = floats[:n].to(dtype)
+        nan = ref.isnan()
+        assert torch.equal(down.view(torch.int16)[~nan], ref.view(torch.int16)[~nan])
+        assert down[nan].isnan().all()

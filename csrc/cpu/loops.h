@@ -47,12 +47,24 @@ struct Loops {
                    T* gt);
 };
 
+// Conversions between the half types' storage (their raw 16-bit patterns) and float, n elements,
+// rounding to nearest even as c10::Half and c10::BFloat16 do.
+struct Converters {
+  void (*half_to_float)(const uint16_t* in, float* out, int64_t n);
+  void (*float_to_half)(const float* in, uint16_t* out, int64_t n);
+  void (*bf16_to_float)(const uint16_t* in, float* out, int64_t n);
+  void (*float_to_bf16)(const float* in, uint16_t* out, int64_t n);
+};
+
 // The loops for this CPU, chosen at first use (loops_dispatch.cpp): the widest instruction set this
 // CPU and OS support, or the one named by BCE_EXT_CPU_ISA (scalar, avx2, avx512; an unsupported one
 // falls back to the next narrower). float64 always runs the portable loops.
 const Loops<float>& float_loops(LossKind loss);
 const Loops<double>& double_loops(LossKind loss);
 const char* float_isa();
+// The vectorised conversions of the chosen instruction set; null for the portable loops (the
+// caller converts with c10's own types then).
+const Converters* vector_converters();
 
 // The implementations: portable (valid on any CPU), and the vectorised float ones (null where not
 // compiled in; call them only where the CPU supports them).
@@ -60,6 +72,8 @@ const Loops<float>& portable_float_loops(LossKind loss);
 const Loops<double>& portable_double_loops(LossKind loss);
 const Loops<float>* avx2_float_loops(LossKind loss);
 const Loops<float>* avx512_float_loops(LossKind loss);
+const Converters* avx2_converters();
+const Converters* avx512_converters();
 
 // For accuracy measurements (tests): an elementary function of one instruction set's vector math
 // (vec/vec_math.h) over n floats; the names are those of vec_math::Math. Null where not compiled

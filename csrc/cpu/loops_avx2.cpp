@@ -3,7 +3,7 @@
 // called where the dispatcher found AVX2 and FMA (loops_dispatch.cpp). No torch or standard
 // headers (see vec/loops_impl.h): this file must not emit inline functions that others also emit.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 // a * b - c * d must not become an FMA: the formulas round as their scalar references do.
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -27,6 +27,7 @@ const Loops<float>* avx2_float_loops(LossKind loss) {
   return &isa_entry::kLoops[static_cast<int>(loss)];
 }
 MathEvalFn avx2_math_eval(const char* name) { return isa_entry::math_eval(name); }
+const Converters* avx2_converters() { return &isa_entry::kConverters; }
 }  // namespace bce_ext::cpu
 
 #else  // not x86-64 with GCC or clang: no AVX2 loops
@@ -34,6 +35,7 @@ MathEvalFn avx2_math_eval(const char* name) { return isa_entry::math_eval(name);
 namespace bce_ext::cpu {
 const Loops<float>* avx2_float_loops(LossKind) { return nullptr; }
 MathEvalFn avx2_math_eval(const char*) { return nullptr; }
+const Converters* avx2_converters() { return nullptr; }
 }  // namespace bce_ext::cpu
 
 #endif

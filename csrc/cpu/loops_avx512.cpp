@@ -4,7 +4,7 @@
 // are those of the AVX2 backend, one for one, so both give bitwise the same results (the sums
 // included: they run over 16 virtual lanes). No torch or standard headers.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
 #ifdef __clang__
 #pragma clang fp contract(off)
 #else
@@ -31,6 +31,7 @@ const Loops<float>* avx512_float_loops(LossKind loss) {
   return &isa_entry::kLoops[static_cast<int>(loss)];
 }
 MathEvalFn avx512_math_eval(const char* name) { return isa_entry::math_eval(name); }
+const Converters* avx512_converters() { return &isa_entry::kConverters; }
 }  // namespace bce_ext::cpu
 
 #else  // not x86-64 with GCC or clang: no AVX-512 loops
@@ -38,6 +39,7 @@ MathEvalFn avx512_math_eval(const char* name) { return isa_entry::math_eval(name
 namespace bce_ext::cpu {
 const Loops<float>* avx512_float_loops(LossKind) { return nullptr; }
 MathEvalFn avx512_math_eval(const char*) { return nullptr; }
+const Converters* avx512_converters() { return nullptr; }
 }  // namespace bce_ext::cpu
 
 #endif

@@ -18,7 +18,9 @@ namespace {
 
 bool cpu_has_avx2() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  // F16C for the half conversions: every AVX2 CPU has it, but it is asked for all the same.
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
 #else
   return false;
 #endif
@@ -82,6 +84,17 @@ const Loops<float>& float_loops(LossKind loss) {
 const Loops<double>& double_loops(LossKind loss) { return portable_double_loops(loss); }
 
 const char* float_isa() { return kOrder[chosen_isa()]; }
+
+const Converters* vector_converters() {
+  switch (chosen_isa()) {
+    case 0:
+      return avx512_converters();
+    case 1:
+      return avx2_converters();
+    default:
+      return nullptr;
+  }
+}
 
 bool cpu_isa_supported(const char* name) { return loops_named(name, LossKind::kBce) != nullptr; }
 

@@ -130,6 +130,26 @@ void for_each_run(const CpuWeight<T>& w, const CpuWeight<T>& pw, int64_t begin, 
   }
 }
 
+// The half types' conversions: vectorised where the chosen instruction set has them (bitwise
+// c10's), else c10's own, element by element.
+template <typename scalar_t>
+void to_float(const scalar_t* in, float* out, int64_t n) {
+  const Converters* c = vector_converters();
+  const auto* bits = reinterpret_cast<const uint16_t*>(in);
+  if (c && std::is_same_v<scalar_t, at::Half>) return c->half_to_float(bits, out, n);
+  if (c && std::is_same_v<scalar_t, at::BFloat16>) return c->bf16_to_float(bits, out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+template <typename scalar_t>
+void from_float(const float* in, scalar_t* out, int64_t n) {
+  const Converters* c = vector_converters();
+  auto* bits = reinterpret_cast<uint16_t*>(out);
+  if (c && std::is_same_v<scalar_t, at::Half>) return c->float_to_half(in, bits, n);
+  if (c && std::is_same_v<scalar_t, at::BFloat16>) return c->float_to_bf16(in, bits, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<scalar_t>(in[i]);
+}
+
 // Elements [b, b + n) of `src` in the compute type: the storage itself, or a converted copy in `buf`.
 template <typename scalar_t>
 const compute_t<scalar_t>* load(const scalar_t* src, int64_t b, int64_t n,
@@ -137,7 +157,7 @@ const compute_t<scalar_t>* load(const scalar_t* src, int64_t b, int64_t n,
   if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
     return src + b;
   } else {
-    for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<float>(src[b + i]);
+    to_float(src + b, buf, n);
     return buf;
   }
 }
@@ -155,8 +175,7 @@ compute_t<scalar_t>* sink(scalar_t* dst, int64_t b, compute_t<scalar_t>* buf) {
 template <typename scalar_t>
 void store(scalar_t* dst, int64_t b, int64_t n, const compute_t<scalar_t>* buf) {
   if constexpr (!std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    if (!dst) return;
-    for (int64_t i = 0; i < n; ++i) dst[b + i] = static_cast<scalar_t>(buf[i]);
+    if (dst) from_float(buf, dst + b, n);
   }
 }
 

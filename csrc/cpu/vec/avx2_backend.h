@@ -1,5 +1,6 @@
 #pragma once
-// The AVX2 + FMA backend of the vector loops: 8 float lanes, one-instruction wrappers. The list of
+// The AVX2 + FMA backend of the vector loops: 8 float lanes, one-instruction wrappers (and F16C's
+// half conversions). The list of
 // what a backend provides is in csrc/cpu/loss_loops.h. Include only from a file compiled for AVX2
 // and FMA (its own `#pragma GCC target`), and only there: no torch or standard headers.
 #include <immintrin.h>
@@ -73,6 +74,25 @@ struct Avx2 {
     _mm256_storeu_pd(out, acc.lo);
     _mm256_storeu_pd(out + 4, acc.hi);
   }
+
+  // Eight 16-bit values, widened to lanes and narrowed back (the half conversions).
+  using H = __m128i;
+  static H load_h(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static void store_h(uint16_t* p, H v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+  static F half_to_f(H h) { return _mm256_cvtph_ps(h); }
+  static H f_to_half(F v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
+  static I widen_u16(H h) { return _mm256_cvtepu16_epi32(h); }
+  static H narrow_u32(I v) {  // each lane < 2^16
+    return _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  }
+  static I srli16(I a) { return _mm256_srli_epi32(a, 16); }
+  static I slli16(I a) { return _mm256_slli_epi32(a, 16); }
+  static I and1_i(I a) { return _mm256_and_si256(a, _mm256_set1_epi32(1)); }
+  static I blend_i(M m, I a, I b) {
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
+  }
+  static M is_nan(F v) { return _mm256_cmp_ps(v, v, _CMP_UNORD_Q); }
 };
 
 }  // namespace

@@ -76,6 +76,22 @@ struct Avx512 {
     _mm512_storeu_pd(out, acc.lo);
     _mm512_storeu_pd(out + 8, acc.hi);
   }
+
+  // Sixteen 16-bit values, widened to lanes and narrowed back (the half conversions).
+  using H = __m256i;
+  static H load_h(const uint16_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static void store_h(uint16_t* p, H v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  static F half_to_f(H h) { return _mm512_cvtph_ps(h); }
+  static H f_to_half(F v) { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
+  static I widen_u16(H h) { return _mm512_cvtepu16_epi32(h); }
+  static H narrow_u32(I v) { return _mm512_cvtepi32_epi16(v); }  // each lane < 2^16
+  static I srli16(I a) { return _mm512_srli_epi32(a, 16); }
+  static I slli16(I a) { return _mm512_slli_epi32(a, 16); }
+  static I and1_i(I a) { return _mm512_and_si512(a, _mm512_set1_epi32(1)); }
+  static I blend_i(M m, I a, I b) { return _mm512_mask_blend_epi32(m, a, b); }
+  static M is_nan(F v) { return _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }
 };
 
 }  // namespace

@@ -1,9 +1,11 @@
 #pragma once
 // The exported entry points of one vectorised instruction set, included last by its file
 // (loops_avx2.cpp, loops_avx512.cpp) after it has named its backend BCE_EXT_ISA_BACKEND and the
-// name BCE_EXT_ISA_NAME: the Loops of every loss, and the Math functions for the accuracy tests.
+// name BCE_EXT_ISA_NAME: the Loops of every loss, the half conversions, and the Math functions for
+// the accuracy tests.
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
+#include "half_convert.h"
 #include "loops_impl.h"
 
 namespace bce_ext::cpu {
@@ -19,6 +21,8 @@ constexpr Loops<float> kLoops[] = {
     loops::make_loops<V, losses::BceWithLogits, MathV>(BCE_EXT_ISA_NAME),
 };
 static_assert(sizeof(kLoops) / sizeof(Loops<float>) == static_cast<int>(LossKind::kCount));
+
+constexpr Converters kConverters = half_convert::make_converters<V>();
 
 // fn over n floats, in whole vectors plus a masked tail.
 template <typename V::F (*fn)(typename V::F)>
