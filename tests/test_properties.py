@@ -92,8 +92,9 @@ class Values:
     layout: Layout
 
 
-def values_of(ndim, mixes=MIXES):
-    return st.builds(Values, st.integers(0, 2**32 - 1), st.sampled_from(mixes), layouts(ndim))
+def values_of(ndim, mixes=MIXES, layout=None):
+    return st.builds(Values, st.integers(0, 2**32 - 1), st.sampled_from(mixes),
+                     layouts(ndim) if layout is None else layout)
 
 
 def materialize(spec, shape, dtype, device, generate):
@@ -148,11 +149,12 @@ SHAPES = st.one_of(SMALL, long_shapes())
 
 
 @st.composite
-def broadcastable_weight_shapes(draw, shape):
-    """Right-aligned: the last k dims of `shape`, each kept or 1 (k = 0 is a 0-d weight)."""
+def broadcastable_weight_shapes(draw, shape, keep=(True, False)):
+    """Right-aligned: the last k dims of `shape`, each kept or 1 as drawn from `keep` (k = 0 is a
+    0-d weight)."""
     k = draw(st.integers(0, len(shape)))
     suffix = shape[len(shape) - k:]
-    return tuple(draw(st.sampled_from([s, 1])) for s in suffix)
+    return tuple(s if draw(st.sampled_from(keep)) else 1 for s in suffix)
 
 
 # --- running and checking --------------------------------------------------------------------------
@@ -183,17 +185,21 @@ class Example:
 
 
 def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighted=st.booleans(),
-                 weight_dtypes=WEIGHT_DTYPES, weight_layout=True):
+                 weight_dtypes=WEIGHT_DTYPES, weight_layout=True, weight_keep=(True, False),
+                 input_layouts=None):
     """One example, drawn step by step (each draw is reported when a test fails). `alike`: whether
     target, weight and grad take the input's dim order (all channels_last, all transposed...);
-    weight_layout: whether the weight may also be sliced or expanded."""
+    weight_layout: whether the weight may also be sliced or expanded; weight_keep: how a weight dim
+    is drawn (True: the input's size, False: 1); input_layouts(shape): the input's layouts (by
+    default those of every operand)."""
     shape = data.draw(shapes, label="shape")
     dtype = data.draw(st.sampled_from(loss.dtypes), label="dtype")
     reduction = data.draw(st.sampled_from(REDUCTIONS), label="reduction")
     wrt = data.draw(st.sampled_from(["both", "input", "target"]), label="gradients of")
     ndim = len(shape)
     alike = data.draw(alike, label="target, weight and grad in the input's dim order")
-    xspec = data.draw(values_of(ndim), label="input")
+    xspec = data.draw(values_of(ndim, layout=input_layouts and input_layouts(shape)),
+                      label="input")
 
     def like_input(spec, lead=0):
         """spec with the dim order of the input's last ndim - lead dims."""
@@ -205,7 +211,7 @@ def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighte
                     loss.target_values)
     w = None
     if data.draw(weighted, label="weighted"):
-        wshape = data.draw(broadcastable_weight_shapes(shape), label="weight shape")
+        wshape = data.draw(broadcastable_weight_shapes(shape, weight_keep), label="weight shape")
         wdtype = data.draw(st.sampled_from(weight_dtypes), label="weight dtype") or dtype
         wspec = like_input(data.draw(values_of(len(wshape)), label="weight"), ndim - len(wshape))
         if not weight_layout:
@@ -307,14 +313,24 @@ def many_rows(draw):
     return tuple(short[:at] + [rows] + short[at:])
 
 
+def rows_outermost(shape):
+    """Layouts with the longest dim (the rows) outermost in memory, the others in any order."""
+    rows = max(range(len(shape)), key=lambda d: shape[d])
+    others = [d for d in range(len(shape)) if d != rows]
+    return st.builds(lambda order: Layout((rows,) + tuple(order), *(
+        (v,) * len(shape) for v in (1, 0, False))), st.permutations(others))
+
+
 @each_device
 @each_loss
 @given(data=st.data())
 def test_weight_tables(loss, device, data):
-    """A weight that repeats many times, laid out like the input (transposed, channels_last, any
-    dim order) and of its dtype: the kernels read it in place, or tile it."""
+    """A weight of mostly real (not 1) dims that repeats over many rows, the operands laid out
+    alike, rows outermost and the other dims in any order (as channels_last, say), the weight of
+    the input's dtype: the kernels read it in place, or tile it."""
     ex = draw_example(data, loss, device, shapes=many_rows(), alike=st.just(True),
-                      weighted=st.just(True), weight_dtypes=(None,), weight_layout=False)
+                      weighted=st.just(True), weight_dtypes=(None,), weight_layout=False,
+                      weight_keep=(True, True, True, False), input_layouts=rows_outermost)
     check_unless_known_defect(loss, ex)
 
 
