@@ -16,8 +16,8 @@ a NaN. Every example checks:
   its input gradient is (1, 0));
 - no operand's storage changed by a single byte (gaps included), and no output sharing one.
 
-Weights of every broadcastable shape are drawn; weights that do not broadcast must raise PyTorch's
-error, after which a valid call works. The number of examples is the hypothesis profile's
+Weights of every broadcastable shape are drawn; weights that do not broadcast (any other shape)
+must raise PyTorch's error, after which a valid call works. The number of examples is the hypothesis profile's
 (tests/conftest.py): "ci" by default, "long" by hand with HYPOTHESIS_PROFILE=long.
 """
 import math
@@ -32,11 +32,12 @@ from hypothesis import event, given, note, reject  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import DEVICES  # noqa: E402
-from losses import LOSSES, MIXES, expected, leaves, run  # noqa: E402
+from losses import LOSSES, MIXES, assert_valid_call_works, expected, leaves, run  # noqa: E402
 from oracle import REDUCTIONS, assert_matches, compute_dtype  # noqa: E402
 
 # None: the input's dtype, the common case (drawn more often).
-WEIGHT_DTYPES = (None, None, None, torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64)
+WEIGHT_DTYPES = (None, None, None, torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                 torch.int64)
 GAP_FLOAT = float("nan")
 GAP_INT = 7777
 
@@ -117,11 +118,17 @@ def materialize(spec, shape, dtype, device, generate):
     return view.expand(shape) if vshape != torch.Size(shape) else view
 
 
-def uniform_values(shape, mix, generator):
-    """Values of a weight or an incoming gradient: the mix decides their range."""
+def grad_values(shape, mix, generator):
+    """Values of an incoming gradient: the mix decides their range (negative ones too)."""
     v = torch.rand(shape, dtype=torch.float64, generator=generator)
     return {"uniform": 2 * v, "hard": v.round(), "special": torch.zeros(shape, dtype=torch.float64),
             "mixed": 2 * v - 0.5}[mix]
+
+
+def weight_values(shape, mix, generator):
+    """Values of a weight, in [0, 2): not negative, so that a reduced loss is a sum without
+    cancellation, which the oracle's float32 sum and the kernels' blocked one would round apart."""
+    return grad_values(shape, mix, generator).abs()
 
 
 def integer_weight(shape, mix, generator):
@@ -218,10 +225,10 @@ def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighte
             wspec = replace(wspec, layout=Layout(wspec.layout.perm, *(
                 (v,) * len(wshape) for v in (1, 0, False))))
         w = materialize(wspec, wshape, wdtype, device,
-                        integer_weight if wdtype == torch.int64 else uniform_values)
+                        integer_weight if wdtype == torch.int64 else weight_values)
     if reduction == "none":
         g = materialize(like_input(data.draw(values_of(ndim), label="grad")), shape, dtype, device,
-                        uniform_values)
+                        grad_values)
     else:
         g = torch.tensor(data.draw(st.floats(-2, 2), label="grad"), dtype=dtype, device=device)
     extra = loss.extra(data.draw, shape, dtype, device)
@@ -332,6 +339,55 @@ def test_weight_tables(loss, device, data):
                       weighted=st.just(True), weight_dtypes=(None,), weight_layout=False,
                       weight_keep=(True, True, True, False), input_layouts=rows_outermost)
     check_unless_known_defect(loss, ex)
+
+
+@st.composite
+def weights_that_do_not_broadcast(draw, shape):
+    """(weight shape, larger): a weight shape that torch.broadcast_shapes refuses with the target's
+    (larger False: a dim of another size than the target's, not 1), or that broadcasts with it
+    to more than the input's shape (larger True: more dims, or a size > 1 where the target has 1),
+    which PyTorch's in-place multiply refuses."""
+    ndim = len(shape)
+    wshape = list(draw(broadcastable_weight_shapes(shape)))
+    lead = ndim - len(wshape)
+    free = [d for d in range(len(wshape)) if shape[lead + d] != 1]
+    if free and draw(st.booleans()):
+        d = draw(st.sampled_from(free))
+        wshape[d] = draw(st.integers(2, 7).filter(lambda n: n != shape[lead + d]))
+        return tuple(wshape), False
+    ones = [d for d in range(len(wshape)) if shape[lead + d] == 1]
+    if ones and draw(st.booleans()):
+        wshape[draw(st.sampled_from(ones))] = draw(st.integers(2, 5))
+    else:  # more dims than the input
+        wshape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)) + list(shape)
+    return tuple(wshape), True
+
+
+@each_device
+@each_loss
+@given(data=st.data())
+def test_weight_that_does_not_broadcast(loss, device, data):
+    """PyTorch's exception (type; text for a weight that broadcasts to more than the input: the
+    text of the other kind is a known defect, test_bad_input.test_weight_not_broadcastable_message),
+    then a valid call works."""
+    shape = data.draw(SMALL, label="shape")
+    dtype = data.draw(st.sampled_from(loss.dtypes), label="dtype")
+    reduction = data.draw(st.sampled_from(REDUCTIONS), label="reduction")
+    wshape, larger = data.draw(weights_that_do_not_broadcast(shape), label="weight shape, larger")
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    x = loss.input_values(shape, "uniform", gen).to(dtype).to(device)
+    t = loss.target_values(shape, "uniform", gen).to(dtype).to(device)
+    w = weight_values(wshape, "uniform", gen).to(dtype).to(device)
+    errors = []
+    for fn in (loss.ours, loss.reference):
+        with pytest.raises(RuntimeError) as info:
+            fn(x, t, weight=w, reduction=reduction)
+        errors.append(info.value)
+    ours, theirs = errors
+    assert type(ours) is type(theirs)
+    if larger:
+        assert str(ours).splitlines()[0] == str(theirs).splitlines()[0]
+    assert_valid_call_works(loss, device, dtype)
 
 
 @pytest.mark.xfail(strict=True, reason="known defect: a dense non-contiguous weight on a large "
