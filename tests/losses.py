@@ -1,0 +1,125 @@
+"""The losses under test, one row each: bce_ext's functional and module, PyTorch's (the oracle),
+the raw dispatcher ops, and what is particular to the loss: the values its input and target take,
+its extra arguments, the checks it makes.
+
+The property tests (test_properties.py) and the bad-input tests (test_bad_input.py) run every row,
+so a new loss (with logits, focal) is one row here plus, where its values or arguments differ, its
+own value generators and `extra` strategy.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+import bce_ext
+from oracle import assert_matches, compute_dtype
+
+# Values that the kernels treat specially: exact 0 and 1 (the -100 clamp of each log, the 1e-12
+# floor of the gradient's denominator, the infinite target gradient), -0.0, subnormal and tiny
+# numbers, 0.5 and the floats next to 1. Drawn in float64 and rounded to the dtype under test (in
+# float16 1e-40 becomes 0 and 1 - 1e-7 becomes 1: still probabilities).
+SPECIAL_PROBABILITIES = (0.0, 1.0, -0.0, 0.5, 5e-324, 1e-45, 1e-40, 1.1754942e-38, 1e-12, 1e-7,
+                         1.1920929e-7, 0.29289321881345254, 1 - 1e-7, 1 - 2.0 ** -24, 1 - 1e-12,
+                         1 - 2.0 ** -53)
+
+# How the values of one operand are drawn: uniform, hard labels (only 0 and 1, which sends blocks
+# of targets down the kernels' one-log path), only special values, or uniform with about a fifth
+# replaced by special values.
+MIXES = ("uniform", "hard", "special", "mixed")
+
+
+def probability_values(shape, mix, generator):
+    """float64 values in [0, 1] of `shape`, drawn as `mix` says from the seeded `generator`."""
+    uniform = torch.rand(shape, dtype=torch.float64, generator=generator)
+    if mix == "uniform":
+        return uniform
+    if mix == "hard":
+        return torch.randint(0, 2, shape, generator=generator).double()
+    specials = torch.tensor(SPECIAL_PROBABILITIES, dtype=torch.float64)
+    index = torch.randint(0, len(specials), shape, generator=generator)
+    if mix == "special":
+        return specials[index]
+    replace = torch.rand(shape, generator=generator) < 0.2
+    return torch.where(replace, specials[index], uniform)
+
+
+def no_extra(draw, shape, dtype, device):
+    """Extra keyword arguments of a loss that has none."""
+    return {}
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    ours: Callable  # bce_ext's functional: (input, target, weight=None, ..., reduction=..., **extra)
+    reference: Callable  # PyTorch's functional, the same signature: the oracle
+    module: type
+    reference_module: type
+    forward_op: Callable  # torch.ops.bce_ext.<name>: (input, target, weight, reduction code, ...)
+    backward_op: Optional[Callable]  # (grad, input, target, weight, reduction code, output_mask)
+    # float64 values of the input and of the target: (shape, mix, torch.Generator) -> Tensor.
+    input_values: Callable = probability_values
+    target_values: Callable = probability_values
+    # Whether an input or target element outside [0, 1] (or NaN, inf) raises on the CPU, with
+    # PyTorch's "all elements of input/target should be between 0 and 1".
+    checks_range: bool = True
+    # A hypothesis draw of the loss's extra keyword arguments (pos_weight, gamma, ...):
+    # (draw, shape, dtype, device) -> dict.
+    extra: Callable = no_extra
+    dtypes: tuple = field(default=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
+
+    def __repr__(self):
+        return self.name
+
+
+BCE = Loss(
+    name="binary_cross_entropy",
+    ours=bce_ext.binary_cross_entropy,
+    reference=F.binary_cross_entropy,
+    module=bce_ext.BCELoss,
+    reference_module=torch.nn.BCELoss,
+    forward_op=torch.ops.bce_ext.binary_cross_entropy.default,
+    backward_op=torch.ops.bce_ext.binary_cross_entropy_backward.default,
+)
+
+LOSSES = [BCE]
+
+
+def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
+    """fn's loss and the gradients that autograd asks for (`wrt`: "input", "target" or "both",
+    of which x and t must be the leaves that require grad), for the incoming gradient g (default
+    ones)."""
+    out = fn(x, t, weight=w, reduction=reduction, **(extra or {}))
+    wanted = [v for v, name in ((x, "input"), (t, "target")) if wrt in (name, "both")]
+    grads = torch.autograd.grad(out, wanted, torch.ones_like(out) if g is None else g)
+    return (out.detach(),) + tuple(grads)
+
+
+def leaves(x, t, wrt="both", dtype=None):
+    """x and t as autograd leaves (in `dtype`; as they are, layout included, when it is None), the
+    ones `wrt` names requiring grad."""
+    def leaf(v, wanted):
+        v = v.detach() if dtype is None else v.detach().to(dtype)
+        return v.requires_grad_(wanted)
+    return leaf(x, wrt in ("input", "both")), leaf(t, wrt in ("target", "both"))
+
+
+def expected(loss, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
+    """The oracle: PyTorch's loss and gradients in bce_ext's compute type (float32 for the half
+    types, rounded to them once at the end: oracle.py), in x's dtype."""
+    up = compute_dtype(x.dtype)
+    results = run(loss.reference, *leaves(x, t, wrt, up), w, reduction,
+                  None if g is None else g.to(up), wrt, extra)
+    return tuple(r.to(x.dtype) for r in results)
+
+
+def assert_valid_call_works(loss, device, dtype=torch.float32, shape=(5, 7), seed=0):
+    """A plain call (weighted, mean) gives the oracle's loss and gradients: what must hold right
+    after any error."""
+    gen = torch.Generator().manual_seed(seed)
+    x = loss.input_values(shape, "mixed", gen).to(dtype).to(device)
+    t = loss.target_values(shape, "mixed", gen).to(dtype).to(device)
+    w = torch.rand(shape[-1:], generator=gen).to(dtype).to(device)
+    for a, e in zip(run(loss.ours, *leaves(x, t), w), expected(loss, x, t, w)):
+        assert_matches(a, e)

@@ -1,0 +1,271 @@
+"""Bad input for every loss in losses.LOSSES, through every entry point (functional, module, the
+raw forward and backward ops): the exception PyTorch raises for the same call, of the same type
+and, where PyTorch's text is part of the contract, with the same first line; never a crash. Each
+error is followed by a valid call, which must give the oracle's loss and gradients.
+
+The errors (the argument checks of the README's "Usage" section): target size, reduction, weight
+not broadcastable, dtypes that differ, dtypes not supported, devices that differ, values outside
+[0, 1] on the CPU, a weight that requires grad; then a request for more memory than there is.
+Known defects are strict xfails that name the defect: they fail the suite once it is fixed, so the
+mark is removed with the fix.
+"""
+import pytest
+import torch
+
+from conftest import DEVICES
+from losses import LOSSES, assert_valid_call_works
+
+ENTRY_POINTS = ["functional", "module", "forward_op", "backward_op"]
+REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
+
+
+def call(loss, entry, x, t, w=None, reduction="mean"):
+    """The loss of x and t through `entry`. The raw ops take a reduction code (an unknown string
+    becomes 5); the backward op is asked for both gradients, with an incoming gradient of ones."""
+    if entry == "functional":
+        return loss.ours(x, t, weight=w, reduction=reduction)
+    if entry == "module":
+        return loss.module(weight=w, reduction=reduction)(x, t)
+    code = REDUCTION_CODES.get(reduction, 5)
+    if entry == "forward_op":
+        return loss.forward_op(x, t, w, code)
+    g = torch.ones((), dtype=x.dtype, device=x.device)
+    g = g.expand(x.shape) if code == 0 else g
+    return loss.backward_op(g, x, t, w, code, [True, True])
+
+
+def reference(loss, entry, x, t, w=None, reduction="mean"):
+    """What PyTorch does with the same call: its module for the module, its functional otherwise
+    (the raw ops make the functional's checks; ATen's own raw op makes fewer)."""
+    if entry == "module":
+        return loss.reference_module(weight=w, reduction=reduction)(x, t)
+    return loss.reference(x, t, weight=w, reduction=reduction)
+
+
+def error_of(fn, *args, **kwargs):
+    with pytest.raises(Exception) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def first_line(e):
+    return str(e).splitlines()[0] if str(e) else ""
+
+
+def assert_same_error(loss, entry, x, t, w=None, reduction="mean", same_text=True):
+    """`entry` raises PyTorch's exception for this call (its type; its first line if same_text),
+    then a valid call on the same device works. PyTorch runs on one thread, whose element order
+    decides which bad element it names. Returns our exception."""
+    ours = error_of(call, loss, entry, x, t, w, reduction)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        theirs = error_of(reference, loss, entry, x, t, w, reduction)
+    finally:
+        torch.set_num_threads(threads)
+    assert isinstance(ours, type(theirs)), (ours, theirs)
+    if same_text and not (entry in ("forward_op", "backward_op") and reduction not in
+                          REDUCTION_CODES):
+        assert first_line(ours) == first_line(theirs)
+    assert_valid_call_works(loss, x.device)
+    return ours
+
+
+def probabilities(loss, shape, device, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return (loss.input_values(shape, "uniform", gen).to(dtype).to(device),
+            loss.target_values(shape, "uniform", gen).to(dtype).to(device))
+
+
+params = pytest.mark.parametrize
+each_loss = params("loss", LOSSES, ids=repr)
+each_entry = params("entry", ENTRY_POINTS)
+each_device = params("device", DEVICES)
+
+
+@each_device
+@each_entry
+@each_loss
+@params("shapes", [((3,), (3, 1)), ((), (1,)), ((0,), (1,)), ((2, 3), (3, 2)), ((4,), ())],
+        ids=str)
+def test_target_size(loss, entry, device, shapes):
+    x, _ = probabilities(loss, shapes[0], device)
+    _, t = probabilities(loss, shapes[1], device)
+    assert isinstance(assert_same_error(loss, entry, x, t), ValueError)
+
+
+@each_device
+@each_entry
+@each_loss
+@params("reduction", ["avg", "", "MEAN", None])
+def test_unknown_reduction(loss, entry, device, reduction):
+    x, t = probabilities(loss, (3,), device)
+    assert isinstance(assert_same_error(loss, entry, x, t, reduction=reduction), ValueError)
+
+
+@each_device
+@each_entry
+@each_loss
+@params("wshape", [(4, 2, 3), (1, 2, 3), (2, 2, 3), (3, 2, 1, 1)], ids=str)
+def test_weight_broadcasts_beyond_the_input(loss, entry, device, wshape):
+    """A weight that broadcasts with the target, but to a larger shape: PyTorch's in-place multiply
+    raises "output with shape [2, 3] doesn't match the broadcast shape [4, 2, 3]"."""
+    x, t = probabilities(loss, (2, 3), device)
+    e = assert_same_error(loss, entry, x, t, torch.rand(wshape, device=device))
+    assert isinstance(e, RuntimeError)
+
+
+NOT_BROADCASTABLE = [((2, 3), (5,)), ((2, 3), (3, 3)), ((0, 3), (2, 3)), ((4, 1, 3), (2, 2))]
+
+
+@each_device
+@each_entry
+@each_loss
+@params("shapes", NOT_BROADCASTABLE, ids=str)
+def test_weight_not_broadcastable(loss, entry, device, shapes):
+    x, t = probabilities(loss, shapes[0], device)
+    e = assert_same_error(loss, entry, x, t, torch.rand(shapes[1], device=device), same_text=False)
+    assert isinstance(e, RuntimeError)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: a weight that does not broadcast to the "
+                   "target raises at::infer_size's 'The size of tensor a (3) must match the size "
+                   "of tensor b (5) ...' where PyTorch raises torch.broadcast_shapes' 'Attempting "
+                   "to broadcast a dimension of length 5 at -1! ...'")
+@each_loss
+def test_weight_not_broadcastable_message(loss):
+    for xshape, wshape in NOT_BROADCASTABLE:
+        x, t = probabilities(loss, xshape, "cpu")
+        assert_same_error(loss, "functional", x, t, torch.rand(wshape))
+
+
+@each_device
+@each_entry
+@each_loss
+@params("dtypes", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                   (torch.float16, torch.float32), (torch.bfloat16, torch.float16),
+                   (torch.float32, torch.int64), (torch.float32, torch.bool)], ids=str)
+def test_dtypes_differ(loss, entry, device, dtypes):
+    x, t = probabilities(loss, (3,), device)
+    e = assert_same_error(loss, entry, x.to(dtypes[0]), t.round().to(dtypes[1]))
+    assert isinstance(e, RuntimeError)
+
+
+@each_device
+@each_entry
+@each_loss
+@params("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64], ids=str)
+def test_dtype_not_supported(loss, entry, device, dtype):
+    x = torch.ones(3, device=device).to(dtype)
+    assert_same_error(loss, entry, x, x.clone())
+
+
+@params("entry", ["functional", "module", "forward_op"])  # the backward checks no values (PyTorch's neither)
+@each_loss
+@params("where", ["input", "target"])
+@params("bad", [-0.5, 1.5, float("nan"), float("inf"), -float("inf")])
+@params("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_values_outside_zero_one_on_the_cpu(loss, entry, where, bad, dtype):
+    if not loss.checks_range:
+        pytest.skip(f"{loss.name} takes any value")
+    x, t = probabilities(loss, (70_001,), "cpu", dtype)
+    (x if where == "input" else t)[40_000] = bad  # in the second chunk of 32768 elements
+    e = assert_same_error(loss, entry, x, t)
+    assert first_line(e) == f"all elements of {where} should be between 0 and 1"
+
+
+@params("entry", ["functional", "module", "forward_op"])  # autograd's check: not the backward op
+@each_loss
+def test_weight_requires_grad(loss, entry):
+    x, t = probabilities(loss, (3,), "cpu")
+    x.requires_grad_(True)
+    e = assert_same_error(loss, entry, x, t, torch.rand(3, requires_grad=True))
+    assert "not differentiable with respect to argument 'weight'" in str(e)
+
+
+@each_entry
+@each_loss
+def test_devices_differ(loss, entry):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a GPU (the meta device mixed with the CPU: the xfail below)")
+    x, t = probabilities(loss, (3,), "cuda")
+    for args in [(x.cpu(), t), (x, t.cpu()), (x, t, torch.rand(3))]:
+        e = error_of(call, loss, entry, *args)
+        assert isinstance(e, RuntimeError) and "cpu" in str(e) and "cuda" in str(e), e
+        assert_valid_call_works(loss, "cuda")
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: a meta tensor among CPU tensors is "
+                   "accepted (the dispatcher picks the fake kernel, which returns an uninitialised "
+                   "CPU tensor) where PyTorch raises 'Tensor on device meta is not on the expected "
+                   "device cpu!'")
+@each_entry
+@each_loss
+@params("which", ["input", "target", "weight"])
+def test_meta_and_cpu_mixed(loss, entry, which):
+    x, t = probabilities(loss, (3,), "cpu")
+    w = torch.rand(3)
+    args = {"input": (x.to("meta"), t, w), "target": (x, t.to("meta"), w),
+            "weight": (x, t, w.to("meta"))}[which]
+    e = error_of(call, loss, entry, *args)
+    assert isinstance(e, RuntimeError) and "meta" in str(e) and "cpu" in str(e)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: target=None raises RuntimeError ('tensor "
+                   "does not have a device') where PyTorch raises AttributeError ('NoneType' "
+                   "object has no attribute 'size')")
+@params("entry", ["functional", "module"])
+@each_loss
+def test_target_none(loss, entry):
+    x, _ = probabilities(loss, (3,), "cpu")
+    assert_same_error(loss, entry, x, None)
+
+
+# More elements than any memory: 2**48 float32 elements (1 PiB), expanded from one element so that
+# the operands themselves cost nothing. Beyond the 128 TiB of a process's address space, the
+# allocation fails whatever the machine's overcommit setting.
+HUGE = 2**48
+
+
+@each_device
+@each_entry
+@each_loss
+@params("reduction", ["none", "mean"])
+def test_huge_request_is_out_of_memory(loss, entry, device, reduction):
+    x, t = probabilities(loss, (1,), device)
+    x, t = x.expand(HUGE), t.expand(HUGE)
+    ours = error_of(call, loss, entry, x, t, reduction=reduction)
+    theirs = error_of(torch.empty, HUGE, device=device)
+    assert type(ours) is type(theirs), (ours, theirs)
+    assert "allocate" in str(ours), ours
+    assert_valid_call_works(loss, device)
+
+
+@each_loss
+def test_backward_op_gradient_of_the_wrong_size(loss):
+    """The raw backward op: a reduced loss takes a one-element gradient, 'none' one of the input's
+    shape; anything else is a Python exception."""
+    if loss.backward_op is None:
+        pytest.skip("no raw backward op")
+    x, t = probabilities(loss, (3,), "cpu")
+    for g, code in [(torch.ones(2), 1), (torch.ones(2), 2), (torch.ones(2), 0),
+                    (torch.ones(3, 1), 0)]:
+        e = error_of(loss.backward_op, g, x, t, None, code, [True, True])
+        assert isinstance(e, RuntimeError), e
+        assert_valid_call_works(loss, "cpu")
+
+
+@each_loss
+def test_many_errors_then_valid_calls(loss):
+    """Errors of every kind, one after another, interleaved with valid calls of every dtype."""
+    x, t = probabilities(loss, (4, 9), "cpu")
+    bad_value = x.clone()
+    bad_value[1, 1] = 2.0
+    bad_calls = [(x, t[:2]), (x, t.double()), (x.long(), t.long()), (bad_value, t),
+                 (x, t, torch.rand(5))]
+    for i in range(3):
+        for args in bad_calls:
+            with pytest.raises((RuntimeError, ValueError, NotImplementedError)):
+                loss.ours(*args)
+            for dtype in loss.dtypes:
+                assert_valid_call_works(loss, "cpu", dtype, seed=i)
