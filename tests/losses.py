@@ -1,10 +1,10 @@
 """The losses under test, one row each: bce_ext's functional and module, PyTorch's (the oracle),
 the raw dispatcher ops, and what is particular to the loss: the values its input and target take,
-its extra arguments, the checks it makes.
+its other broadcast tensors and extra arguments, the checks it makes.
 
-The property tests (test_properties.py) and the bad-input tests (test_bad_input.py) run every row,
-so a new loss (with logits, focal) is one row here plus, where its values or arguments differ, its
-own value generators and `extra` strategy.
+Every suite runs every row (values, layouts, thresholds, transforms, autograd, errors, properties,
+bad input, concurrency), so a new loss is one row here plus, where its values or arguments differ,
+its own value generators and `extra` strategy, and its own special cases.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import bce_ext
-from oracle import assert_matches, compute_dtype
+from oracle import assert_matches, compute_dtype, probabilities
 
 # Values that the kernels treat specially: exact 0 and 1 (the -100 clamp of each log, the 1e-12
 # floor of the gradient's denominator, the infinite target gradient), -0.0, subnormal and tiny
@@ -44,9 +44,46 @@ def probability_values(shape, mix, generator):
     return torch.where(replace, specials[index], uniform)
 
 
+# Logits the kernels treat specially: 0, the ends of exp's range in float32 (about 88 and 104),
+# large values where the loss is linear. Not +-inf: there bce_ext gives the limits where PyTorch
+# gives NaN (test_logits.py has those cases).
+SPECIAL_LOGITS = (0.0, -0.0, 1e4, -1e4, 88.0, -88.0, 104.0, -104.0, 20.0, -20.0, 1e-7, -1e-7)
+
+
+def logit_values(shape, mix, generator):
+    """float64 logits of `shape`, drawn as `mix` says: spread over [-8, 8) (past where sigmoid
+    saturates in float16), or special values."""
+    uniform = 16 * torch.rand(shape, dtype=torch.float64, generator=generator) - 8
+    if mix in ("uniform", "hard"):
+        return uniform
+    specials = torch.tensor(SPECIAL_LOGITS, dtype=torch.float64)
+    index = torch.randint(0, len(specials), shape, generator=generator)
+    if mix == "special":
+        return specials[index]
+    replace = torch.rand(shape, generator=generator) < 0.2
+    return torch.where(replace, specials[index], uniform)
+
+
+def logits(shape, dtype, device, generator=None, low=0.0):
+    """Logits spread over [-8, 8), drawn in float64 and rounded to dtype."""
+    return logit_values(shape, "uniform", generator).to(dtype).to(device)
+
+
 def no_extra(draw, shape, dtype, device):
     """Extra keyword arguments of a loss that has none."""
     return {}
+
+
+def pos_weight_extra(draw, shape, dtype, device):
+    """The logits loss's pos_weight: none, or broadcast over the last dim, or one per element."""
+    from hypothesis import strategies as st
+    kind = draw(st.sampled_from(("none", "last", "full")), label="pos_weight")
+    if kind == "none" or (kind == "last" and not shape):
+        return {}
+    pshape = shape[-1:] if kind == "last" else shape
+    seed = draw(st.integers(0, 2 ** 16), label="pos_weight seed")
+    gen = torch.Generator().manual_seed(seed)
+    return {"pos_weight": (3 * torch.rand(pshape, generator=gen)).to(dtype).to(device)}
 
 
 @dataclass(frozen=True)
@@ -67,7 +104,18 @@ class Loss:
     # A hypothesis draw of the loss's extra keyword arguments (pos_weight, gamma, ...):
     # (draw, shape, dtype, device) -> dict.
     extra: Callable = no_extra
+    # The names of its other tensors that broadcast like the weight (pos_weight).
+    extras: tuple = ()
+    # Whether its outputs are laid out as PyTorch's are in every case (docs/behaviour.md, 3).
+    pytorch_layouts: bool = True
     dtypes: tuple = field(default=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
+    # Its inputs and targets as tensors: (shape, dtype, device, generator=None, low=0.0).
+    inputs: Callable = probabilities
+    targets: Callable = probabilities
+
+    @property
+    def theirs(self):
+        return self.reference
 
     def __repr__(self):
         return self.name
@@ -83,7 +131,23 @@ BCE = Loss(
     backward_op=torch.ops.bce_ext.binary_cross_entropy_backward.default,
 )
 
-LOSSES = [BCE]
+BCE_WITH_LOGITS = Loss(
+    name="binary_cross_entropy_with_logits",
+    ours=bce_ext.binary_cross_entropy_with_logits,
+    reference=F.binary_cross_entropy_with_logits,
+    module=bce_ext.BCEWithLogitsLoss,
+    reference_module=torch.nn.BCEWithLogitsLoss,
+    forward_op=torch.ops.bce_ext.binary_cross_entropy_with_logits.default,
+    backward_op=torch.ops.bce_ext.binary_cross_entropy_with_logits_backward.default,
+    input_values=logit_values,
+    checks_range=False,
+    extra=pos_weight_extra,
+    extras=("pos_weight",),
+    pytorch_layouts=False,
+    inputs=logits,
+)
+
+LOSSES = [BCE, BCE_WITH_LOGITS]
 
 
 def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
@@ -109,6 +173,9 @@ def expected(loss, x, t, w=None, reduction="mean", g=None, wrt="both", extra=Non
     """The oracle: PyTorch's loss and gradients in bce_ext's compute type (float32 for the half
     types, rounded to them once at the end: oracle.py), in x's dtype."""
     up = compute_dtype(x.dtype)
+    # bce_ext computes every operand of a half-type call in float32 (pos_weight - 1 included).
+    extra = {k: v.to(up) if isinstance(v, torch.Tensor) and v.dtype != up and
+             v.is_floating_point() else v for k, v in (extra or {}).items()}
     results = run(loss.reference, *leaves(x, t, wrt, up), w, reduction,
                   None if g is None else g.to(up), wrt, extra)
     return tuple(r.to(x.dtype) for r in results)

@@ -1,18 +1,12 @@
-"""The oracle: PyTorch's own losses, run on the same inputs as bce_ext's, and the table of losses
-that the suites run over (one row per loss: ours, theirs, how to draw inputs).
+"""The oracle: PyTorch's own losses, run on the same inputs as bce_ext's (the losses themselves,
+one row each, are in losses.py).
 
 For float32/float64 bce_ext follows PyTorch's kernels. For float16/bfloat16 it computes in float32
 (beyond PyTorch), so there the oracle is PyTorch run on the float32 upcast of the inputs, rounded
 to the half type at the end. Label smoothing (beyond PyTorch) is PyTorch's loss of the smoothed
 target t * (1 - s) + s / 2, differentiated through the smoothing.
 """
-import dataclasses
-from typing import Callable, Tuple
-
 import torch
-import torch.nn.functional as F
-
-import bce_ext
 
 HALF_TYPES = (torch.float16, torch.bfloat16)
 REDUCTIONS = ("none", "mean", "sum")
@@ -26,36 +20,6 @@ def probabilities(shape, dtype, device, generator=None, low=0.0):
     """Uniform values in [low, 1), drawn in float64 so every dtype sees the same numbers."""
     v = torch.rand(shape, dtype=torch.float64, generator=generator)
     return (low + (1 - low) * v).to(dtype).to(device)
-
-
-def logits(shape, dtype, device, generator=None, low=0.0):
-    """Logits spread over [-8, 8) (past where sigmoid saturates in float16), drawn in float64."""
-    v = torch.rand(shape, dtype=torch.float64, generator=generator)
-    return (16 * v - 8).to(dtype).to(device)
-
-
-@dataclasses.dataclass(frozen=True)
-class Loss:
-    """One loss under test. `ours` and `theirs` take (input, target, weight, reduction=...,
-    **extras); `extras` names the loss's other broadcast tensors (drawn like weights)."""
-
-    name: str
-    ours: Callable
-    theirs: Callable
-    inputs: Callable
-    targets: Callable = probabilities
-    extras: Tuple[str, ...] = ()
-    checks_range: bool = False  # inputs and targets must lie in [0, 1] (an error otherwise)
-
-    def __repr__(self):
-        return self.name
-
-
-BCE = Loss("bce", bce_ext.binary_cross_entropy, F.binary_cross_entropy, probabilities,
-           checks_range=True)
-BCE_WITH_LOGITS = Loss("bce_with_logits", bce_ext.binary_cross_entropy_with_logits,
-                       F.binary_cross_entropy_with_logits, logits, extras=("pos_weight",))
-LOSSES = [BCE, BCE_WITH_LOGITS]
 
 
 def _smoothed(fn):
@@ -78,8 +42,14 @@ def loss_and_grads(fn, x, t, w, reduction, g=None, **kwargs):
     return out.detach(), gx, gt
 
 
-def oracle(x, t, w, reduction, g=None, loss=BCE, **kwargs):
+def _bce():
+    from losses import BCE  # losses.py imports this module
+    return BCE
+
+
+def oracle(x, t, w, reduction, g=None, loss=None, **kwargs):
     """PyTorch's loss and gradients, in bce_ext's compute type, returned in x's dtype."""
+    loss = loss or _bce()
     dtype = x.dtype
     up = compute_dtype(dtype)
     up_g = None if g is None else g.to(up)
@@ -91,8 +61,8 @@ def oracle(x, t, w, reduction, g=None, loss=BCE, **kwargs):
     return out.to(t.dtype), gx.to(dtype), gt.to(t.dtype)
 
 
-def ours(x, t, w, reduction, g=None, loss=BCE, **kwargs):
-    return loss_and_grads(loss.ours, x, t, w, reduction, g, **kwargs)
+def ours(x, t, w, reduction, g=None, loss=None, **kwargs):
+    return loss_and_grads((loss or _bce()).ours, x, t, w, reduction, g, **kwargs)
 
 
 def tolerances(dtype):
@@ -117,7 +87,7 @@ def _double(v):
     return v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
 
 
-def assert_loss_matches(x, t, w, reduction, g=None, loss=BCE, strides=False, **kwargs):
+def assert_loss_matches(x, t, w, reduction, g=None, loss=None, strides=False, **kwargs):
     """bce_ext's loss and both gradients against PyTorch's. In float32, where the two differ by
     more than the tolerances (PyTorch's own float32 rounding, where terms cancel: sigmoid(x) - t,
     or pos_weight * t against the rest), bce_ext must be as close as PyTorch to the float64 result,

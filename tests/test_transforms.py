@@ -14,7 +14,8 @@ import torch
 import torch._dynamo.testing
 from torch import func
 
-from oracle import BCE, LOSSES, REDUCTIONS, probabilities
+from losses import BCE, LOSSES
+from oracle import REDUCTIONS, probabilities
 
 leaves = torch.utils._pytree.tree_leaves
 
@@ -122,7 +123,7 @@ _FRESH = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 import test_transforms as T
-from oracle import LOSSES
+from losses import LOSSES
 loss = [l for l in LOSSES if l.name == {loss!r}][0]
 x, t, w, extras = T._inputs(loss)
 fn = T._losses(loss, {reduction!r}, w, extras)[{which}]
