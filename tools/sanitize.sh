@@ -103,12 +103,14 @@ if [ $# -gt 0 ]; then
 fi
 
 # Tests that reach the float32 loops through the default ISA: once per ISA.
-PER_ISA=(tests/test_values.py tests/test_properties.py tests/test_concurrency.py)
+PER_ISA=(tests/test_values.py tests/test_logits.py tests/test_properties.py tests/test_concurrency.py)
 # Once: test_cpu_simd selects each ISA the CPU has itself; the argument checks, autograd and the
 # module do not depend on the ISA (the bad-value scan does, and test_cpu_simd puts a bad value in
 # every lane of every ISA).
-ONCE=(tests/test_cpu_simd.py tests/test_errors.py tests/test_bad_input.py tests/test_autograd.py
-      tests/test_module.py)
+# test_thresholds crosses every size threshold of the kernels (tiling, chunks, conversion and vector
+# blocks) in every layout, with the widest ISA's vectors.
+ONCE=(tests/test_cpu_simd.py tests/test_thresholds.py tests/test_errors.py tests/test_bad_input.py
+      tests/test_autograd.py tests/test_module.py)
 
 for isa in scalar avx2 avx512; do
   if [ "$(sanitized "$PYTHON" -c "from bce_ext import _C; print(_C._cpu_isa_supported('$isa'))")" != True ]; then
