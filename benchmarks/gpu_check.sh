@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one call: build from source, the whole test suite on CUDA,
-# compute-sanitizer memcheck and racecheck over the CUDA tests, and the benchmark.
+# Everything that needs a GPU, in one call: build from source, the CUDA tests, compute-sanitizer
+# (memcheck, racecheck, initcheck, synccheck) over the CUDA tests, the rest of the suite, and the
+# benchmark.
 #
 #   bash benchmarks/gpu_check.sh
 #
 # Needs: a GPU, a CUDA build of torch with its nvcc, ninja, pytest, compute-sanitizer; no network.
 # Writes its logs, the benchmark table (bench_gpu.md, for benchmarks/RESULTS.md) and summary.txt
-# under $OUT (default out/gpu_check): 8 files. Ends with a PASS/FAIL line per step; exit status 1
-# if any failed. Each step has a time cap, and all of them a deadline (GPU_CHECK_DEADLINE_S,
-# default 540 s), so the whole stays inside a 10-minute call (about 7 minutes on an H100).
-# Environment: PYTHON (default python3), TORCH_CUDA_ARCH_LIST (default: this GPU's).
+# under $OUT (default out/gpu_check).
+#
+# Time: the whole must fit one 10-minute device call with margin. Each step has a cap, and the caps
+# add up to less than the deadline (GPU_CHECK_DEADLINE_S, default 540 s), so a slow step cannot
+# crowd out the later ones; a step also stops at the deadline. Steps come in order of value (the
+# CUDA tests before the sanitizers, the sanitizers before the rest of the suite and the benchmark),
+# so that a cut-short run still answers the first questions. The summary lists every planned step:
+# PASS, FAIL, or NOT RUN with the reason, and the last line says PASS only when all of them ran and
+# passed; a run that did not finish says INCOMPLETE.
+# Environment: PYTHON (default python3), TORCH_CUDA_ARCH_LIST (default: this GPU's),
+# GPU_CHECK_DEADLINE_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out/gpu_check}
@@ -17,28 +25,48 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 DEADLINE=${GPU_CHECK_DEADLINE_S:-540}
-SUMMARY=()
-FAILED=0
+# Seconds kept free at the deadline for the summary (and timeout's own kill grace).
+MARGIN=15
 
-# step NAME CAP_S LOG COMMAND...: runs COMMAND with its output in $OUT/LOG, under
-# min(CAP_S, time left); prints the log's tail; records PASS/FAIL and the seconds taken.
+# The plan: name and cap (seconds) of every step, in order. The caps add up to 520 s (a step that
+# finishes early leaves its time to the deadline's margin, not to the others: the order and the
+# caps are the plan, whatever the machine). Both losses' kernels are one template: the sanitizers
+# that look at memory (memcheck, initcheck) run both, those that look at the reduction's shared
+# memory and barriers (racecheck, synccheck: loss-independent code) run BCE's.
+STEPS=(build import cuda-tests memcheck racecheck initcheck synccheck other-tests benchmark)
+declare -A CAP=([build]=150 [import]=10 [cuda-tests]=95 [memcheck]=50 [racecheck]=20
+                [initcheck]=35 [synccheck]=15 [other-tests]=95 [benchmark]=50)
+declare -A STATUS TOOK
+for s in "${STEPS[@]}"; do STATUS[$s]="NOT RUN"; TOOK[$s]="-"; done
+FAILED=0
+STOPPED=""  # why the remaining steps did not run
+
+# step NAME LOG COMMAND...: runs COMMAND with its output in $OUT/LOG under min(cap, time left);
+# prints the log's tail; records PASS/FAIL and the seconds taken. A step with less than 20 s left
+# is not started, and says so.
 step() {
-  local name=$1 cap=$2 log=$3
-  shift 3
-  local left=$((DEADLINE - SECONDS - 15))
-  if [ "$left" -lt 30 ]; then
-    SUMMARY+=("$(printf '%-22s %-34s' "$name" "FAIL (skipped: deadline reached)")")
+  local name=$1 log=$2
+  shift 2
+  if [ -n "$STOPPED" ]; then
+    STATUS[$name]="NOT RUN ($STOPPED)"
+    return 1
+  fi
+  local cap=${CAP[$name]} left=$((DEADLINE - SECONDS - MARGIN))
+  if [ "$left" -lt 20 ]; then
+    STATUS[$name]="NOT RUN (deadline: ${left}s left)"
+    echo "!! gpu_check: SKIPPING $name: only ${left}s left before the ${DEADLINE}s deadline" >&2
     FAILED=1
     return 1
   fi
   [ "$cap" -le "$left" ] || cap=$left
   echo "== $name (at most ${cap}s; log: $log)"
   local start=$SECONDS
-  timeout --signal=INT --kill-after=20 "$cap" "$@" >>"$OUT/$log" 2>&1
+  timeout --signal=INT --kill-after=10 "$cap" "$@" >>"$OUT/$log" 2>&1
   local rc=$?
-  local took=$((SECONDS - start)) verdict=PASS lines=6
-  if [ "$rc" -eq 124 ]; then
-    verdict="FAIL (timed out after ${cap}s)"
+  local verdict=PASS lines=6
+  TOOK[$name]="$((SECONDS - start))s"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    verdict="FAIL (timed out after ${cap}s: cut short)"
   elif [ "$rc" -ne 0 ]; then
     verdict="FAIL (exit status $rc)"
   fi
@@ -47,62 +75,102 @@ step() {
     lines=40
   fi
   tail -n "$lines" "$OUT/$log"
-  SUMMARY+=("$(printf '%-22s %-34s %4ss' "$name" "$verdict" "$took")")
+  STATUS[$name]=$verdict
   return "$rc"
 }
 
 finish() {
+  local ran=0 passed=0
+  for s in "${STEPS[@]}"; do
+    case "${STATUS[$s]}" in
+      PASS) ran=$((ran + 1)); passed=$((passed + 1)) ;;
+      FAIL*) ran=$((ran + 1)) ;;
+    esac
+  done
   {
     echo
-    echo "== gpu_check summary (${SECONDS}s)"
-    printf '%s\n' "${SUMMARY[@]}"
+    echo "== gpu_check summary (${SECONDS}s of ${DEADLINE}s; $ran of ${#STEPS[@]} steps ran)"
+    for s in "${STEPS[@]}"; do
+      printf '%-12s %5s  %s\n' "$s" "${TOOK[$s]}" "${STATUS[$s]}"
+    done
     if [ -f "$OUT/bench_gpu.md" ]; then
       grep -E '^- (PASS|FAIL)' "$OUT/bench_gpu.md" | sed 's/^- /  target: /'
     fi
-    if [ "$FAILED" -eq 0 ]; then echo "gpu_check: PASS"; else echo "gpu_check: FAIL"; fi
+    if [ "$ran" -lt "${#STEPS[@]}" ]; then
+      echo "gpu_check: INCOMPLETE ($((${#STEPS[@]} - ran)) of ${#STEPS[@]} steps did not run;" \
+           "$((ran - passed)) failed)"
+    elif [ "$FAILED" -eq 0 ]; then
+      echo "gpu_check: PASS (all ${#STEPS[@]} steps)"
+    else
+      echo "gpu_check: FAIL ($((ran - passed)) of ${#STEPS[@]} steps failed)"
+    fi
   } | tee -a "$OUT/summary.txt"
-  exit "$FAILED"
+  [ "$ran" -eq "${#STEPS[@]}" ] && [ "$FAILED" -eq 0 ]
+  exit $?
 }
 
 {
   echo "== environment"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, \
-'| cuda', torch.version.cuda, '| capability', torch.cuda.get_device_capability())" || true
+  "$PY" -c "import sys, torch; print('python', sys.version.split()[0], \
+'| torch', torch.__version__, '| cuda', torch.version.cuda, \
+'| capability', torch.cuda.get_device_capability())" || true
   command -v nvcc >/dev/null && nvcc --version | tail -n 2
   command -v compute-sanitizer >/dev/null && compute-sanitizer --version | head -n 2
+  caps=$(for s in "${STEPS[@]}"; do printf '%s ' "${CAP[$s]}"; done)
+  echo "plan: ${STEPS[*]} (caps in s: $caps)"
 } 2>&1 | tee "$OUT/summary.txt"
 
-ARCH=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")}
+ARCH=${TORCH_CUDA_ARCH_LIST:-$("$PY" -c \
+  "import torch; print('%d.%d' % torch.cuda.get_device_capability())")}
 
 # 1. Build from source against the installed torch; FORCE_CUDA makes a missing toolkit an error.
-step "build (sm ${ARCH})" 240 build.log env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" \
-  "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || finish
-step "import" 60 build.log "$PY" -c \
-  "import torch, bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'; \
-assert torch._C._dispatch_has_kernel_for_dispatch_key('bce_ext::binary_cross_entropy', 'CUDA'); \
+step build build.log env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(nproc)" \
+  "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || STOPPED="build failed"
+step import build.log "$PY" -c \
+  "import torch, bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'
+for op in ('binary_cross_entropy', 'binary_cross_entropy_with_logits'):
+    for name in (op, op + '_backward'):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key('bce_ext::' + name, 'CUDA'), name
 print('cuda_archs', bce_ext._C.cuda_archs)" \
-  || finish
+  || STOPPED="${STOPPED:-import failed}"
 
-# 2. The whole suite; tests/conftest.py adds the cuda device when a GPU is there.
-step "pytest (all)" 150 pytest.log "$PY" -m pytest -q -p no:cacheprovider
+# 2. The CUDA tests, all of them (with the test beyond 2^31 elements).
+step cuda-tests pytest_cuda.log "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 
-# 3. Sanitizers over the CUDA tests, instrumenting bce_ext's kernels only (where this
-#    compute-sanitizer can filter) and with a smaller large-N test. memcheck without the caching
-#    allocator, so that an out-of-bounds access lands outside any allocation; CUDA graphs need the
-#    caching allocator, so memcheck leaves the graph tests out (racecheck runs them).
+# 3. Sanitizers over the CUDA tests that reach every kernel variant (dtypes, reductions, strict
+#    mode, weights, aligned and misaligned operands, heads and tails, both gradients), not over
+#    those that repeat or time them: bce_ext's kernels only are instrumented (where this
+#    compute-sanitizer can filter), with a small large-N test, no test beyond 2^31 elements and none
+#    that starts another process. memcheck and initcheck run without the caching allocator, so that
+#    an out-of-bounds access lands outside any allocation and a read of memory never written is
+#    seen; CUDA graphs need the caching allocator, so those two leave the graph tests out.
 FILTER=()
 if compute-sanitizer --help 2>&1 | grep -q -- '--kernel-name'; then
   FILTER=(--kernel-name kns=bce_ext)
 fi
-step "memcheck" 110 memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 BCE_EXT_TEST_LARGE_N=1048576 \
-  compute-sanitizer --tool memcheck --error-exitcode 1 ${FILTER[@]+"${FILTER[@]}"} \
-  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py -k "not graph"
-step "racecheck" 90 racecheck.log env BCE_EXT_TEST_LARGE_N=1048576 \
-  compute-sanitizer --tool racecheck --error-exitcode 1 ${FILTER[@]+"${FILTER[@]}"} \
-  "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py
+SMALL=(env BCE_EXT_TEST_LARGE_N=1048576 BCE_EXT_TEST_HUGE_N=0)
+KERNELS="vector_and_unaligned or alignment or strict or bad_values or target_gradient_only \
+or layouts or empty or boundary or broadcast_weights or weight_table or matches_pytorch \
+or infinite_logits or pos_weight_broadcasts or label_smoothing_on_every_path"
+NOSUB="not environment and not first_call_ever"
+sanitize() {  # sanitize TOOL NO_CACHING EXTRA_K
+  local tool=$1 nocache=$2 extra=$3
+  step "$tool" "$tool.log" "${SMALL[@]}" PYTORCH_NO_CUDA_MEMORY_CACHING="$nocache" \
+    compute-sanitizer --tool "$tool" --error-exitcode 1 ${FILTER[@]+"${FILTER[@]}"} \
+    "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
+    -k "not cpu and ($KERNELS) and $NOSUB$extra"
+}
+sanitize memcheck 1 " and not graph and not capture"
+sanitize racecheck 0 " and not binary_cross_entropy_with_logits"
+sanitize initcheck 1 " and not graph and not capture"
+sanitize synccheck 0 " and not binary_cross_entropy_with_logits"
 
-# 4. Benchmark (torch.compile compilations stop after --budget-s).
-step "benchmark" 220 bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 110
+# 4. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there).
+step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider --ignore=tests/test_cuda.py
+
+# 5. Benchmark (torch.compile compilations stop after --budget-s).
+#    (Two of the sizes the script covers by default, 2^16 to 2^28, so that the cap holds.)
+step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 20 --sizes 20,28
 [ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"
 finish

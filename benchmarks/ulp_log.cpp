@@ -1,14 +1,15 @@
-// Accuracy of the vectorised logs of the CPU loops (csrc/cpu/bce_cpu_vec.h) against libm in double.
+// Accuracy of the vectorised logs of the CPU loops (csrc/cpu/vec/vec_math.h) against libm in
+// double.
 //
 // Build and run from the repository root (no torch needed):
-//   g++ -O2 -std=c++20 -pthread benchmarks/ulp_log.cpp csrc/cpu/bce_cpu_avx2.cpp \
-//       csrc/cpu/bce_cpu_avx512.cpp csrc/cpu/bce_cpu_dispatch.cpp csrc/cpu/bce_cpu_scalar.cpp \
+//   g++ -O2 -std=c++20 -pthread benchmarks/ulp_log.cpp csrc/cpu/loops_avx2.cpp \
+//       csrc/cpu/loops_avx512.cpp csrc/cpu/loops_dispatch.cpp csrc/cpu/loops_portable.cpp \
 //       -o /tmp/ulp_log && /tmp/ulp_log [avx2|avx512] [random|all|edges]...
 // random: 10^7 uniform floats in [0, 1) (as torch.rand) and 10^7 uniform bit patterns in [0, 1];
 // all: every float in [+0, 1] (about 1.07e9); edges: listed values, printed one by one.
-// The error of a result r against the double reference d is |r - d| in units of the float ulp at d
-// (2^(e - 23) for 2^e <= |d| < 2^(e + 1), at least 2^-149). Where d is -inf (log 0, log1p(-1))
-// the forward's logs only need r <= -100 (they are clamped there); zeros must have d's sign.
+// The error in ulps is benchmarks/ulp_stat.h's (shared with tests/cuda_math_host.cpp). Where the
+// reference is -inf (log 0, log1p(-1)) the forward's logs only need r <= -100 (they are clamped
+// there); zeros must have the reference's sign.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,62 +19,24 @@
 #include <thread>
 #include <vector>
 
-#include "../csrc/cpu/bce_cpu_loops.h"
+#include "../csrc/cpu/loops.h"
+#include "ulp_stat.h"
 
-using bce_ext::cpu::LogEvalFn;
+using bce_ext::cpu::MathEvalFn;
+using bce_ext::ulp::Stat;
 
-namespace {
-
-double ulp_of(double d) {
-  if (d == 0.0 || !std::isfinite(d)) return std::ldexp(1.0, -149);
-  int e;
-  std::frexp(d, &e);  // |d| = m 2^e, m in [0.5, 1)
-  return std::ldexp(1.0, std::max(e - 24, -149));
-}
-
-struct Stat {
-  double max_ulp = 0.0;
-  float worst_x = 0.0f;
-  double sum_ulp = 0.0;
-  int64_t count = 0;
-  int64_t over_1 = 0;        // results more than 1 ulp off
-  int64_t clamp_fail = 0;    // reference below -100 but result above -100
-  int64_t special_fail = 0;  // wrong infinity, NaN or sign of a zero
-
-  // clamped: a reference of -inf only needs r <= -100 (the forward clamps; the backward does not).
-  void add(float x, float r, double d, bool clamped) {
-    if (std::isnan(d) || std::isinf(d)) {
-      bool ok = std::isnan(d) ? std::isnan(r) : (std::isinf(r) && (r > 0) == (d > 0));
-      if (clamped && d < 0 && std::isinf(d)) ok = r <= -100.0f;
-      if (!ok) ++special_fail;
-      return;
-    }
-    if (d < -100.0 && r > -100.0f) ++clamp_fail;
-    if (d == 0.0) {
-      if (r != 0.0f || std::signbit(r) != std::signbit(d)) ++special_fail;
-      return;
-    }
-    const double u = std::fabs(double(r) - d) / ulp_of(d);
-    if (!(u <= max_ulp)) {
-      max_ulp = u;
-      worst_x = x;
-    }
-    sum_ulp += u;
-    over_1 += u > 1.0;
-    ++count;
-  }
-  void merge(const Stat& o) {
-    if (o.max_ulp > max_ulp) {
-      max_ulp = o.max_ulp;
-      worst_x = o.worst_x;
-    }
-    sum_ulp += o.sum_ulp;
-    count += o.count;
-    over_1 += o.over_1;
-    clamp_fail += o.clamp_fail;
-    special_fail += o.special_fail;
+// The three logs of one instruction set's vector math (loops.h: avx2_math_eval, ...).
+struct LogEvalFn {
+  MathEvalFn log01 = nullptr, log1m = nullptr, log_any = nullptr;
+  explicit operator bool() const { return log01 && log1m && log_any; }
+  void operator()(const float* x, float* a, float* b, float* c, int64_t n) const {
+    log01(x, a, n);
+    log1m(x, b, n);
+    log_any(x, c, n);
   }
 };
+
+namespace {
 
 struct Stats {
   Stat log_x, log1m_x, log_any;
@@ -98,11 +61,13 @@ void eval_batch(LogEvalFn fn, const float* x, int64_t n, Stats& s) {
 
 void print(const char* what, const Stats& s) {
   auto one = [&](const char* name, const Stat& t) {
-    std::printf("  %-22s max %.3f ulp (at x=%.9g, bits 0x%08x), mean %.4f ulp, >1 ulp: %lld of %lld,"
-                " clamp failures %lld, special failures %lld\n",
-                name, t.max_ulp, double(t.worst_x), [&] { uint32_t b; std::memcpy(&b, &t.worst_x, 4); return b; }(),
-                t.count ? t.sum_ulp / double(t.count) : 0.0, (long long)t.over_1, (long long)t.count,
-                (long long)t.clamp_fail, (long long)t.special_fail);
+    uint32_t bits;
+    std::memcpy(&bits, &t.worst_x, 4);
+    std::printf("  %-22s max %.3f ulp (at x=%.9g, bits 0x%08x), mean %.4f ulp, >1 ulp: %lld of "
+                "%lld, clamp failures %lld, special failures %lld\n",
+                name, t.max_ulp, double(t.worst_x), bits,
+                t.count ? t.sum_ulp / double(t.count) : 0.0, (long long)t.over_1,
+                (long long)t.count, (long long)t.clamp_fail, (long long)t.special_fail);
   };
   std::printf("%s\n", what);
   one("log(x)", s.log_x);
@@ -177,8 +142,9 @@ void run_edges(LogEvalFn fn) {
   for (float x : edges) {
     float a, b, c;
     fn(&x, &a, &b, &c, 1);
-    std::printf("  x=%-15.9g log %-16.9g %-16.9g log1p(-x) %-16.9g %-16.9g any %-16.9g\n", double(x),
-                double(a), std::log(double(x)), double(b), std::log1p(-double(x)), double(c));
+    std::printf("  x=%-15.9g log %-16.9g %-16.9g log1p(-x) %-16.9g %-16.9g any %-16.9g\n",
+                double(x), double(a), std::log(double(x)), double(b), std::log1p(-double(x)),
+                double(c));
   }
   const float specials[] = {INFINITY, NAN, -1.0f, 2.0f, 16777216.0f, 3e38f};
   std::printf("backward log of specials (as std::log): ");
@@ -194,9 +160,11 @@ void run_edges(LogEvalFn fn) {
 
 int main(int argc, char** argv) {
   std::string isa = argc > 1 ? argv[1] : "avx2";
-  LogEvalFn fn = nullptr;
-  if (isa == "avx512" && bce_ext::cpu::cpu_isa_supported("avx512")) fn = bce_ext::cpu::avx512_log_eval();
-  if (isa == "avx2" && bce_ext::cpu::cpu_isa_supported("avx2")) fn = bce_ext::cpu::avx2_log_eval();
+  LogEvalFn fn;
+  if (bce_ext::cpu::cpu_isa_supported(isa.c_str()) && (isa == "avx512" || isa == "avx2")) {
+    auto get = isa == "avx512" ? bce_ext::cpu::avx512_math_eval : bce_ext::cpu::avx2_math_eval;
+    fn = {get("log01"), get("log1m"), get("log_any")};
+  }
   if (!fn) {
     std::printf("%s is not supported on this machine\n", isa.c_str());
     return 0;

@@ -206,8 +206,13 @@ void check_bce(const LossCall& c) {
   TORCH_CHECK(c.target.scalar_type() == self.scalar_type(), "Found dtype ",
               c.target.scalar_type(), " but expected ", self.scalar_type());
   const auto dtype = self.scalar_type();
-  TORCH_CHECK_NOT_IMPLEMENTED(supported(dtype),
-                              "\"binary_cross_entropy\" not implemented for '", dtype, "'");
+  // The label of PyTorch's dispatch macro in the kernel the functional reaches (aten/src/ATen/
+  // native/Loss.cpp: binary_cross_entropy; cuda/Loss.cu: binary_cross_entropy_out_cuda), for
+  // either op: the backward op gives the functional's message (tests/test_bad_input.py).
+  TORCH_CHECK_NOT_IMPLEMENTED(supported(dtype), "\"",
+                              self.is_cuda() ? "binary_cross_entropy_out_cuda"
+                                             : "binary_cross_entropy",
+                              "\" not implemented for '", dtype, "'");
   if (has_weight(c.weight)) {
     TORCH_CHECK(c10::SymIntArrayRef(weight_shape) == self.sym_sizes(), "output with shape ",
                 self.sym_sizes(), " doesn't match the broadcast shape ",

@@ -1,7 +1,9 @@
 #pragma once
 // Binary cross entropy on probabilities: its element formulas, written once over a backend V (the
-// lanes F of scalar type T and their operations) and its Math (log01, log1m, log_select, log_any;
-// csrc/cpu/vec/). The CPU loops (csrc/cpu/vec/loops_impl.h) instantiate them for each backend.
+// lanes F of scalar type T and their operations) and its Math (log_pair, log_select, log_any).
+// The CPU loops (csrc/cpu/vec/loops_impl.h) instantiate them for each CPU backend (csrc/cpu/vec/),
+// the CUDA kernels (csrc/cuda/loss_cuda_driver.cuh) for one element of float or double
+// (csrc/cuda/cuda_math.cuh).
 //
 // Python reference (x input, t target after label smoothing, g incoming gradient; the weight and
 // the 1/N of 'mean' are applied by the loops, after these):
@@ -11,8 +13,9 @@
 //   bad  = not (0 <= x <= 1) or not (0 <= t <= 1)                       # raw t; NaN is bad
 //
 // Templates only (no inline non-template functions): this header is compiled into files with
-// different target flags, and each instance is local to its file through V.
+// different target flags, and each instance is local to its file through V. No standard headers.
 #include "../bce_constants.h"
+#include "host_device.h"
 
 namespace bce_ext::losses {
 
@@ -26,32 +29,37 @@ struct Bce {
   static constexpr bool kHardPath = true;     // targets all 0 or 1: one log per element
   static constexpr bool kPosWeight = false;
 
+  // The range check, of x and of the raw t alike: v in [0, 1], false for NaN. (The CPU loops make
+  // the same check on the bits of v + 0, accumulated over a run: loops_impl.h, track_range.)
+  BCE_EXT_HD static M in_range(F v) {
+    return V::mand(V::ge(v, V::zero()), V::ge(V::set1(T(1)), v));
+  }
+
   // x, t in [0, 1]. (The positive weight of the logits loss has no counterpart here.)
   template <bool kWithPw>
-  static F loss(F x, F t, F /*pw*/) {
+  BCE_EXT_HD static F loss(F x, F t, F /*pw*/) {
     const F clamp = V::set1(T(kLogClamp));
-    const F l0 = V::max(clamp, MathV::log01(x));
-    const F l1 = V::max(clamp, MathV::log1m(x));
-    return V::sub(V::mul(V::sub(t, V::set1(T(1))), l1), V::mul(t, l0));
+    const auto logs = MathV::log_pair(x, clamp);  // max(clamp, log(x)), max(clamp, log1p(-x))
+    return V::sub(V::mul(V::sub(t, V::set1(T(1))), logs.log1m_x), V::mul(t, logs.log_x));
   }
 
   // Every t is 0 or 1: one log, the one t keeps. (t - 1) * L1 - t * L0 is -0 - L0 for t = 1 and
   // t - L1 for t = +-0, so this is bitwise the soft formula's result.
-  static F loss_hard(F x, F t) {
+  BCE_EXT_HD static F loss_hard(F x, F t) {
     const M t_one = V::eq(t, V::set1(T(1)));
     const F l = V::max(V::set1(T(kLogClamp)), MathV::log_select(x, t_one));
     return V::sub(V::blend(t_one, t, V::set1(T(-0.0))), l);
   }
 
   template <bool kWithPw>
-  static F grad_input(F g, F x, F t, F /*pw*/) {
+  BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/) {
     const F denom = V::mul(V::sub(V::set1(T(1)), x), x);
     // max(eps, denom) is eps where denom < eps, else denom (NaN included), as the scalar ternary.
     return V::div(V::mul(g, V::sub(x, t)), V::max(V::set1(T(kGradEpsilon)), denom));
   }
 
   template <bool kWithPw>
-  static F grad_target(F g, F x, F /*pw*/) {
+  BCE_EXT_HD static F grad_target(F g, F x, F /*pw*/) {
     const F one = V::set1(T(1));
     const F logit = V::blend(V::eq(x, one), MathV::log_any(V::div(x, V::sub(one, x))),
                              V::set1(T(__builtin_inf())));

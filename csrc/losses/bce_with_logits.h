@@ -1,7 +1,7 @@
 #pragma once
 // Binary cross entropy on logits, with an optional positive-class weight pw: its element formulas,
-// written once over a backend V and its Math (exp, log1p01, sigmoid, csrc/cpu/vec/). See bce.h
-// for the conventions.
+// written once over a backend V and its Math (exp, log1p01, sigmoid; csrc/cpu/vec/ and
+// csrc/cuda/cuda_math.cuh). See bce.h for the conventions.
 //
 // Python reference (x logit, t target after label smoothing, pw positive weight or None, g incoming
 // gradient; weight and 1/N applied after, by the loops). PyTorch's operation order:
@@ -13,6 +13,7 @@
 // and 102894): loss(+inf, t) = (1 - t) * inf, 0 where t = 1; loss(-inf, t) = pw * t * inf, 0 where
 // pw * t = 0. No range check (PyTorch makes none).
 #include "../bce_constants.h"
+#include "host_device.h"
 
 namespace bce_ext::losses {
 
@@ -27,13 +28,15 @@ struct BceWithLogits {
   static constexpr bool kPosWeight = true;
 
   // log1p(exp(-|x|)), the smooth part of softplus, from |x|: in (0, ln 2].
-  static F softplus_tail_abs(F ax) { return MathV::log1p01(MathV::exp(V::neg(ax))); }
-  static F softplus_tail(F x) { return softplus_tail_abs(V::abs(x)); }
+  BCE_EXT_HD static F softplus_tail_abs(F ax) {
+    return MathV::log1p01(MathV::exp(V::neg(ax)));
+  }
+  BCE_EXT_HD static F softplus_tail(F x) { return softplus_tail_abs(V::abs(x)); }
 
   // The loss where some lane's x is +-inf: its limit there (the formula's 0 * inf and inf - inf
   // are NaN), l elsewhere. Off the common path: the caller tests for infinities first.
   template <bool kWithPw>
-  static F at_infinity(F x, F t, F pw, F l) {
+  BCE_EXT_HD static F at_infinity(F x, F t, F pw, F l) {
     const F zero = V::zero();
     const F inf = V::set1(T(__builtin_inf()));
     const F one_minus_t = V::sub(V::set1(T(1)), t);
@@ -46,18 +49,20 @@ struct BceWithLogits {
 
   // kWithPw: pw is a value (else ignored: no positive weight).
   template <bool kWithPw>
-  static F loss(F x, F t, F pw) {
+  BCE_EXT_HD static F loss(F x, F t, F pw) {
     const F one = V::set1(T(1));
     const F ax = V::abs(x);
     F log_sig = V::sub(V::min(x, V::zero()), softplus_tail_abs(ax));
     if constexpr (kWithPw) log_sig = V::mul(log_sig, V::add(V::mul(V::sub(pw, one), t), one));
     const F l = V::sub(V::mul(V::sub(one, t), x), log_sig);
-    if (V::any(V::eq(ax, V::set1(T(__builtin_inf()))))) return at_infinity<kWithPw>(x, t, pw, l);
+    if (V::any(V::eq(ax, V::set1(T(__builtin_inf()))))) {
+      return at_infinity<kWithPw>(x, t, pw, l);
+    }
     return l;
   }
 
   template <bool kWithPw>
-  static F grad_input(F g, F x, F t, F pw) {
+  BCE_EXT_HD static F grad_input(F g, F x, F t, F pw) {
     const F s = MathV::sigmoid(x);
     if constexpr (kWithPw) {
       const F pt = V::mul(pw, t);
@@ -68,7 +73,7 @@ struct BceWithLogits {
   }
 
   template <bool kWithPw>
-  static F grad_target(F g, F x, F pw) {
+  BCE_EXT_HD static F grad_target(F g, F x, F pw) {
     if constexpr (kWithPw) {
       const F zero = V::zero();
       const F tail = softplus_tail(x);

@@ -71,6 +71,12 @@ struct Math<Portable<Scalar>> {
   using F = Scalar;
   static F log01(F x) { return std::log(x); }
   static F log1m(F x) { return std::log1p(-x); }
+  struct LogPair {
+    F log_x, log1m_x;
+  };
+  static LogPair log_pair(F x, F lo) {
+    return {Portable<Scalar>::max(lo, log01(x)), Portable<Scalar>::max(lo, log1m(x))};
+  }
   static F log_select(F x, bool use_x) { return use_x ? std::log(x) : std::log1p(-x); }
   static F log_any(F q) { return std::log(q); }
   static F exp(F y) { return std::exp(y); }

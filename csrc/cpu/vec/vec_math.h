@@ -6,6 +6,9 @@
 //
 //   log01(x)          log(x) for x in [0, 1] (any finite x >= 0); -151 ln 2 (< -100) at 0
 //   log1m(x)          log1p(-x) for x in [0, 1], exact in its argument (1 - x is not rounded)
+//   log_pair(x, lo)   {max(lo, log01(x)), max(lo, log1m(x))} for lo <= -ln 2 (a backend may share
+//                     work between the two: the CUDA one shares its range reduction and clamps only
+//                     the log that can be below lo)
 //   log_select(x, m)  m ? log01(x) : log1m(x), one logarithm per lane
 //   log_any(q)        log(q) for any float, as std::log (-inf at 0, NaN below, +inf at +inf)
 //   exp(y)            exp(y) for any float (0 below -104, +inf above 88.7, NaN at NaN)
@@ -99,6 +102,11 @@ struct Math {
     const F cn = V::sub(x, V::sub(V::set1(1.0f), u));  // exact: 1 - x = u - cn
     return log_core<V, true>(V::mul(u, V::set1(kTwo24)), cn);
   }
+
+  struct LogPair {
+    F log_x, log1m_x;
+  };
+  static LogPair log_pair(F x, F lo) { return {V::max(lo, log01(x)), V::max(lo, log1m(x))}; }
 
   static F log_select(F x, M use_x) {
     const F one = V::set1(1.0f);

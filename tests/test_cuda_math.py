@@ -1,0 +1,58 @@
+"""The CUDA kernels' element math and GPU check plan, verified without a GPU.
+
+tests/cuda_math_host.cpp compiles the loss formulas (csrc/losses/) over the CUDA backend and its
+Math (csrc/cuda/cuda_math.cuh) as host code (the same operations, single roundings and FMAs as on
+the device) and checks the float logs' accuracy (within 1.5 ulp, every 97th float of [0, 1] here;
+`cuda_math_host all` checks every float, about 4 minutes on 2 cores), the one-log path for hard
+labels against the two-log formula (bitwise), signs of zeros, the range check behind the kernels'
+NaN, the gradients, and the logits loss (its formula, the limits at +-inf logits, its gradients).
+benchmarks/gpu_check.sh must fit its device call: its caps add up to less than its deadline."""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CXX = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+@pytest.fixture(scope="module")
+def host_math(tmp_path_factory):
+    if CXX is None:
+        pytest.skip("no C++ compiler")
+    exe = str(tmp_path_factory.mktemp("cuda_math") / "cuda_math_host")
+    # -ffp-contract=off: no FMA the device code does not have (it keeps its own from contracting).
+    subprocess.run([CXX, "-O2", "-std=c++17", "-ffp-contract=off", "-pthread",
+                    os.path.join(ROOT, "tests", "cuda_math_host.cpp"), "-o", exe],
+                   check=True, capture_output=True, text=True)
+    return exe
+
+
+def test_device_math_on_the_host(host_math):
+    out = subprocess.run([host_math, "sample", "97"], capture_output=True, text=True, timeout=600)
+    print(out.stdout)
+    assert out.returncode == 0 and "ALL PASS" in out.stdout, out.stdout + out.stderr
+    for check in ("log(x)", "log1p(-x)", "hard", "soft", "special", "grads", "logits"):
+        assert re.search(rf"^{re.escape(check)}: PASS", out.stdout, re.MULTILINE), check
+
+
+def test_gpu_check_fits_its_deadline():
+    """The caps of gpu_check.sh's steps add up to less than its deadline minus its margin, every
+    planned step has a cap, and the deadline leaves a minute of a 10-minute device call."""
+    with open(os.path.join(ROOT, "benchmarks", "gpu_check.sh")) as f:
+        script = f.read()
+    steps = re.search(r"^STEPS=\(([^)]*)\)", script, re.MULTILINE).group(1).split()
+    caps = dict(re.findall(r"\[([\w-]+)\]=(\d+)", re.search(r"declare -A CAP=\(([^)]*)\)", script,
+                                                            re.DOTALL).group(1)))
+    deadline = int(re.search(r"GPU_CHECK_DEADLINE_S:-(\d+)", script).group(1))
+    margin = int(re.search(r"^MARGIN=(\d+)", script, re.MULTILINE).group(1))
+    assert set(steps) == set(caps), (steps, caps)
+    assert sum(int(c) for c in caps.values()) <= deadline - margin
+    assert deadline <= 540
+    # Every planned step is run by the script (a step left out of it would show as NOT RUN).
+    for name in steps:
+        assert re.search(rf"^\s*(step|sanitize) {re.escape(name)}\b", script, re.MULTILINE), name
+    if shutil.which("bash"):
+        subprocess.run(["bash", "-n", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], check=True)
