@@ -18,18 +18,28 @@
 
 namespace {
 
-// The named vector math function of an instruction set over a float tensor (tests).
+// The named vector math function of an instruction set over a float32 or float64 tensor (tests).
 at::Tensor math_eval(const std::string& isa, const std::string& name, const at::Tensor& in) {
-  using bce_ext::cpu::MathEvalFn;
-  const MathEvalFn fn = isa == "avx512" ? bce_ext::cpu::avx512_math_eval(name.c_str())
-                        : isa == "avx2" ? bce_ext::cpu::avx2_math_eval(name.c_str())
-                                        : nullptr;
-  TORCH_CHECK(fn != nullptr && bce_ext::cpu::cpu_isa_supported(isa.c_str()),
+  namespace cpu = bce_ext::cpu;
+  const bool avx512 = isa == "avx512", avx2 = isa == "avx2";
+  const cpu::MathEvalFn f32 = avx512 ? cpu::avx512_math_eval(name.c_str())
+                              : avx2 ? cpu::avx2_math_eval(name.c_str())
+                                     : nullptr;
+  const cpu::MathEvalDoubleFn f64 = avx512 ? cpu::avx512_math_eval_double(name.c_str())
+                                    : avx2 ? cpu::avx2_math_eval_double(name.c_str())
+                                           : nullptr;
+  TORCH_CHECK(f32 != nullptr && f64 != nullptr && cpu::cpu_isa_supported(isa.c_str()),
               "no vector math '", name, "' for ", isa, " on this CPU");
-  TORCH_CHECK(in.scalar_type() == at::kFloat && in.device().is_cpu(), "a CPU float32 tensor");
+  TORCH_CHECK((in.scalar_type() == at::kFloat || in.scalar_type() == at::kDouble) &&
+                  in.device().is_cpu(),
+              "a CPU float32 or float64 tensor");
   const at::Tensor x = in.contiguous();
   at::Tensor out = at::empty_like(x);
-  fn(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel());
+  if (x.scalar_type() == at::kFloat) {
+    f32(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel());
+  } else {
+    f64(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), x.numel());
+  }
   return out;
 }
 
@@ -66,14 +76,15 @@ at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
   m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_isa()); },
-        "Instruction set of the float32 CPU kernels on this machine.");
+        "Instruction set of the float32 and float64 CPU kernels on this machine.");
   m.def("_cpu_isa_supported", [](const std::string& isa) {
           return bce_ext::cpu::cpu_isa_supported(isa.c_str());
-        }, "Whether the float32 CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
+        }, "Whether the CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
   m.def("_set_cpu_isa", [](const std::string& isa) {
           return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
-        }, "Re-selects the float32 CPU loops (tests): `isa`, or the widest supported one below it. "
-           "Returns the one chosen. Not while a kernel runs.");
+        }, "Re-selects the float32 and float64 CPU loops (tests): `isa`, or the widest supported "
+           "one below it ('scalar': the portable loops). Returns the one chosen. Not while a "
+           "kernel runs.");
   m.def("_cpu_thresholds", [] {
           namespace k = bce_ext::cpu::tuning;
           return std::map<std::string, int64_t>{
@@ -85,8 +96,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(inner, period, write_repeats, copies) of the CPU kernels' weight table for a forward "
         "call (tests).");
   m.def("_cpu_math", &math_eval,
-        "An elementary function of the vector math of one instruction set over a float32 tensor "
-        "(accuracy tests).");
+        "An elementary function of the vector math of one instruction set over a float32 or "
+        "float64 tensor (accuracy tests, benchmarks).");
   m.def("_cpu_convert", &convert,
         "One instruction set's vectorised half-type conversion of a tensor (tests).");
 #ifdef BCE_EXT_WITH_CUDA

@@ -1,8 +1,9 @@
 #pragma once
 // The CPU kernels' inner loops, as seen by their host code (cpu_driver.h): one call handles one run
 // of contiguous elements of one loss. Implementations: the portable loops (loops_portable.cpp, float
-// and double) and the vectorised float loops (loops_avx2.cpp, loops_avx512.cpp), all instances of
-// one template (vec/loops_impl.h) over a backend and a loss's element formulas (csrc/losses/).
+// and double) and the vectorised float and double loops (loops_avx2.cpp, loops_avx512.cpp), all
+// instances of one template (vec/loops_impl.h) over a backend and a loss's element formulas
+// (csrc/losses/).
 //
 // Plain C++, no torch headers: an implementation for a wider instruction set lives in its own file,
 // compiled with its own target flags, and must not share inline functions with the rest of the build.
@@ -58,7 +59,7 @@ struct Converters {
 
 // The loops for this CPU, chosen at first use (loops_dispatch.cpp): the widest instruction set this
 // CPU and OS support, or the one named by BCE_EXT_CPU_ISA (scalar, avx2, avx512; an unsupported one
-// falls back to the next narrower). float64 always runs the portable loops.
+// falls back to the next narrower). One choice for float and double.
 const Loops<float>& float_loops(LossKind loss);
 const Loops<double>& double_loops(LossKind loss);
 const char* float_isa();
@@ -66,26 +67,31 @@ const char* float_isa();
 // caller converts with c10's own types then).
 const Converters* vector_converters();
 
-// The implementations: portable (valid on any CPU), and the vectorised float ones (null where not
+// The implementations: portable (valid on any CPU), and the vectorised ones (null where not
 // compiled in; call them only where the CPU supports them).
 const Loops<float>& portable_float_loops(LossKind loss);
 const Loops<double>& portable_double_loops(LossKind loss);
 const Loops<float>* avx2_float_loops(LossKind loss);
 const Loops<float>* avx512_float_loops(LossKind loss);
+const Loops<double>* avx2_double_loops(LossKind loss);
+const Loops<double>* avx512_double_loops(LossKind loss);
 const Converters* avx2_converters();
 const Converters* avx512_converters();
 
 // For accuracy measurements (tests): an elementary function of one instruction set's vector math
-// (vec/vec_math.h) over n floats; the names are those of vec_math::Math. Null where not compiled
-// in or for an unknown name.
+// over n floats (vec/vec_math.h) or doubles (vec/vec_math_double.h); the names are those of
+// vec_math::Math. Null where not compiled in or for an unknown name.
 using MathEvalFn = void (*)(const float* in, float* out, int64_t n);
+using MathEvalDoubleFn = void (*)(const double* in, double* out, int64_t n);
 MathEvalFn avx2_math_eval(const char* name);
 MathEvalFn avx512_math_eval(const char* name);
+MathEvalDoubleFn avx2_math_eval_double(const char* name);
+MathEvalDoubleFn avx512_math_eval_double(const char* name);
 
-// Whether the float loops of an instruction set ("scalar", "avx2", "avx512") are compiled in and
-// can run on this CPU and OS.
+// Whether the loops of an instruction set ("scalar", "avx2", "avx512") are compiled in and can run
+// on this CPU and OS.
 bool cpu_isa_supported(const char* name);
-// Re-selects the float loops (tests): the named set, or the widest supported one below it.
+// Re-selects the float and double loops (tests): the named set, or the widest supported one below it.
 // Returns the name of the one chosen. Not for use while a kernel runs.
 const char* select_cpu_isa(const char* name);
 

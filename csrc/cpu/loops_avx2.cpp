@@ -1,7 +1,8 @@
-// The AVX2 + FMA float32 inner loops of every loss: the template of vec/loops_impl.h over the AVX2
-// backend, compiled for that target alone (the pragma below), whatever flags setup.py passes. Only
-// called where the dispatcher found AVX2 and FMA (loops_dispatch.cpp). No torch or standard
-// headers (see vec/loops_impl.h): this file must not emit inline functions that others also emit.
+// The AVX2 + FMA float32 and float64 inner loops of every loss: the template of vec/loops_impl.h
+// over the AVX2 backends, compiled for that target alone (the pragma below), whatever flags
+// setup.py passes. Only called where the dispatcher found AVX2 and FMA (loops_dispatch.cpp). No
+// torch or standard headers (see vec/loops_impl.h): this file must not emit inline functions that
+// others also emit.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #pragma GCC target("avx2,fma,f16c")
 // a * b - c * d must not become an FMA: the formulas round as their scalar references do.
@@ -17,8 +18,11 @@
 
 #ifdef BCE_EXT_HAVE_AVX2
 #include "vec/avx2_backend.h"
+#include "vec/avx2_double_backend.h"
 #include "vec/vec_math.h"
+#include "vec/vec_math_double.h"
 #define BCE_EXT_ISA_BACKEND Avx2
+#define BCE_EXT_ISA_DOUBLE_BACKEND Avx2Double
 #define BCE_EXT_ISA_NAME "avx2"
 #include "vec/isa_entry.h"
 
@@ -26,7 +30,13 @@ namespace bce_ext::cpu {
 const Loops<float>* avx2_float_loops(LossKind loss) {
   return &isa_entry::kLoops[static_cast<int>(loss)];
 }
+const Loops<double>* avx2_double_loops(LossKind loss) {
+  return &isa_entry::kDoubleLoops[static_cast<int>(loss)];
+}
 MathEvalFn avx2_math_eval(const char* name) { return isa_entry::math_eval(name); }
+MathEvalDoubleFn avx2_math_eval_double(const char* name) {
+  return isa_entry::math_eval_double(name);
+}
 const Converters* avx2_converters() { return &isa_entry::kConverters; }
 }  // namespace bce_ext::cpu
 
@@ -34,7 +44,9 @@ const Converters* avx2_converters() { return &isa_entry::kConverters; }
 
 namespace bce_ext::cpu {
 const Loops<float>* avx2_float_loops(LossKind) { return nullptr; }
+const Loops<double>* avx2_double_loops(LossKind) { return nullptr; }
 MathEvalFn avx2_math_eval(const char*) { return nullptr; }
+MathEvalDoubleFn avx2_math_eval_double(const char*) { return nullptr; }
 const Converters* avx2_converters() { return nullptr; }
 }  // namespace bce_ext::cpu
 

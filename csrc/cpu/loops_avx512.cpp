@@ -1,5 +1,5 @@
-// The AVX-512 float32 inner loops of every loss: the template of vec/loops_impl.h over the
-// AVX-512 backend, compiled for that target alone (the pragma below). Only called where the
+// The AVX-512 float32 and float64 inner loops of every loss: the template of vec/loops_impl.h over
+// the AVX-512 backends, compiled for that target alone (the pragma below). Only called where the
 // dispatcher found AVX-512 F, DQ, BW and VL with OS support (loops_dispatch.cpp). The operations
 // are those of the AVX2 backend, one for one, so both give bitwise the same results (the sums
 // included: they run over 16 virtual lanes). No torch or standard headers.
@@ -21,8 +21,11 @@
 
 #ifdef BCE_EXT_HAVE_AVX512
 #include "vec/avx512_backend.h"
+#include "vec/avx512_double_backend.h"
 #include "vec/vec_math.h"
+#include "vec/vec_math_double.h"
 #define BCE_EXT_ISA_BACKEND Avx512
+#define BCE_EXT_ISA_DOUBLE_BACKEND Avx512Double
 #define BCE_EXT_ISA_NAME "avx512"
 #include "vec/isa_entry.h"
 
@@ -30,7 +33,13 @@ namespace bce_ext::cpu {
 const Loops<float>* avx512_float_loops(LossKind loss) {
   return &isa_entry::kLoops[static_cast<int>(loss)];
 }
+const Loops<double>* avx512_double_loops(LossKind loss) {
+  return &isa_entry::kDoubleLoops[static_cast<int>(loss)];
+}
 MathEvalFn avx512_math_eval(const char* name) { return isa_entry::math_eval(name); }
+MathEvalDoubleFn avx512_math_eval_double(const char* name) {
+  return isa_entry::math_eval_double(name);
+}
 const Converters* avx512_converters() { return &isa_entry::kConverters; }
 }  // namespace bce_ext::cpu
 
@@ -38,7 +47,9 @@ const Converters* avx512_converters() { return &isa_entry::kConverters; }
 
 namespace bce_ext::cpu {
 const Loops<float>* avx512_float_loops(LossKind) { return nullptr; }
+const Loops<double>* avx512_double_loops(LossKind) { return nullptr; }
 MathEvalFn avx512_math_eval(const char*) { return nullptr; }
+MathEvalDoubleFn avx512_math_eval_double(const char*) { return nullptr; }
 const Converters* avx512_converters() { return nullptr; }
 }  // namespace bce_ext::cpu
 

@@ -1,7 +1,8 @@
-// Chooses the float32 inner loops of every loss for this CPU: the widest instruction set that the
-// CPU and the OS support (AVX-512, then AVX2 + FMA, then the portable loops). BCE_EXT_CPU_ISA=scalar|avx2|avx512
-// forces one; a forced set this machine cannot run falls back to the widest narrower one, never
-// crashes. Tests re-select with select_cpu_isa (bce_ext._C._set_cpu_isa).
+// Chooses the float32 and float64 inner loops of every loss for this CPU: the widest instruction
+// set that the CPU and the OS support (AVX-512, then AVX2 + FMA, then the portable loops), one
+// choice for both types. BCE_EXT_CPU_ISA=scalar|avx2|avx512 forces one; a forced set this machine
+// cannot run falls back to the widest narrower one, never crashes. Tests re-select with
+// select_cpu_isa (bce_ext._C._set_cpu_isa); "scalar" runs the portable loops, float64's reference.
 //
 // __builtin_cpu_supports reports AVX, AVX2, FMA and AVX-512 only when the OS also saves their
 // registers: GCC's runtime (gcc/common/config/i386/cpuinfo.h) reads XCR0 with xgetbv when OSXSAVE
@@ -81,7 +82,16 @@ const Loops<float>& float_loops(LossKind loss) {
   return *loops_named(kOrder[chosen_isa()], loss);
 }
 
-const Loops<double>& double_loops(LossKind loss) { return portable_double_loops(loss); }
+const Loops<double>& double_loops(LossKind loss) {
+  switch (chosen_isa()) {  // chosen only where the CPU runs that set's float loops, and so these
+    case 0:
+      return *avx512_double_loops(loss);
+    case 1:
+      return *avx2_double_loops(loss);
+    default:
+      return portable_double_loops(loss);
+  }
+}
 
 const char* float_isa() { return kOrder[chosen_isa()]; }
 

@@ -1,8 +1,9 @@
 #pragma once
 // The exported entry points of one vectorised instruction set, included last by its file
-// (loops_avx2.cpp, loops_avx512.cpp) after it has named its backend BCE_EXT_ISA_BACKEND and the
-// name BCE_EXT_ISA_NAME: the Loops of every loss, the half conversions, and the Math functions for
-// the accuracy tests.
+// (loops_avx2.cpp, loops_avx512.cpp) after it has named its float and double backends
+// BCE_EXT_ISA_BACKEND and BCE_EXT_ISA_DOUBLE_BACKEND and the name BCE_EXT_ISA_NAME: the Loops of
+// every loss for float and double, the half conversions, and the Math functions for the accuracy
+// tests.
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
 #include "half_convert.h"
@@ -22,14 +23,24 @@ constexpr Loops<float> kLoops[] = {
 };
 static_assert(sizeof(kLoops) / sizeof(Loops<float>) == static_cast<int>(LossKind::kCount));
 
+using VD = BCE_EXT_ISA_DOUBLE_BACKEND;
+using MathVD = vec_math_f64::Math<VD>;
+
+// Indexed by LossKind.
+constexpr Loops<double> kDoubleLoops[] = {
+    loops::make_loops<VD, losses::Bce, MathVD>(BCE_EXT_ISA_NAME),
+    loops::make_loops<VD, losses::BceWithLogits, MathVD>(BCE_EXT_ISA_NAME),
+};
+static_assert(sizeof(kDoubleLoops) / sizeof(Loops<double>) == static_cast<int>(LossKind::kCount));
+
 constexpr Converters kConverters = half_convert::make_converters<V>();
 
-// fn over n floats, in whole vectors plus a masked tail.
-template <typename V::F (*fn)(typename V::F)>
-void eval(const float* in, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; i += V::kLanes) {
-    const auto m = V::tail_mask(n - i < V::kLanes ? int(n - i) : V::kLanes);
-    V::store_n(out + i, fn(V::load_n(in + i, m)), m);
+// fn over n lanes of backend B, in whole vectors plus a masked tail.
+template <class B, typename B::F (*fn)(typename B::F)>
+void eval(const typename B::T* in, typename B::T* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += B::kLanes) {
+    const auto m = B::tail_mask(n - i < B::kLanes ? int(n - i) : B::kLanes);
+    B::store_n(out + i, fn(B::load_n(in + i, m)), m);
   }
 }
 
@@ -38,15 +49,19 @@ bool same(const char* a, const char* b) {
   return *a == *b;
 }
 
-MathEvalFn math_eval(const char* name) {
-  if (same(name, "log01")) return &eval<&MathV::log01>;
-  if (same(name, "log1m")) return &eval<&MathV::log1m>;
-  if (same(name, "log_any")) return &eval<&MathV::log_any>;
-  if (same(name, "exp")) return &eval<&MathV::exp>;
-  if (same(name, "log1p01")) return &eval<&MathV::log1p01>;
-  if (same(name, "sigmoid")) return &eval<&MathV::sigmoid>;
+template <class B, class MathB>
+auto math_eval_of(const char* name) -> void (*)(const typename B::T*, typename B::T*, int64_t) {
+  if (same(name, "log01")) return &eval<B, &MathB::log01>;
+  if (same(name, "log1m")) return &eval<B, &MathB::log1m>;
+  if (same(name, "log_any")) return &eval<B, &MathB::log_any>;
+  if (same(name, "exp")) return &eval<B, &MathB::exp>;
+  if (same(name, "log1p01")) return &eval<B, &MathB::log1p01>;
+  if (same(name, "sigmoid")) return &eval<B, &MathB::sigmoid>;
   return nullptr;
 }
+
+MathEvalFn math_eval(const char* name) { return math_eval_of<V, MathV>(name); }
+MathEvalDoubleFn math_eval_double(const char* name) { return math_eval_of<VD, MathVD>(name); }
 
 }  // namespace isa_entry
 }  // namespace
