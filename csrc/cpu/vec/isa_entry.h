@@ -5,6 +5,7 @@
 // the accuracy tests.
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
+#include "../../losses/sigmoid_focal.h"
 #include "half_convert.h"
 #include "loops_impl.h"
 
@@ -19,6 +20,7 @@ using MathV = vec_math::Math<V>;
 constexpr Loops<float> kLoops[] = {
     loops::make_loops<V, losses::Bce, MathV>(BCE_EXT_ISA_NAME),
     loops::make_loops<V, losses::BceWithLogits, MathV>(BCE_EXT_ISA_NAME),
+    loops::make_loops<V, losses::SigmoidFocal, MathV>(BCE_EXT_ISA_NAME),
 };
 static_assert(sizeof(kLoops) / sizeof(Loops<float>) == static_cast<int>(LossKind::kCount));
 
