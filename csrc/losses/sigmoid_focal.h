@@ -12,7 +12,8 @@
 //   loss   = ce * (1 - p_t) ** gamma
 //   if alpha >= 0: loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
 // computed here as m = 1 - p_t = t * sigmoid(-x) + (1 - t) * sigmoid(x) (no cancellation where p_t
-// is close to 1), with m ** gamma as 1, m or m * m for gamma 0, 1, 2 (as torch.pow's exponents) and
+// is close to 1), ce = (x >= 0 ? (1 - t) * x : -t * x) + log1p(exp(-|x|)) (none where ce is small),
+// with m ** gamma as 1, m or m * m for gamma 0, 1, 2 (as torch.pow's exponents) and
 // exp(gamma * log(m)) otherwise. The gradients are the derivatives of that (A = alpha_t, C = ce,
 // M = m ** gamma; dm/dx = (1 - 2t) p (1 - p), dm/dt = 1 - 2p):
 //   gi = A * ((p - t) * M + C * gamma * m ** (gamma - 1) * dm/dx) * g
@@ -81,11 +82,26 @@ struct SigmoidFocal {
     return V::add(V::mul(t, s.q), V::mul(V::sub(V::set1(T(1)), t), s.p));
   }
 
+  // ce, BCE with logits, as (1 - t) * x for x >= 0 or -t * x for x < 0, plus log1p(exp(-|x|)):
+  // no subtraction of nearly equal terms where ce is small (t near 0 and x very negative, or t near
+  // 1 and x large), where the logits loss's (1 - t) * x - log_sigmoid(x) loses digits to
+  // cancellation, and where the gradients multiply ce by the large m ** (gamma - 1). The limits at
+  // infinite logits are the logits loss's.
+  BCE_EXT_HD static F cross_entropy(F x, F t, const Sigmoids& s) {
+    const F linear = V::blend(V::ge(x, V::zero()), V::mul(V::neg(t), x),
+                              V::mul(V::sub(V::set1(T(1)), t), x));
+    const F ce = V::add(linear, MathV::log1p01(s.e));
+    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+      return Logits::template at_infinity<false>(x, t, V::zero(), ce);
+    }
+    return ce;
+  }
+
   // (At an infinite logit ce is the logits loss's limit, infinite only where m ** gamma is not 0.)
   template <bool kWithPw>
   BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
     const Sigmoids s = sigmoids(x);
-    const F ce = Logits::template loss<false>(x, t, V::zero());
+    const F ce = cross_entropy(x, t, s);
     F l = V::mul(ce, power(one_minus_pt(t, s), k.gamma).value);
     if (k.alpha >= T(0)) l = V::mul(alpha_t(t, k.alpha), l);
     return l;
@@ -97,7 +113,7 @@ struct SigmoidFocal {
     const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
     const Power pw = power(m, k.gamma);
-    const F ce = Logits::template loss<false>(x, t, V::zero());
+    const F ce = cross_entropy(x, t, s);
     const F dm_dx = V::mul(V::sub(one, V::add(t, t)), V::mul(s.p, s.q));
     F d = V::add(V::mul(V::sub(s.p, t), pw.value), V::mul(ce, V::mul(pw.slope, dm_dx)));
     if (k.alpha >= T(0)) d = V::mul(alpha_t(t, k.alpha), d);
@@ -110,7 +126,7 @@ struct SigmoidFocal {
     const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
     const Power pw = power(m, k.gamma);
-    const F ce = Logits::template loss<false>(x, t, V::zero());
+    const F ce = cross_entropy(x, t, s);
     const F dm_dt = V::sub(one, V::add(s.p, s.p));
     F d = V::add(V::mul(V::neg(x), pw.value), V::mul(ce, V::mul(pw.slope, dm_dt)));
     if (k.alpha >= T(0)) {
