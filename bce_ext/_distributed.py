@@ -42,11 +42,13 @@ class ShardedOp:
     ``grad_output`` for a backward op (which returns two tensors and takes ``output_mask``),
     ``reduction``; the tensors named in ``broadcast`` broadcast right-aligned against the target;
     ``scale``, which multiplies each element's loss, carries 1/N when 'mean' runs as 'sum'. Other
-    non-tensor arguments (``label_smoothing``, say) play no part in the sharding.
+    non-tensor arguments (``label_smoothing``, say) play no part in the sharding. An op with no
+    such operand (``scale=None``: the focal loss) runs a sharded 'mean' as 'sum' times 1/N (its
+    backward: 'sum' with the incoming gradient times 1/N).
     """
     name: str
     broadcast: tuple = ("weight",)
-    scale: str = "weight"
+    scale: object = "weight"
 
 
 # An op that this build lacks is skipped; an op of the library missing here fails the tests.
@@ -55,6 +57,8 @@ OPS = (
     ShardedOp("binary_cross_entropy_backward"),
     ShardedOp("binary_cross_entropy_with_logits", broadcast=("weight", "pos_weight")),
     ShardedOp("binary_cross_entropy_with_logits_backward", broadcast=("weight", "pos_weight")),
+    ShardedOp("sigmoid_focal_loss", broadcast=(), scale=None),
+    ShardedOp("sigmoid_focal_loss_backward", broadcast=(), scale=None),
 )
 
 _registered = {}   # op name -> OpOverload, once registered
@@ -140,7 +144,7 @@ class _Signature:
         required = {"self", "target", "reduction"} | ({"grad_output"} if self.backward else set())
         missing = required - set(self.names)
         unknown = tensors - self.KNOWN - set(entry.broadcast)
-        if missing or unknown or entry.scale not in self.names:
+        if missing or unknown or (entry.scale is not None and entry.scale not in self.names):
             raise ValueError(f"schema {schema} does not fit: missing {sorted(missing)}, "
                              f"unknown tensors {sorted(unknown)}, scale {entry.scale!r}")
         if len(schema.returns) != (2 if self.backward else 1):
@@ -250,6 +254,12 @@ def _mean_as_sum(entry, sig, func, args, kwargs):
     n = x.numel()
     if n == 0:  # nothing to gather; the rule's all-Replicate path gives the NaN of an empty mean
         return NotImplemented
+    if entry.scale is None:  # no operand to scale: the sum's result (or incoming gradient) / N
+        values["reduction"] = REDUCTION_SUM
+        if sig.backward:
+            values["grad_output"] = values["grad_output"] / n
+            return func(*[values[name] for name in sig.names])
+        return func(*[values[name] for name in sig.names]) / n
     scale = values.get(entry.scale)
     dtype = torch.promote_types(x.dtype, torch.float32)
     if scale is not None:

@@ -12,12 +12,14 @@ from . import _C  # noqa: F401  (loading the library registers torch.ops.bce_ext
 forward_op = torch.ops.bce_ext.binary_cross_entropy.default
 backward_op = torch.ops.bce_ext.binary_cross_entropy_backward.default
 logits_op = torch.ops.bce_ext.binary_cross_entropy_with_logits.default
+focal_op = torch.ops.bce_ext.sigmoid_focal_loss.default
 
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 
 # Each loss op: how many broadcast tensors (weight, pos_weight) follow input and target in its
 # schema. Its backward op has the same arguments after grad_output, and output_mask after reduction.
-LOSS_OPS = {"binary_cross_entropy": 1, "binary_cross_entropy_with_logits": 2}
+LOSS_OPS = {"binary_cross_entropy": 1, "binary_cross_entropy_with_logits": 2,
+            "sigmoid_focal_loss": 0}
 
 
 def _batch_first(value, bdim, batch_size):

@@ -2,9 +2,11 @@
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
-from ._ops import forward_op, logits_op
+import torch
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits"]
+from ._ops import focal_op, forward_op, logits_op
+
+__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss"]
 
 
 def _reduction_enum(size_average, reduce, reduction):
@@ -66,3 +68,28 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     reduction_enum = _reduction_enum(size_average, reduce, reduction)
     target.size(), input.size()  # as BCE's: a non-tensor is an AttributeError
     return logits_op(input, target, weight, pos_weight, reduction_enum, label_smoothing)
+
+
+_FOCAL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    r"""The sigmoid focal loss of Lin et al. (RetinaNet), as :func:`torchvision.ops.sigmoid_focal_loss`
+    (the same signature, defaults and results), in one fused pass.
+
+    Args:
+        inputs: logits, any shape and floating dtype.
+        targets: the same shape (or one that broadcasts with it, as torchvision's), 0 or 1 for
+            the negative and positive class (soft targets work too).
+        alpha: weight of the positive class in [0, 1], (1 - alpha) of the negative; a negative
+            alpha turns the weighting off.
+        gamma: exponent of the modulating factor (1 - p_t), >= 0 (0: BCE with logits).
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+    """
+    if reduction not in _FOCAL_REDUCTIONS:
+        # torchvision's message, verbatim.
+        raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
+                         "modes: 'none', 'mean', 'sum'")
+    if inputs.shape != targets.shape:  # torchvision's ops broadcast them
+        inputs, targets = torch.broadcast_tensors(inputs, targets)
+    return focal_op(inputs, targets, _FOCAL_REDUCTIONS[reduction], float(alpha), float(gamma))

@@ -2,9 +2,9 @@
 constructor, buffers, state_dict keys and pickling); forward runs bce_ext's fused kernels."""
 import torch
 
-from .functional import binary_cross_entropy, binary_cross_entropy_with_logits
+from .functional import binary_cross_entropy, binary_cross_entropy_with_logits, sigmoid_focal_loss
 
-__all__ = ["BCELoss", "BCEWithLogitsLoss"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "SigmoidFocalLoss"]
 
 
 class BCELoss(torch.nn.BCELoss):
@@ -44,3 +44,19 @@ class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
     def __setstate__(self, state):
         state.setdefault("label_smoothing", 0.0)
         super().__setstate__(state)
+
+
+class SigmoidFocalLoss(torch.nn.Module):
+    r"""The sigmoid focal loss as a module: ``SigmoidFocalLoss(alpha=0.25, gamma=2.0,
+    reduction="none")(inputs, targets)`` is :func:`bce_ext.sigmoid_focal_loss` with those
+    arguments (torchvision has the function only)."""
+
+    def __init__(self, alpha=0.25, gamma=2.0, reduction="none"):
+        super().__init__()
+        self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
+
+    def forward(self, inputs, targets):
+        return sigmoid_focal_loss(inputs, targets, self.alpha, self.gamma, self.reduction)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"

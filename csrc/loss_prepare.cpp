@@ -2,6 +2,7 @@
 #include "loss_prepare.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <sstream>
 
@@ -296,10 +297,18 @@ void check_forward(const LossCall& c) {
                       torch_size(self.sym_sizes()), ")");
   }
   TORCH_CHECK_VALUE(s >= 0.0 && s <= 1.0, "label_smoothing must be in [0, 1], got ", s);
+  if (c.kind == LossKind::kSigmoidFocal) {
+    // Beyond torchvision, which takes any gamma: the modulating factor (1 - p_t) ** gamma and its
+    // limits are for gamma >= 0; alpha may be anything finite (< 0 turns it off).
+    TORCH_CHECK_VALUE(c.params.gamma >= 0.0 && std::isfinite(c.params.gamma),
+                      "gamma must be a finite number >= 0, got ", c.params.gamma);
+    TORCH_CHECK_VALUE(std::isfinite(c.params.alpha), "alpha must be finite, got ",
+                      c.params.alpha);
+  }
   if (c.kind == LossKind::kBce) {
     check_bce(c);
   } else {
-    check_bce_with_logits(c);
+    check_bce_with_logits(c);  // the focal loss is BCE with logits times a factor: the same checks
   }
 }
 
@@ -311,11 +320,24 @@ void check_backward(const LossCall& c, const at::Tensor& grad_output) {
               grad_output.sym_sizes());
 }
 
+// The dtype of a loss's result: PyTorch's (torchvision's for the focal loss).
+static at::ScalarType result_type(const LossCall& c) {
+  switch (c.kind) {
+    case LossKind::kBce:
+      return c.self.scalar_type();
+    case LossKind::kBceWithLogits:  // computed in place on 1 - target
+      return c.target.scalar_type();
+    default:  // torchvision's ce_loss * (1 - p_t) ** gamma: the promoted type
+      return at::promote_types(c.self.scalar_type(), c.target.scalar_type());
+  }
+}
+
 at::Tensor empty_forward_output(const LossCall& c) {
-  // PyTorch's dtype: the input's for BCE, the target's for the logits loss (its result is
-  // computed in place on 1 - target), laid out like that tensor.
-  const at::Tensor& like = c.kind == LossKind::kBce ? c.self : c.target;
-  return c.reduction != kReductionNone ? at::empty({}, like.options()) : at::empty_like(like);
+  // PyTorch's dtype (result_type), laid out like the input for BCE and the focal loss, like the
+  // target for the logits loss (as PyTorch's is).
+  const at::Tensor& like = c.kind == LossKind::kBceWithLogits ? c.target : c.self;
+  const auto options = like.options().dtype(result_type(c));
+  return c.reduction != kReductionNone ? at::empty({}, options) : at::empty_like(like, options);
 }
 
 std::array<at::Tensor, 2> empty_backward_outputs(const LossCall& c,
@@ -335,10 +357,10 @@ ForwardArgs prepare_forward(const LossCall& c) {
   ForwardArgs a;
   const bool reduced = c.reduction != kReductionNone;
   if (c.self.scalar_type() != c.target.scalar_type()) {
-    // The logits loss of two dtypes: computed in their promoted type, returned in the target's.
+    // The logits losses of two dtypes: computed in their promoted type, returned in the result's
+    // (the target's for BCE with logits, the promoted one for the focal loss).
     const auto common = at::promote_types(c.self.scalar_type(), c.target.scalar_type());
-    a.out = call_forward(c.with(c.self.to(common), c.target.to(common)))
-                .to(c.target.scalar_type());
+    a.out = call_forward(c.with(c.self.to(common), c.target.to(common))).to(result_type(c));
     return a;
   }
   if (weight_needs_promotion(c.weight, c.self.scalar_type())) {

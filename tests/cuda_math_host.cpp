@@ -206,7 +206,7 @@ bool check_grads() {
     }
     const float logit = x == 1.0f ? INFINITY : std::log(x / (1.0f - x));
     const float want = -logit * 0.5f;
-    const float got = B::grad_target<false>(0.5f, x, 1.0f);
+    const float got = B::grad_target<false>(0.5f, x, 0.0f, 1.0f);
     if (bits_of(got) != bits_of(want)) f.add(describe("grad_target", x, 0, got, want));
   }
   return report("grads", f);
@@ -267,11 +267,11 @@ bool check_logits() {
   if (!std::isnan(L::loss<false>(NAN, 0.5f, 1.0f))) f.add("loss(NaN) is not NaN");
   // Without pw the target gradient is -x * g; with it, (log_sigmoid(-x) - pw log_sigmoid(x)) g.
   for (float x : {-8.0f, -1.0f, 0.0f, 2.0f}) {
-    if (L::grad_target<false>(0.5f, x, 1.0f) != -x * 0.5f) f.add(describe("gt", x, 0, 0, 0));
+    if (L::grad_target<false>(0.5f, x, 0.0f, 1.0f) != -x * 0.5f) f.add(describe("gt", x, 0, 0, 0));
     const double ls = std::min(double(x), 0.0) - std::log1p(std::exp(-std::fabs(double(x))));
     const double lsn = std::min(-double(x), 0.0) - std::log1p(std::exp(-std::fabs(double(x))));
     const double want = (lsn - 3.0 * ls) * 0.5;
-    const float got = L::grad_target<true>(0.5f, x, 3.0f);
+    const float got = L::grad_target<true>(0.5f, x, 0.0f, 3.0f);
     if (!(std::fabs(got - want) <= 1e-6 * std::fabs(want) + 1e-7)) {
       f.add(describe("gt(pw)", x, 0, got, float(want)));
     }

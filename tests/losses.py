@@ -108,10 +108,17 @@ class Loss:
     extras: tuple = ()
     # Whether its outputs are laid out as PyTorch's are in every case (docs/behaviour.md, 3).
     pytorch_layouts: bool = True
+    # Whether it takes a weight and a label smoothing.
+    takes_weight: bool = True
+    # Other values of its scalar arguments that the grids run besides the defaults.
+    param_cases: tuple = ()
     dtypes: tuple = field(default=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
     # Its inputs and targets as tensors: (shape, dtype, device, generator=None, low=0.0).
     inputs: Callable = probabilities
     targets: Callable = probabilities
+    # The reference in elementary ops, for the torch.func nestings where the reference itself
+    # fails (PyTorch's loss under nested forward AD); None: the reference works everywhere.
+    composite_reference: Optional[Callable] = None
 
     @property
     def theirs(self):
@@ -147,7 +154,73 @@ BCE_WITH_LOGITS = Loss(
     inputs=logits,
 )
 
+# The losses of PyTorch's own API, with weights (and label smoothing): every suite runs them.
 LOSSES = [BCE, BCE_WITH_LOGITS]
+
+
+def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss where torchvision is installed, else the same formula in
+    torch ops (torchvision 0.29's, verbatim): the oracle of the focal loss."""
+    try:
+        from torchvision.ops import sigmoid_focal_loss
+    except ImportError:
+        p = torch.sigmoid(inputs)
+        ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = ce_loss * ((1 - p_t) ** gamma)
+        if alpha >= 0:
+            alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+            loss = alpha_t * loss
+        if reduction == "mean":
+            loss = loss.mean()
+        elif reduction == "sum":
+            loss = loss.sum()
+        return loss
+    return sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+
+
+def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision's formula with the cross entropy in elementary ops (max(x, 0) - x t +
+    log1p(exp(-|x|))): F.binary_cross_entropy_with_logits raises "ZeroTensors are immutable" under
+    jacfwd(jacfwd), a PyTorch limitation, so the nested forward-mode transforms compare to this."""
+    p = torch.sigmoid(inputs)
+    ce_loss = inputs.clamp_min(0) - inputs * targets + torch.log1p(torch.exp(-inputs.abs()))
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def _focal(fn):
+    """The focal loss with the suites' calling convention (weight, reduction 'mean' by default):
+    it takes no weight."""
+    def loss(input, target, weight=None, reduction="mean", alpha=0.25, gamma=2.0):
+        assert weight is None, "the focal loss takes no weight"
+        return fn(input, target, alpha=alpha, gamma=gamma, reduction=reduction)
+    loss.__name__ = fn.__name__
+    return loss
+
+
+# The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites that name it
+# run it too (thresholds, transforms, and its own test_focal.py).
+FOCAL = Loss(
+    name="sigmoid_focal_loss",
+    ours=_focal(bce_ext.sigmoid_focal_loss),
+    reference=_focal(torchvision_sigmoid_focal_loss),
+    composite_reference=_focal(composite_sigmoid_focal_loss),
+    module=bce_ext.SigmoidFocalLoss,
+    reference_module=None,
+    forward_op=torch.ops.bce_ext.sigmoid_focal_loss.default,
+    backward_op=torch.ops.bce_ext.sigmoid_focal_loss_backward.default,
+    input_values=logit_values,
+    checks_range=False,
+    pytorch_layouts=False,
+    takes_weight=False,
+    param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
+    inputs=logits,
+)
+ALL_LOSSES = LOSSES + [FOCAL]
 
 
 def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bce_ext import _C
-from losses import BCE, LOSSES
+from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, assert_loss_matches
 
 T = _C._cpu_thresholds()
@@ -114,8 +114,8 @@ def _case(shape_name, input_layout, weight_layout, dtype, loss=BCE):
 def _check(loss, x, t, w, g):
     """Forward and both gradients against the oracle; a loss's other broadcast tensors (pos_weight)
     take the weight's layout, and then that of a per-channel weight, so that the runs of the two
-    tables end at different elements."""
-    extras_cases = [{}]
+    tables end at different elements; a loss's other scalar arguments take its param_cases."""
+    extras_cases = [{}, *loss.param_cases]
     if loss.extras and w is not None:
         per_channel = 3 * torch.rand(w.shape[-3] if w.dim() >= 3 else 3, 1, 1, dtype=w.dtype)
         extras_cases += [{name: 3 * w for name in loss.extras},
@@ -125,23 +125,29 @@ def _check(loss, x, t, w, g):
             grad = g if reduction == "none" else None
             # PyTorch's output strides too, but where its chain of ops with a pos_weight sets them.
             assert_loss_matches(x, t, w, reduction, grad, loss=loss,
-                                strides=reduction == "none" and not extras, **extras)
+                                strides=reduction == "none" and not extras and loss.takes_weight,
+                                **extras)
 
 
-@pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
-@pytest.mark.parametrize("input_layout", list(INPUT_LAYOUTS))
-@pytest.mark.parametrize("shape_name", list(SHAPES))
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def _grid(weight_layouts, input_layouts, shape_names):
+    """(loss, shape, input layout, weight layout) of every loss; a loss that takes no weight (the
+    focal loss) gets the weight layout 'none' only."""
+    return [pytest.param(loss, s, i, w, id=f"{loss}-{s}-{i}-{w}") for loss in ALL_LOSSES
+            for s in shape_names for i in input_layouts for w in weight_layouts
+            if loss.takes_weight or w == "none"]
+
+
+@pytest.mark.parametrize("loss,shape_name,input_layout,weight_layout",
+                         _grid(WEIGHT_LAYOUTS, list(INPUT_LAYOUTS), list(SHAPES)))
 def test_float32_layout_grid(loss, shape_name, input_layout, weight_layout):
     _check(loss, *_case(shape_name, input_layout, weight_layout, torch.float32, loss))
 
 
-@pytest.mark.parametrize("weight_layout", WEIGHT_LAYOUTS)
-@pytest.mark.parametrize("input_layout", ["contiguous", "channels_last", "transposed"])
-@pytest.mark.parametrize("shape_name", ["runs_above", "repeat_below", "run_below_min",
-                                        "chunk_over", "convert"])
+@pytest.mark.parametrize("loss,shape_name,input_layout,weight_layout",
+                         _grid(WEIGHT_LAYOUTS, ["contiguous", "channels_last", "transposed"],
+                               ["runs_above", "repeat_below", "run_below_min", "chunk_over",
+                                "convert"]))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
 def test_other_dtypes_layout_grid(loss, dtype, shape_name, input_layout, weight_layout):
     _check(loss, *_case(shape_name, input_layout, weight_layout, dtype, loss))
 

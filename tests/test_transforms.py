@@ -14,7 +14,7 @@ import torch
 import torch._dynamo.testing
 from torch import func
 
-from losses import BCE, LOSSES
+from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, probabilities
 
 leaves = torch.utils._pytree.tree_leaves
@@ -26,7 +26,7 @@ def _inputs(loss):
     if loss is BCE:  # away from 0 and 1, where the derivatives blow up
         x = x.mul(0.9)
     t = probabilities((3, 4), torch.float64, "cpu", gen, low=0.05).mul(0.9)
-    w = torch.rand(4, dtype=torch.float64, generator=gen) + 0.5
+    w = torch.rand(4, dtype=torch.float64, generator=gen) + 0.5 if loss.takes_weight else None
     extras = {name: 3 * torch.rand(4, dtype=torch.float64, generator=gen) for name in loss.extras}
     return x, t, w, extras
 
@@ -83,8 +83,10 @@ def _losses(loss, reduction, w, extras):
     def ours(a, b):
         return loss.ours(a, b, w, reduction=reduction, **extras)
 
+    reference = loss.composite_reference or loss.theirs
+
     def theirs(a, b):
-        return loss.theirs(a, b, w, reduction=reduction, **extras)
+        return reference(a, b, w, reduction=reduction, **extras)
 
     return ours, theirs
 
@@ -98,7 +100,7 @@ def _assert_same(actual, expected):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("name", list(TRANSFORMS))
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_transform(loss, name, reduction):
     x, t, w, extras = _inputs(loss)
     ours, theirs = _losses(loss, reduction, w, extras)
@@ -108,7 +110,7 @@ def test_transform(loss, name, reduction):
 
 # Under torch.compile: one reduction per transform and loss (compiles are slow), cycling through
 # all three.
-COMPILED = [(loss, name, REDUCTIONS[(k + j) % 3]) for j, loss in enumerate(LOSSES)
+COMPILED = [(loss, name, REDUCTIONS[(k + j) % 3]) for j, loss in enumerate(ALL_LOSSES)
             for k, name in enumerate(TRANSFORMS)]
 
 
@@ -123,8 +125,8 @@ _FRESH = """
 import sys, torch
 sys.path.insert(0, {tests!r})
 import test_transforms as T
-from losses import LOSSES
-loss = [l for l in LOSSES if l.name == {loss!r}][0]
+from losses import ALL_LOSSES
+loss = [l for l in ALL_LOSSES if l.name == {loss!r}][0]
 x, t, w, extras = T._inputs(loss)
 fn = T._losses(loss, {reduction!r}, w, extras)[{which}]
 try:
@@ -172,7 +174,7 @@ def test_transform_under_compile(loss, name, reduction):
 
 
 @pytest.mark.parametrize("name", ["grad", "vmap", "jvp"])
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_transform_under_inductor(loss, name):
     x, t, w, extras = _inputs(loss)
     ours, theirs = _losses(loss, "mean", w, extras)

@@ -102,8 +102,10 @@ struct SavedCall {
 // PyTorch's name of a node: the op's, in CamelCase, then "Backward" (and "Backward" again for the
 // backward op's own node).
 std::string node_name(LossKind kind, const char* suffix) {
-  return std::string(kind == LossKind::kBce ? "BinaryCrossEntropy" : "BinaryCrossEntropyWithLogits") +
-         suffix;
+  const char* op = kind == LossKind::kBce             ? "BinaryCrossEntropy"
+                   : kind == LossKind::kBceWithLogits ? "BinaryCrossEntropyWithLogits"
+                                                      : "SigmoidFocalLoss";
+  return std::string(op) + suffix;
 }
 
 // ---- the forward ops -----------------------------------------------------------------------------

@@ -18,6 +18,18 @@
 //   d gi / d t = ((pw - 1) * sigma - pw) * g * w / d * (1 - s)
 //   d gt / d g = (-x - (pw - 1) * log_sigmoid(x)) * w / d * (1 - s)
 //   d gt / d x = (-1 - (pw - 1) * (1 - sigma)) * g * w / d * (1 - s)
+// Sigmoid focal loss L = A * C * M (A = alpha_t, linear in t, A_t its slope, 0 without alpha;
+// C = BCE with logits; M = m ** gamma, m = 1 - p_t = t q + (1 - t) p, p = sigmoid(x), q = 1 - p):
+// gi = L_x g and gt = L_t g, so the partials are L_x, L_t, and g times L_xx, L_xt, L_tt, from
+//   C_x = p - t, C_t = -x, C_xx = p q, C_xt = -1, C_tt = 0
+//   m_x = (1 - 2t) p q, m_t = 1 - 2p, m_xx = m_x (1 - 2p), m_xt = -2 p q, m_tt = 0
+//   M_u = gamma m ** (gamma - 1) m_u, M_uv = gamma (gamma - 1) m ** (gamma - 2) m_u m_v
+//                                            + gamma m ** (gamma - 1) m_uv
+//   L_x = A (C_x M + C M_x), L_t = A_t C M + A (C_t M + C M_t)
+//   L_xx = A (C_xx M + 2 C_x M_x + C M_xx), L_tt = 2 A_t (C_t M + C M_t) + A (2 C_t M_t + C M_tt)
+//   L_xt = A_t (C_x M + C M_x) + A (C_xt M + C_x M_t + C_t M_x + C M_xt)
+// A power m ** (gamma - k) that a zero coefficient multiplies is left out, and one that is infinite
+// at m = 0 counts as 0 there (the limits of the terms it enters, as in the first derivatives).
 #include "loss_derivatives.h"
 
 #include "../bce_constants.h"
@@ -84,6 +96,65 @@ at::Tensor bce_with_logits_partial(BackwardOutput out, BackwardInput in, const a
   return at::Tensor();
 }
 
+// m ** e for m >= 0, with 0 where m = 0 and e < 0 (see above).
+at::Tensor power(const at::Tensor& m, double e) {
+  const at::Tensor v = m.pow(e);
+  return e < 0 ? at::where(m > 0, v, at::zeros_like(v)) : v;
+}
+
+at::Tensor sigmoid_focal_partial(BackwardOutput out, BackwardInput in, const at::Tensor& g,
+                                 const at::Tensor& x, const at::Tensor& t, double alpha,
+                                 double gamma) {
+  const at::Tensor p = x.sigmoid();
+  const at::Tensor q = (-x).sigmoid();
+  const at::Tensor C = at::binary_cross_entropy_with_logits(x, t, std::nullopt, std::nullopt,
+                                                            kReductionNone);
+  const at::Tensor m = t * q + (1 - t) * p;
+  const at::Tensor pq = p * q;
+  const at::Tensor m_x = (1 - 2 * t) * pq;
+  const at::Tensor m_t = 1 - 2 * p;
+  // M and its derivatives; gamma = 0: M = 1, gamma = 1: no second-order power.
+  const at::Tensor M = gamma == 0.0 ? at::ones_like(m) : power(m, gamma);
+  const at::Tensor d1 = gamma == 0.0 ? at::zeros_like(m) : gamma * power(m, gamma - 1);
+  const at::Tensor d2 =
+      (gamma == 0.0 || gamma == 1.0) ? at::zeros_like(m) : gamma * (gamma - 1) * power(m, gamma - 2);
+  const at::Tensor M_x = d1 * m_x;
+  const at::Tensor M_t = d1 * m_t;
+  const bool weighted = alpha >= 0.0;
+  const at::Tensor A = weighted ? alpha * t + (1 - alpha) * (1 - t) : at::ones_like(t);
+  const double A_t = weighted ? 2 * alpha - 1 : 0.0;
+  const at::Tensor C_x = p - t;
+  const at::Tensor C_t = -x;
+  const at::Tensor L_x = A * (C_x * M + C * M_x);
+  auto L_xt = [&] {
+    const at::Tensor M_xt = d2 * m_x * m_t + d1 * (-2 * pq);
+    return A_t * (C_x * M + C * M_x) + A * (-M + C_x * M_t + C_t * M_x + C * M_xt);
+  };
+  if (out == BackwardOutput::kGradInput) {
+    switch (in) {
+      case BackwardInput::kGradOutput:
+        return L_x;
+      case BackwardInput::kInput: {
+        const at::Tensor M_xx = d2 * m_x * m_x + d1 * m_x * (1 - 2 * p);
+        return g * A * (pq * M + 2 * C_x * M_x + C * M_xx);
+      }
+      case BackwardInput::kTarget:
+        return g * L_xt();
+    }
+  }
+  switch (in) {
+    case BackwardInput::kGradOutput:
+      return A_t * C * M + A * (C_t * M + C * M_t);
+    case BackwardInput::kInput:
+      return g * L_xt();
+    case BackwardInput::kTarget: {
+      const at::Tensor M_tt = d2 * m_t * m_t;
+      return g * (2 * A_t * (C_t * M + C * M_t) + A * (2 * C_t * M_t + C * M_tt));
+    }
+  }
+  return at::Tensor();
+}
+
 }  // namespace
 
 at::Tensor backward_partial(const LossCall& c, BackwardOutput out, BackwardInput in,
@@ -91,12 +162,22 @@ at::Tensor backward_partial(const LossCall& c, BackwardOutput out, BackwardInput
   const at::Tensor& x = c.self;
   const double s = c.params.label_smoothing;
   const at::Tensor t = s != 0.0 ? c.target * (1 - s) + s / 2 : c.target;
-  at::Tensor v = c.kind == LossKind::kBce ? bce_partial(out, in, g, x, t)
-                                          : bce_with_logits_partial(out, in, g, x, t, c.pos_weight);
+  at::Tensor v;
+  switch (c.kind) {
+    case LossKind::kBce:
+      v = bce_partial(out, in, g, x, t);
+      break;
+    case LossKind::kBceWithLogits:
+      v = bce_with_logits_partial(out, in, g, x, t, c.pos_weight);
+      break;
+    default:
+      v = sigmoid_focal_partial(out, in, g, x, t, c.params.alpha, c.params.gamma);
+  }
   if (!v.defined()) return v;
-  // d ts / d t; grad_target is a derivative with respect to t too.
-  if (s != 0.0 && (in == BackwardInput::kTarget || out == BackwardOutput::kGradTarget)) {
-    v = v * (1 - s);
+  // d ts / d t, once for a derivative with respect to t and once for grad_target, itself one.
+  if (s != 0.0) {
+    if (in == BackwardInput::kTarget) v = v * (1 - s);
+    if (out == BackwardOutput::kGradTarget) v = v * (1 - s);
   }
   if (defined(c.weight)) v = v * c.weight->to(x.scalar_type());
   // sym_numel: under torch.compile with dynamic shapes N is symbolic.

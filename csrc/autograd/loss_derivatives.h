@@ -15,7 +15,7 @@ enum class BackwardInput { kGradOutput, kInput, kTarget };
 
 // d out / d in for the backward op of `call` with incoming gradient g, element by element, in the
 // input's shape (g may be a single value for a reduced loss). Undefined where the derivative is
-// identically zero (no loss's grad_target depends on the target).
+// identically zero (the grad_target of BCE and of the logits loss does not depend on the target).
 at::Tensor backward_partial(const LossCall& call, BackwardOutput out, BackwardInput in,
                             const at::Tensor& g);
 

@@ -6,6 +6,7 @@
 
 #include "../losses/bce.h"
 #include "../losses/bce_with_logits.h"
+#include "../losses/sigmoid_focal.h"
 #include "vec/loops_impl.h"
 
 namespace bce_ext::cpu {
@@ -19,6 +20,7 @@ template <typename T>
 constexpr Loops<T> kPortableLoops[] = {
     loops::make_loops<Portable<T>, losses::Bce, MathOf<T>>("scalar"),
     loops::make_loops<Portable<T>, losses::BceWithLogits, MathOf<T>>("scalar"),
+    loops::make_loops<Portable<T>, losses::SigmoidFocal, MathOf<T>>("scalar"),
 };
 static_assert(sizeof(kPortableLoops<float>) / sizeof(Loops<float>) ==
               static_cast<int>(LossKind::kCount));

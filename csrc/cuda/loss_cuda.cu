@@ -37,6 +37,7 @@
 #include "../loss_prepare.h"
 #include "../losses/bce.h"
 #include "../losses/bce_with_logits.h"
+#include "../losses/sigmoid_focal.h"
 #include "../ops/loss_kernels.h"
 #include "cuda_math.cuh"
 #include "loss_cuda_driver.cuh"
@@ -91,6 +92,7 @@ Params<at::opmath_type<scalar_t>> make_params(const Layout& layout, int blocks,
   const T s = static_cast<T>(lp.label_smoothing);
   p.keep = T(1) - s;
   p.shift = s * T(0.5);
+  p.k = {static_cast<T>(lp.alpha), static_cast<T>(lp.gamma)};
   return p;
 }
 
@@ -137,14 +139,15 @@ void raise_first_bad(const at::Tensor& first_bad, int64_t n, cudaStream_t stream
   TORCH_CHECK(!(bad_t < n), "all elements of target should be between 0 and 1");
 }
 
-// The kernels of one loss (Loss: losses::Bce or losses::BceWithLogits).
+// The kernels of one loss (Loss: losses::Bce, losses::BceWithLogits, losses::SigmoidFocal).
 template <template <class, class> class Loss>
 struct Driver {
   template <typename scalar_t>
   using E = Formulas<Loss, at::opmath_type<scalar_t>>;
   using EFloat = Formulas<Loss, float>;
   // The variants this loss has.
-  static constexpr int kTables = kWeighted | kSmooth | (EFloat::kPosWeight ? kPosWeighted : 0);
+  static constexpr int kTables = (EFloat::kTakesWeight ? kWeighted | kSmooth : 0) |
+                                 (EFloat::kPosWeight ? kPosWeighted : 0);
   static constexpr int kForward = kTables | kReduce | (EFloat::kChecksRange ? kStrict : 0);
   static constexpr int kBackward = kTables | kGradScalar;
 
@@ -247,15 +250,26 @@ struct Driver {
 // The CUDA kernels of every loss op (see ops/loss_kernels.h).
 struct CudaKernels {
   static at::Tensor forward(c10::DispatchKeySet, const LossCall& c) {
-    return c.kind == LossKind::kBce ? Driver<losses::Bce>::forward(c)
-                                    : Driver<losses::BceWithLogits>::forward(c);
+    switch (c.kind) {
+      case LossKind::kBce:
+        return Driver<losses::Bce>::forward(c);
+      case LossKind::kBceWithLogits:
+        return Driver<losses::BceWithLogits>::forward(c);
+      default:
+        return Driver<losses::SigmoidFocal>::forward(c);
+    }
   }
 
   static TensorPair backward(c10::DispatchKeySet, const LossCall& c,
                              const at::Tensor& grad_output, std::array<bool, 2> output_mask) {
-    return c.kind == LossKind::kBce ? Driver<losses::Bce>::backward(c, grad_output, output_mask)
-                                    : Driver<losses::BceWithLogits>::backward(c, grad_output,
-                                                                              output_mask);
+    switch (c.kind) {
+      case LossKind::kBce:
+        return Driver<losses::Bce>::backward(c, grad_output, output_mask);
+      case LossKind::kBceWithLogits:
+        return Driver<losses::BceWithLogits>::backward(c, grad_output, output_mask);
+      default:
+        return Driver<losses::SigmoidFocal>::backward(c, grad_output, output_mask);
+    }
   }
 };
 

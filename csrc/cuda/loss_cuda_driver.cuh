@@ -3,8 +3,9 @@
 // over cuda_math.cuh's backend: one instance per loss and compute type T): launch geometry,
 // 16-byte groups and alignment, the broadcast tables (weight, positive weight), label smoothing,
 // the range check, the deterministic reduction and strict mode's first bad index. Of E it calls:
-//   E::loss<kWithPw>(x, t, pw), E::grad_input<kWithPw>(g, x, t, pw),
-//   E::grad_target<kWithPw>(g, x, pw)
+//   E::loss<kWithPw>(x, t, pw, k), E::grad_input<kWithPw>(g, x, t, pw, k),
+//   E::grad_target<kWithPw>(g, x, t, pw, k)   (k: the Coefficients; t read where
+//                         E::kGradTargetUsesTarget or grad_input is wanted)
 //   E::loss_hard(x, t)    where E::kHardPath: a group whose targets are all 0 or 1 (one log);
 //                         bitwise loss's result
 //   E::in_range(v)        where E::kChecksRange: x and the raw t must pass it (else NaN, or
@@ -15,7 +16,7 @@
 //   l   = loss(x, ts, pw) if in_range(x) and in_range(t) else nan   # no check: E::kChecksRange
 //   out = sum(w * l) [/ N for 'mean'], or w * l for 'none'
 //   gi  = grad_input(g, x, ts, pw) * w * (1 / N for 'mean')
-//   gt  = grad_target(g, x, pw) * (1 - s) * w * (1 / N for 'mean')
+//   gt  = grad_target(g, x, ts, pw) * (1 - s) * w * (1 / N for 'mean')
 //
 // Work assignment. Every operand is contiguous in one element order. Elements form groups of 16
 // bytes' worth (kVec: 4 float32, 8 float16/bfloat16, 2 float64) counted from a start index
@@ -42,6 +43,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../losses/coefficients.h"
 #include "cuda_math.cuh"
 
 namespace bce_ext::cuda {
@@ -202,6 +204,7 @@ struct Params {
   Layout layout;
   DeviceWeight<T> w, pw;
   T keep = T(1), shift = T(0);  // label smoothing: t * keep + shift
+  losses::Coefficients<T> k;    // the formulas' coefficients (the focal loss's alpha, gamma)
 };
 
 // A thread's positions in the tables that kFlags has.
@@ -290,7 +293,7 @@ __device__ __forceinline__ void forward_elements(
   auto general = [&] {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      l[k] = E::template loss<kPw>(xv[k], smoothed<kFlags>(tv[k], p), pw[k]);
+      l[k] = E::template loss<kPw>(xv[k], smoothed<kFlags>(tv[k], p), pw[k], p.k);
     }
     check_range<E, false>(xv, tv, l);
   };
@@ -470,12 +473,18 @@ __device__ __forceinline__ void backward_elements(
   for (int k = 0; k < K; ++k) c.take(p, wv[k], pw[k]);
   // PyTorch's order: the gradient, times the weight, times 1/N (scale is 1 unless 'mean').
   auto finish = [&](T v, T wk) { return ((kFlags & kWeighted) != 0 ? v * wk : v) * scale; };
-  if (gi) {
-    T tv[K], o[K];
+  // The target where a formula reads it (grad_input, and the focal loss's grad_target).
+  T tv[K] = {};
+  if (gi || (gt && E::kGradTargetUsesTarget)) {
     load(t, i, kAllVec || p.layout.vec(2), tv);
 #pragma unroll
+    for (int k = 0; k < K; ++k) tv[k] = smoothed<kFlags>(tv[k], p);
+  }
+  if (gi) {
+    T o[K];
+#pragma unroll
     for (int k = 0; k < K; ++k) {
-      const T v = E::template grad_input<kPw>(gv[k], xv[k], smoothed<kFlags>(tv[k], p), pw[k]);
+      const T v = E::template grad_input<kPw>(gv[k], xv[k], tv[k], pw[k], p.k);
       o[k] = finish(v, wv[k]);
     }
     store(gi, i, kAllVec || p.layout.vec(3), o);
@@ -484,7 +493,7 @@ __device__ __forceinline__ void backward_elements(
     T o[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      T v = E::template grad_target<kPw>(gv[k], xv[k], pw[k]);
+      T v = E::template grad_target<kPw>(gv[k], xv[k], tv[k], pw[k], p.k);
       if constexpr ((kFlags & kSmooth) != 0) v = rn::mul(v, p.keep);  // d ts / d t
       o[k] = finish(v, wv[k]);
     }

@@ -15,6 +15,7 @@
 // Templates only (no inline non-template functions): this header is compiled into files with
 // different target flags, and each instance is local to its file through V. No standard headers.
 #include "../bce_constants.h"
+#include "coefficients.h"
 #include "host_device.h"
 
 namespace bce_ext::losses {
@@ -28,6 +29,9 @@ struct Bce {
   static constexpr bool kChecksRange = true;  // x and t must lie in [0, 1]
   static constexpr bool kHardPath = true;     // targets all 0 or 1: one log per element
   static constexpr bool kPosWeight = false;
+  // Takes a weight and a label smoothing (the drivers build those variants only where it does).
+  static constexpr bool kTakesWeight = true;
+  static constexpr bool kGradTargetUsesTarget = false;
 
   // The range check, of x and of the raw t alike: v in [0, 1], false for NaN. (The CPU loops make
   // the same check on the bits of v + 0, accumulated over a run: loops_impl.h, track_range.)
@@ -37,7 +41,7 @@ struct Bce {
 
   // x, t in [0, 1]. (The positive weight of the logits loss has no counterpart here.)
   template <bool kWithPw>
-  BCE_EXT_HD static F loss(F x, F t, F /*pw*/) {
+  BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& = {}) {
     const F clamp = V::set1(T(kLogClamp));
     const auto logs = MathV::log_pair(x, clamp);  // max(clamp, log(x)), max(clamp, log1p(-x))
     return V::sub(V::mul(V::sub(t, V::set1(T(1))), logs.log1m_x), V::mul(t, logs.log_x));
@@ -52,14 +56,14 @@ struct Bce {
   }
 
   template <bool kWithPw>
-  BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/) {
+  BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& = {}) {
     const F denom = V::mul(V::sub(V::set1(T(1)), x), x);
     // max(eps, denom) is eps where denom < eps, else denom (NaN included), as the scalar ternary.
     return V::div(V::mul(g, V::sub(x, t)), V::max(V::set1(T(kGradEpsilon)), denom));
   }
 
   template <bool kWithPw>
-  BCE_EXT_HD static F grad_target(F g, F x, F /*pw*/) {
+  BCE_EXT_HD static F grad_target(F g, F x, F /*t*/, F /*pw*/, const Coefficients<T>& = {}) {
     const F one = V::set1(T(1));
     const F logit = V::blend(V::eq(x, one), MathV::log_any(V::div(x, V::sub(one, x))),
                              V::set1(T(__builtin_inf())));

@@ -13,6 +13,7 @@
 // and 102894): loss(+inf, t) = (1 - t) * inf, 0 where t = 1; loss(-inf, t) = pw * t * inf, 0 where
 // pw * t = 0. No range check (PyTorch makes none).
 #include "../bce_constants.h"
+#include "coefficients.h"
 #include "host_device.h"
 
 namespace bce_ext::losses {
@@ -26,6 +27,9 @@ struct BceWithLogits {
   static constexpr bool kChecksRange = false;
   static constexpr bool kHardPath = false;
   static constexpr bool kPosWeight = true;
+  // Takes a weight and a label smoothing (the drivers build those variants only where it does).
+  static constexpr bool kTakesWeight = true;
+  static constexpr bool kGradTargetUsesTarget = false;
 
   // log1p(exp(-|x|)), the smooth part of softplus, from |x|: in (0, ln 2].
   BCE_EXT_HD static F softplus_tail_abs(F ax) {
@@ -49,7 +53,7 @@ struct BceWithLogits {
 
   // kWithPw: pw is a value (else ignored: no positive weight).
   template <bool kWithPw>
-  BCE_EXT_HD static F loss(F x, F t, F pw) {
+  BCE_EXT_HD static F loss(F x, F t, F pw, const Coefficients<T>& = {}) {
     const F one = V::set1(T(1));
     const F ax = V::abs(x);
     F log_sig = V::sub(V::min(x, V::zero()), softplus_tail_abs(ax));
@@ -62,7 +66,7 @@ struct BceWithLogits {
   }
 
   template <bool kWithPw>
-  BCE_EXT_HD static F grad_input(F g, F x, F t, F pw) {
+  BCE_EXT_HD static F grad_input(F g, F x, F t, F pw, const Coefficients<T>& = {}) {
     const F s = MathV::sigmoid(x);
     if constexpr (kWithPw) {
       const F pt = V::mul(pw, t);
@@ -73,7 +77,7 @@ struct BceWithLogits {
   }
 
   template <bool kWithPw>
-  BCE_EXT_HD static F grad_target(F g, F x, F pw) {
+  BCE_EXT_HD static F grad_target(F g, F x, F /*t*/, F pw, const Coefficients<T>& = {}) {
     if constexpr (kWithPw) {
       const F zero = V::zero();
       const F tail = softplus_tail(x);

@@ -56,15 +56,33 @@ struct LossKernels {
                           grad_output, output_mask);
   }
 
+  static at::Tensor sigmoid_focal(c10::DispatchKeySet ks, const at::Tensor& self,
+                                  const at::Tensor& target, int64_t reduction, double alpha,
+                                  double gamma) {
+    return Impl::forward(ks, {LossKind::kSigmoidFocal, self, target, std::nullopt, std::nullopt,
+                              reduction, {0.0, alpha, gamma}});
+  }
+
+  static TensorPair sigmoid_focal_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
+                                           const at::Tensor& self, const at::Tensor& target,
+                                           int64_t reduction, std::array<bool, 2> output_mask,
+                                           double alpha, double gamma) {
+    return Impl::backward(ks, {LossKind::kSigmoidFocal, self, target, std::nullopt, std::nullopt,
+                               reduction, {0.0, alpha, gamma}},
+                          grad_output, output_mask);
+  }
+
   static void register_forwards(torch::Library& m) {
     m.impl("binary_cross_entropy", TORCH_FN(bce));
     m.impl("binary_cross_entropy_with_logits", TORCH_FN(bce_with_logits));
+    m.impl("sigmoid_focal_loss", TORCH_FN(sigmoid_focal));
   }
 
   static void register_all(torch::Library& m) {
     register_forwards(m);
     m.impl("binary_cross_entropy_backward", TORCH_FN(bce_backward));
     m.impl("binary_cross_entropy_with_logits_backward", TORCH_FN(bce_with_logits_backward));
+    m.impl("sigmoid_focal_loss_backward", TORCH_FN(sigmoid_focal_backward));
   }
 };
 

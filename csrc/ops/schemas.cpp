@@ -20,6 +20,12 @@ TORCH_LIBRARY(bce_ext, m) {
   m.def("binary_cross_entropy_with_logits_backward(Tensor grad_output, Tensor self, "
         "Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1, "
         "bool[2] output_mask=[True, False], float label_smoothing=0.0) -> (Tensor, Tensor)");
+  // torchvision.ops.sigmoid_focal_loss's arguments (its reduction as a code, 'none' by default).
+  m.def("sigmoid_focal_loss(Tensor self, Tensor target, int reduction=0, float alpha=0.25, "
+        "float gamma=2.0) -> Tensor");
+  m.def("sigmoid_focal_loss_backward(Tensor grad_output, Tensor self, Tensor target, "
+        "int reduction=0, bool[2] output_mask=[True, False], float alpha=0.25, float gamma=2.0) "
+        "-> (Tensor, Tensor)");
 }
 
 namespace bce_ext {
@@ -57,7 +63,14 @@ using K = LossKernels<NoImpl>;
 }  // namespace
 
 const char* LossCall::name() const {
-  return kind == LossKind::kBce ? "binary_cross_entropy" : "binary_cross_entropy_with_logits";
+  switch (kind) {
+    case LossKind::kBce:
+      return "binary_cross_entropy";
+    case LossKind::kBceWithLogits:
+      return "binary_cross_entropy_with_logits";
+    default:
+      return "sigmoid_focal_loss";
+  }
 }
 
 LossCall LossCall::with(const at::Tensor& new_self, const at::Tensor& new_target) const {
@@ -73,6 +86,11 @@ at::Tensor call_forward(const LossCall& c, std::optional<c10::DispatchKeySet> ks
     static const auto op = find<SignatureOf<decltype(&K::bce)>>("bce_ext::binary_cross_entropy");
     return invoke(op, ks, c.self, c.target, c.weight, c.reduction, s);
   }
+  if (c.kind == LossKind::kSigmoidFocal) {
+    static const auto op =
+        find<SignatureOf<decltype(&K::sigmoid_focal)>>("bce_ext::sigmoid_focal_loss");
+    return invoke(op, ks, c.self, c.target, c.reduction, c.params.alpha, c.params.gamma);
+  }
   static const auto op = find<SignatureOf<decltype(&K::bce_with_logits)>>(
       "bce_ext::binary_cross_entropy_with_logits");
   return invoke(op, ks, c.self, c.target, c.weight, c.pos_weight, c.reduction, s);
@@ -85,6 +103,12 @@ TensorPair call_backward(const LossCall& c, const at::Tensor& grad_output,
     static const auto op = find<SignatureOf<decltype(&K::bce_backward)>>(
         "bce_ext::binary_cross_entropy_backward");
     return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.reduction, output_mask, s);
+  }
+  if (c.kind == LossKind::kSigmoidFocal) {
+    static const auto op = find<SignatureOf<decltype(&K::sigmoid_focal_backward)>>(
+        "bce_ext::sigmoid_focal_loss_backward");
+    return invoke(op, ks, grad_output, c.self, c.target, c.reduction, output_mask, c.params.alpha,
+                  c.params.gamma);
   }
   static const auto op = find<SignatureOf<decltype(&K::bce_with_logits_backward)>>(
       "bce_ext::binary_cross_entropy_with_logits_backward");

@@ -6,6 +6,7 @@
 // tests.
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
+#include "../../losses/sigmoid_focal.h"
 #include "half_convert.h"
 #include "loops_impl.h"
 
@@ -20,6 +21,7 @@ using MathV = vec_math::Math<V>;
 constexpr Loops<float> kLoops[] = {
     loops::make_loops<V, losses::Bce, MathV>(BCE_EXT_ISA_NAME),
     loops::make_loops<V, losses::BceWithLogits, MathV>(BCE_EXT_ISA_NAME),
+    loops::make_loops<V, losses::SigmoidFocal, MathV>(BCE_EXT_ISA_NAME),
 };
 static_assert(sizeof(kLoops) / sizeof(Loops<float>) == static_cast<int>(LossKind::kCount));
 

@@ -20,6 +20,7 @@
 // Losses with a hard-label path (E::kHardPath) check each block's targets first: a block whose
 // targets are all 0 or 1 takes E::loss_hard (bitwise the same result, fewer logs).
 #include "../../bce_constants.h"
+#include "../../losses/coefficients.h"
 #include "../tuning.h"
 #include "../loops.h"
 
@@ -100,6 +101,12 @@ inline F<V> broadcast_of(Operand<T<V>> o) {
   return o.ptr ? V::set1(*o.ptr) : V::zero();
 }
 
+// The formulas' scalar coefficients of a call, in the lane type.
+template <class V>
+inline losses::Coefficients<T<V>> coefficients(const LossParams& p) {
+  return {static_cast<T<V>>(p.alpha), static_cast<T<V>>(p.gamma)};
+}
+
 // Whether each of the n <= kBlock targets from t is 0 or 1 (stops at the first that is not).
 template <class V>
 inline bool all_hard(const T<V>* t, int64_t n) {
@@ -124,11 +131,12 @@ struct ForwardState {
   const Run<T<V>>& run;
   F<V> wb, pb;  // broadcast weight and positive weight
   Smoothing<V> smooth;
+  losses::Coefficients<T<V>> k;
   RangeAcc<V> range;
 
   static ForwardState make(const Run<T<V>>& run, const LossParams& params) {
     return {run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw), Smoothing<V>::make(params),
-            {V::as_i(V::zero()), V::as_i(V::zero())}};
+            coefficients<V>(params), {V::as_i(V::zero()), V::as_i(V::zero())}};
   }
 };
 
@@ -150,7 +158,7 @@ inline F<V> weighted_loss(ForwardState<V>& s, int64_t i, typename V::M m) {
     l = E::loss_hard(x, t);
   } else {
     const F<V> pw = table_value<V, kP>(r.pw.ptr + (kP == kPerElement ? i : 0), s.pb, m, kTail);
-    l = E::template loss<kP != kAbsent>(x, s.smooth.apply(t), pw);
+    l = E::template loss<kP != kAbsent>(x, s.smooth.apply(t), pw, s.k);
   }
   if constexpr (kW != kAbsent) {
     l = V::mul(l, table_value<V, kW>(r.w.ptr + (kW == kPerElement ? i : 0), s.wb, m, kTail));
@@ -277,6 +285,7 @@ struct BackwardState {
   F<V> gb, wb, pb, divisor;
   bool divide;  // dividing by 1 changes nothing (not even a NaN): skipped then
   Smoothing<V> smooth;
+  losses::Coefficients<T<V>> k;
   T<V>* gi;
   T<V>* gt;
 };
@@ -304,12 +313,14 @@ inline void backward_vector(const BackwardState<V>& s, int64_t i, typename V::M 
     if constexpr (kW != kAbsent) v = V::mul(v, w);
     return s.divide ? V::div(v, s.divisor) : v;
   };
+  // The target where a formula reads it (grad_input, and the focal loss's grad_target).
+  F<V> t = V::zero();
+  if (s.gi || (s.gt && E::kGradTargetUsesTarget)) t = s.smooth.apply(load(r.t + i));
   if (s.gi) {
-    const F<V> t = s.smooth.apply(load(r.t + i));
-    store(s.gi + i, finish(E::template grad_input<kP != kAbsent>(g, x, t, pw)));
+    store(s.gi + i, finish(E::template grad_input<kP != kAbsent>(g, x, t, pw, s.k)));
   }
   if (s.gt) {
-    F<V> v = E::template grad_target<kP != kAbsent>(g, x, pw);
+    F<V> v = E::template grad_target<kP != kAbsent>(g, x, t, pw, s.k);
     if (s.smooth.on) v = V::mul(v, s.smooth.keep);  // d t_smoothed / d t
     store(s.gt + i, finish(v));
   }
@@ -339,8 +350,8 @@ constexpr int table_kind(const O& o) {
   return !o.ptr ? kAbsent : o.stride == 0 ? kBroadcast : kPerElement;
 }
 
-// Calls f.template operator()<kW, kP>() for the run's weight and positive-weight kinds (kP is
-// always kAbsent for a loss without a positive weight, so no instance is made for the others).
+// Calls f.template operator()<kW, kP>() for the run's weight and positive-weight kinds (always
+// kAbsent for a loss that takes no such table, so no instance is made for the others).
 template <class E, class R, class Fn>
 inline auto with_tables(const R& run, Fn&& f) {
   const int w = table_kind(run.w);
@@ -353,8 +364,10 @@ inline auto with_tables(const R& run, Fn&& f) {
     }
     return f.template operator()<kW, kAbsent>();
   };
-  if (w == kBroadcast) return with_p(TableKind<kBroadcast>{});
-  if (w == kPerElement) return with_p(TableKind<kPerElement>{});
+  if constexpr (E::kTakesWeight) {
+    if (w == kBroadcast) return with_p(TableKind<kBroadcast>{});
+    if (w == kPerElement) return with_p(TableKind<kPerElement>{});
+  }
   return with_p(TableKind<kAbsent>{});
 }
 
@@ -383,6 +396,7 @@ void backward(const Run<T<V>>& run, const LossParams& params, Operand<T<V>> g, T
                            V::set1(divisor),
                            divisor != T<V>(1),
                            Smoothing<V>::make(params),
+                           coefficients<V>(params),
                            gi,
                            gt};
   with_tables<E>(run, [&]<int kW, int kP>() {
