@@ -83,7 +83,9 @@ const Loops<float>& float_loops(LossKind loss) {
 }
 
 const Loops<double>& double_loops(LossKind loss) {
-  switch (chosen_isa()) {  // chosen only where the CPU runs that set's float loops, and so these
+  // A set is chosen only where its float loops are compiled in and run here; its double loops are
+  // compiled in the same file, for the same target.
+  switch (chosen_isa()) {
     case 0:
       return *avx512_double_loops(loss);
     case 1:

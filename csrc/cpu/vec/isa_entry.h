@@ -16,24 +16,20 @@ namespace isa_entry {
 
 using V = BCE_EXT_ISA_BACKEND;
 using MathV = vec_math::Math<V>;
-
-// Indexed by LossKind.
-constexpr Loops<float> kLoops[] = {
-    loops::make_loops<V, losses::Bce, MathV>(BCE_EXT_ISA_NAME),
-    loops::make_loops<V, losses::BceWithLogits, MathV>(BCE_EXT_ISA_NAME),
-    loops::make_loops<V, losses::SigmoidFocal, MathV>(BCE_EXT_ISA_NAME),
-};
-static_assert(sizeof(kLoops) / sizeof(Loops<float>) == static_cast<int>(LossKind::kCount));
-
 using VD = BCE_EXT_ISA_DOUBLE_BACKEND;
 using MathVD = vec_math_f64::Math<VD>;
 
-// Indexed by LossKind.
-constexpr Loops<double> kDoubleLoops[] = {
-    loops::make_loops<VD, losses::Bce, MathVD>(BCE_EXT_ISA_NAME),
-    loops::make_loops<VD, losses::BceWithLogits, MathVD>(BCE_EXT_ISA_NAME),
+// The loops of every loss over backend B, indexed by LossKind.
+template <class B, class MathB>
+constexpr Loops<typename B::T> kLoopsOf[] = {
+    loops::make_loops<B, losses::Bce, MathB>(BCE_EXT_ISA_NAME),
+    loops::make_loops<B, losses::BceWithLogits, MathB>(BCE_EXT_ISA_NAME),
+    loops::make_loops<B, losses::SigmoidFocal, MathB>(BCE_EXT_ISA_NAME),
 };
-static_assert(sizeof(kDoubleLoops) / sizeof(Loops<double>) == static_cast<int>(LossKind::kCount));
+static_assert(sizeof(kLoopsOf<V, MathV>) / sizeof(Loops<float>) ==
+              static_cast<int>(LossKind::kCount));
+constexpr const Loops<float>* kLoops = kLoopsOf<V, MathV>;
+constexpr const Loops<double>* kDoubleLoops = kLoopsOf<VD, MathVD>;
 
 constexpr Converters kConverters = half_convert::make_converters<V>();
 
