@@ -29,7 +29,7 @@ def build_info():
         ("torch", f"{torch.__version__} (CUDA {torch.version.cuda})"),
         ("CUDA kernels", f"compiled for {_C.cuda_archs}" if _C.with_cuda else "not compiled"),
         ("GPU visible", gpus if gpu else "no"),
-        ("CPU float32 kernels", _C.cpu_isa()),
+        ("CPU kernels", _C.cpu_isa()),
         ("torch threads", str(torch.get_num_threads())),
     ]
 

@@ -3,8 +3,8 @@
 #
 # Builds bce_ext with BCE_EXT_SANITIZE=1 (setup.py) into a temporary build folder (the in-place
 # build is left alone), then runs the CPU tests that drive the kernels with the sanitizer runtime
-# preloaded into Python, once per instruction set of the float32 loops that this CPU can run
-# (BCE_EXT_CPU_ISA=scalar, avx2, avx512; one it cannot run is skipped, and the log says so).
+# preloaded into Python, once per instruction set of the float32 and float64 loops that this CPU
+# can run (BCE_EXT_CPU_ISA=scalar, avx2, avx512; one it cannot run is skipped, and the log says so).
 # Exits non-zero on a failed test and on any sanitizer report, including one from a subprocess.
 #
 #   bash tools/sanitize.sh                 # build, then the kernel tests for every ISA
@@ -102,15 +102,15 @@ if [ $# -gt 0 ]; then
   exit
 fi
 
-# Tests that reach the float32 loops through the default ISA: once per ISA.
+# Tests that reach the float32 and float64 loops through the default ISA: once per ISA.
 PER_ISA=(tests/test_values.py tests/test_logits.py tests/test_properties.py tests/test_concurrency.py)
-# Once: test_cpu_simd selects each ISA the CPU has itself; the argument checks, autograd and the
-# module do not depend on the ISA (the bad-value scan does, and test_cpu_simd puts a bad value in
-# every lane of every ISA).
+# Once: test_cpu_simd, test_cpu_double and test_cpu_math select each ISA the CPU has themselves;
+# the argument checks, autograd and the module do not depend on the ISA (the bad-value scan does,
+# and test_cpu_simd puts a bad value in every lane of every ISA).
 # test_thresholds crosses every size threshold of the kernels (tiling, chunks, conversion and vector
 # blocks) in every layout, with the widest ISA's vectors.
-ONCE=(tests/test_cpu_simd.py tests/test_thresholds.py tests/test_errors.py tests/test_bad_input.py
-      tests/test_autograd.py tests/test_module.py)
+ONCE=(tests/test_cpu_simd.py tests/test_cpu_double.py tests/test_cpu_math.py tests/test_thresholds.py
+      tests/test_errors.py tests/test_bad_input.py tests/test_autograd.py tests/test_module.py)
 
 for isa in scalar avx2 avx512; do
   if [ "$(sanitized "$PYTHON" -c "from bce_ext import _C; print(_C._cpu_isa_supported('$isa'))")" != True ]; then
