@@ -108,6 +108,10 @@ class Loss:
     extras: tuple = ()
     # Whether its outputs are laid out as PyTorch's are in every case (docs/behaviour.md, 3).
     pytorch_layouts: bool = True
+    # Whether its outputs and gradients have the oracle's strides where no extra tensor is given
+    # (torchvision's focal loss is a chain of ops, whose order decides its strides; bce_ext lays
+    # the focal loss's out like the input, docs/behaviour.md, 3).
+    oracle_strides: bool = True
     # Whether it takes a weight and a label smoothing.
     takes_weight: bool = True
     # Other values of its scalar arguments that the grids run besides the defaults.
@@ -217,6 +221,7 @@ FOCAL = Loss(
     checks_range=False,
     pytorch_layouts=False,
     takes_weight=False,
+    oracle_strides=False,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
     inputs=logits,
 )
