@@ -43,19 +43,21 @@ def check_devices():
     return ["cpu", "cuda"], None
 
 
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """The focal loss's reference: torchvision.ops.sigmoid_focal_loss where torchvision is
-    installed, else its formula in torch ops."""
-    try:
-        from torchvision.ops import sigmoid_focal_loss
-    except ImportError:
-        p = torch.sigmoid(inputs)
-        ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-        loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
-        if alpha >= 0:
-            loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-        return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-    return sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+def sigmoid_focal_loss_formula(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss's formula in torch ops (for where torchvision is not
+    installed): the focal loss's reference."""
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+try:
+    from torchvision.ops import sigmoid_focal_loss as torchvision_sigmoid_focal_loss
+except ImportError:
+    torchvision_sigmoid_focal_loss = sigmoid_focal_loss_formula
 
 
 # Each loss: the functional's name in bce_ext (and in torch.nn.functional, looked up at each check,

@@ -162,25 +162,9 @@ BCE_WITH_LOGITS = Loss(
 LOSSES = [BCE, BCE_WITH_LOGITS]
 
 
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss where torchvision is installed, else the same formula in
-    torch ops (torchvision 0.29's, verbatim): the oracle of the focal loss."""
-    try:
-        from torchvision.ops import sigmoid_focal_loss
-    except ImportError:
-        p = torch.sigmoid(inputs)
-        ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-        p_t = p * targets + (1 - p) * (1 - targets)
-        loss = ce_loss * ((1 - p_t) ** gamma)
-        if alpha >= 0:
-            alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-            loss = alpha_t * loss
-        if reduction == "mean":
-            loss = loss.mean()
-        elif reduction == "sum":
-            loss = loss.sum()
-        return loss
-    return sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+# The oracle of the focal loss: torchvision.ops.sigmoid_focal_loss where torchvision is installed,
+# else its formula in torch ops (torchvision 0.29's).
+from bce_ext.info import torchvision_sigmoid_focal_loss  # noqa: E402
 
 
 def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
