@@ -30,8 +30,9 @@ REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 @dataclasses.dataclass(frozen=True)
 class LossOp:
     """A loss op of torch.ops.bce_ext, its backward op, the public functional and module that run
-    it, and the class of the DDP oracle (a torch.nn module, or one defined here: oracle_module). `broadcast` names the optional operands that
-    broadcast right-aligned against the target (each case gives all of them the same shape)."""
+    it, and the class of the DDP oracle (torch.nn's, or one defined here: oracle_module).
+    `broadcast` names the optional operands that broadcast right-aligned against the target (each
+    case gives all of them the same shape)."""
     key: str
     op: str
     backward: str
