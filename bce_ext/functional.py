@@ -1,8 +1,7 @@
 """bce_ext's functionals: torch.nn.functional's signatures, checks and warnings, on the fused ops."""
+import torch
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
-
-import torch
 
 from ._ops import focal_op, forward_op, logits_op
 
@@ -74,22 +73,27 @@ _FOCAL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    r"""The sigmoid focal loss of Lin et al. (RetinaNet), as :func:`torchvision.ops.sigmoid_focal_loss`
-    (the same signature, defaults and results), in one fused pass.
+    r"""The sigmoid focal loss of Lin et al. (RetinaNet), in one fused pass: a drop-in for
+    :func:`torchvision.ops.sigmoid_focal_loss` (the same signature, defaults and results).
 
     Args:
         inputs: logits, any shape and floating dtype.
-        targets: the same shape (or one that broadcasts with it, as torchvision's), 0 or 1 for
-            the negative and positive class (soft targets work too).
+        targets: the same shape (torchvision's ValueError otherwise), 0 or 1 for the negative and
+            positive class (soft targets work too).
         alpha: weight of the positive class in [0, 1], (1 - alpha) of the negative; a negative
             alpha turns the weighting off.
         gamma: exponent of the modulating factor (1 - p_t), >= 0 (0: BCE with logits).
         reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
     """
+    if has_torch_function_variadic(inputs, targets):
+        return handle_torch_function(sigmoid_focal_loss, (inputs, targets), inputs, targets,
+                                     alpha=alpha, gamma=gamma, reduction=reduction)
+    for name, value in (("inputs", inputs), ("targets", targets)):
+        if not isinstance(value, torch.Tensor):  # torchvision's first op (sigmoid) is a TypeError
+            raise TypeError(f"sigmoid_focal_loss(): argument '{name}' must be Tensor, not "
+                            f"{type(value).__name__}")
     if reduction not in _FOCAL_REDUCTIONS:
         # torchvision's message, verbatim.
         raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
                          "modes: 'none', 'mean', 'sum'")
-    if inputs.shape != targets.shape:  # torchvision's ops broadcast them
-        inputs, targets = torch.broadcast_tensors(inputs, targets)
     return focal_op(inputs, targets, _FOCAL_REDUCTIONS[reduction], float(alpha), float(gamma))

@@ -43,12 +43,30 @@ def check_devices():
     return ["cpu", "cuda"], None
 
 
-# Each loss: the functional's name (bce_ext's and torch.nn.functional's, looked up at each check),
-# and its inputs from uniform [0, 1) values u.
+def sigmoid_focal_loss_formula(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss's formula in torch ops (for where torchvision is not
+    installed): the focal loss's reference."""
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+try:
+    from torchvision.ops import sigmoid_focal_loss as torchvision_sigmoid_focal_loss
+except ImportError:
+    torchvision_sigmoid_focal_loss = sigmoid_focal_loss_formula
+
+
+# Each loss: the functional's name in bce_ext (and in torch.nn.functional, looked up at each check,
+# unless a reference is given), its inputs from uniform [0, 1) values u, and the reference.
 LOSSES = {
     # Kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
-    "bce": ("binary_cross_entropy", lambda u: u * 0.98 + 0.01),
-    "logits": ("binary_cross_entropy_with_logits", lambda u: 16 * u - 8),
+    "bce": ("binary_cross_entropy", lambda u: u * 0.98 + 0.01, None),
+    "logits": ("binary_cross_entropy_with_logits", lambda u: 16 * u - 8, None),
+    "focal": ("sigmoid_focal_loss", lambda u: 16 * u - 8, torchvision_sigmoid_focal_loss),
 }
 
 
@@ -61,12 +79,14 @@ def _grads(fn, x, t, reduction, g, **kwargs):
 def check_case(loss, device, dtype, reduction, weighted, gen):
     """Max error / tolerance over forward, grad_input and grad_target (<= 1 passes), and the names
     of what failed."""
-    name, inputs = LOSSES[loss]
-    ours, theirs = getattr(bce_ext, name), getattr(F, name)
+    name, inputs, reference = LOSSES[loss]
+    ours, theirs = getattr(bce_ext, name), reference or getattr(F, name)
     x = inputs(torch.rand(SHAPE, generator=gen)).to(device, dtype)
     t = torch.rand(SHAPE, generator=gen).to(device, dtype)
     kw = {}
-    if weighted:
+    if weighted and loss == "focal":  # no weight: other alpha and gamma
+        kw = {"alpha": 0.75, "gamma": 0.5}
+    elif weighted:
         kw["weight"] = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype)
         if loss == "logits":
             kw["pos_weight"] = (3 * torch.rand(SHAPE[-1], generator=gen)).to(device, dtype)
@@ -76,7 +96,7 @@ def check_case(loss, device, dtype, reduction, weighted, gen):
     # bce_ext computes; torch's own half arithmetic is less accurate than the result it checks.
     up = torch.float64 if dtype == torch.float64 else torch.float32
     ref = _grads(theirs, x.to(up), t.to(up), reduction, g.to(up),
-                 **{k: v.to(up) for k, v in kw.items()})
+                 **{k: v.to(up) if isinstance(v, torch.Tensor) else v for k, v in kw.items()})
     worst, failed = 0.0, []
     for name, a, b in zip(("forward", "grad_input", "grad_target"), got, ref):
         if a.dtype != dtype or a.shape != b.shape:
@@ -110,7 +130,8 @@ def self_check(print_fn=print, seed=0):
             worst, failed = float("nan"), [f"{type(e).__name__}: {reason}"]
         ok = ok and not failed
         print_fn(f"{loss:6} {device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
-                 f"{'weights' if weighted else 'no weight':9} forward+grads err/tol {worst:.2g}  "
+                 f"{('alpha, gamma' if loss == 'focal' else 'weights') if weighted else 'defaults':12} "
+                 f"forward+grads err/tol {worst:.2g}  "
                  + ("PASS" if not failed else "FAIL " + "; ".join(failed)))
     return ok
 

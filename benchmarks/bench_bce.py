@@ -1,5 +1,5 @@
 """bce_ext against eager PyTorch and torch.compile on the CPU (or CUDA with --device cuda), for
-both losses (--losses bce,bce_with_logits).
+every loss (--losses bce,bce_with_logits,sigmoid_focal_loss).
 
     python benchmarks/bench_bce.py --threads 2           # everything (long: dozens of minutes)
     python benchmarks/bench_bce.py --losses bce --dtypes float32 --reductions mean --weights none \
@@ -9,9 +9,11 @@ Each case is timed with torch.utils.benchmark (blocked_autorange; the median is 
 every implementation, at the thread count the table states (--threads; Timer's own default is one
 thread): bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the default is
 the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy{,_with_logits},
-which nn.BCELoss and nn.BCEWithLogitsLoss call) and torch.compile of that function. Inputs:
-probabilities for BCE, logits (3 * randn) for the logits loss, soft targets (torch.rand). 'fwd' times the loss alone; 'fwd+bwd' the
-loss and .backward() into a fresh input.grad each call (grad set to None first, as
+which nn.BCELoss and nn.BCEWithLogitsLoss call; for the focal loss torchvision.ops's
+sigmoid_focal_loss, or its formula in torch ops where torchvision is not installed) and
+torch.compile of that function. Inputs: probabilities for BCE, logits (3 * randn) for the others,
+soft targets (torch.rand; hard 0/1 targets, mostly 0, for the focal loss, as a detector's).
+'fwd' times the loss alone; 'fwd+bwd' the loss and .backward() into a fresh input.grad each call (grad set to None first, as
 optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32 gradient costs about 10 ms of
 first-touch page faults on its own, and the table's 'touch' column times exactly that (torch.empty
 plus one write pass) for reference; it is included in every fwd+bwd figure, not hidden.
@@ -36,20 +38,24 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
 import bce_ext  # noqa: E402
+from bce_ext.info import torchvision_sigmoid_focal_loss  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
 # Each loss: bce_ext's function and PyTorch's.
 LOSSES = {"bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy),
           "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
-                              F.binary_cross_entropy_with_logits)}
+                              F.binary_cross_entropy_with_logits),
+          "sigmoid_focal_loss": (bce_ext.sigmoid_focal_loss, torchvision_sigmoid_focal_loss)}
+# Losses that take no weight (the weight cases other than 'none' skip them).
+UNWEIGHTED = {"sigmoid_focal_loss"}
 # Columns of the (C,) broadcast weight; inputs are then (N / C, C).
 BROADCAST_C = 1000
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--losses", default="bce,bce_with_logits")
+    p.add_argument("--losses", default="bce,bce_with_logits,sigmoid_focal_loss")
     p.add_argument("--sizes", default="1e3,1e4,1e5,1e6,1e7", help="element counts, comma-separated")
     p.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
     p.add_argument("--reductions", default="mean,sum,none")
@@ -78,10 +84,13 @@ def make_case(loss, n, dtype, weight_kind, device, gen):
         shape = (n,)
     # Probabilities away from exactly 0 and 1 (or logits), soft labels (torch.rand).
     x = torch.rand(shape, generator=gen)
-    if loss == "bce_with_logits":
+    if loss != "bce":
         x = 3 * torch.randn(shape, generator=gen)
     x = x.to(device=device, dtype=dtype)
-    t = torch.rand(shape, generator=gen).to(device=device, dtype=dtype)
+    t = torch.rand(shape, generator=gen)
+    if loss == "sigmoid_focal_loss":
+        t = (t < 0.1).float()
+    t = t.to(device=device, dtype=dtype)
     kw = {}
     if weight_kind in ("broadcast", "pos_weight"):
         kw["weight"] = (torch.rand(BROADCAST_C, generator=gen) + 0.5).to(device=device, dtype=dtype)
@@ -193,7 +202,8 @@ def main(argv=None):
 
     cases = [(loss, dt, red, wk, mode, n) for loss in losses for dt in dtypes for red in reductions
              for wk in weights for mode in modes for n in sizes
-             if not (wk == "pos_weight" and loss == "bce")]
+             if not (wk == "pos_weight" and loss != "bce_with_logits")
+             and not (wk != "none" and loss in UNWEIGHTED)]
     results = []
     for loss, dt, red, wk, mode, n in tqdm(cases, desc="cases"):
         x, t, kw = make_case(loss, n, DTYPES[dt], wk, args.device, gen)

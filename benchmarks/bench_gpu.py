@@ -1,10 +1,12 @@
 """GPU benchmark of bce_ext against PyTorch, measured against the device's copy bandwidth.
 
     python benchmarks/bench_gpu.py [--out DIR] [--sizes 16,18,20,22,24,26,28]
-        [--dtypes float32,bfloat16] [--losses bce,bce_with_logits] [--reductions mean,none]
+        [--dtypes float32,bfloat16] [--losses bce,bce_with_logits,sigmoid_focal_loss]
+        [--reductions mean,none]
 
-For each loss (BCE on probabilities, BCE with logits), dtype, reduction and N = 2^k it times, with
-CUDA events (median over repeats, after warm-up):
+For each loss (BCE on probabilities, BCE with logits, the sigmoid focal loss on logits against
+torchvision's formula in torch ops), dtype, reduction and N = 2^k it times, with CUDA events
+(median over repeats, after warm-up):
   fwd      the loss:                      bce_ext | eager PyTorch | torch.compile of PyTorch's
   fwd+bwd  the loss and its input grad:   the same three
 and reports the time, the ideal bytes moved per second and that as a fraction of the measured copy
@@ -36,11 +38,34 @@ TARGET_VS_EAGER = 1.5       # forward+backward speed-up over eager PyTorch
 # Ideal traffic, in elements' bytes per element, by (mode, reduced).
 BYTES_PER_ELEMENT = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5,
                      ("fwd+bwd", False): 7}
-# Each loss: bce_ext's function, PyTorch's, and how its input is drawn from uniform [0, 1) values.
+
+
+def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss's formula in torch ops (torchvision 0.29's, as
+    tests/losses.py has it): the eager and compiled baselines of the focal loss."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    if reduction == "mean":
+        loss = loss.mean()
+    elif reduction == "sum":
+        loss = loss.sum()
+    return loss
+
+
+# Each loss: bce_ext's function, PyTorch's (torchvision's formula for the focal loss), and how its
+# input is drawn from uniform [0, 1) values. Every function is called with reduction= given (the
+# focal loss's default is 'none', the others' 'mean').
 LOSSES = {
     "bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy, lambda u: u),
     "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
                         F.binary_cross_entropy_with_logits, lambda u: 16 * u - 8),
+    "sigmoid_focal_loss": (bce_ext.sigmoid_focal_loss, torchvision_sigmoid_focal_loss,
+                           lambda u: 16 * u - 8),
 }
 
 
@@ -79,7 +104,7 @@ def main():
     parser.add_argument("--sizes", default="16,18,20,22,24,26,28",
                         help="log2 of N, comma-separated")
     parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--losses", default="bce,bce_with_logits")
+    parser.add_argument("--losses", default=",".join(LOSSES))
     parser.add_argument("--reductions", default="mean,none")
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="no new torch.compile compilations after this many seconds")
@@ -110,8 +135,14 @@ def main():
                 x = draw(torch.rand(n, device="cuda", generator=gen)).to(dtype)
                 t = torch.rand(n, device="cuda", generator=gen).to(dtype)
                 x_grad = x.clone().requires_grad_()
-                # Cross-check the values before timing them.
-                ours, eager = ours_fn(x, t), eager_fn(x, t)
+                # Cross-check the values ('mean') before timing them. torchvision's formula rounds
+                # each of its steps to the dtype (1 - p_t cancels in bfloat16): the focal loss's
+                # eager value is computed in float32 from the same inputs.
+                ours = ours_fn(x, t, reduction="mean")
+                if loss == "sigmoid_focal_loss":
+                    eager = eager_fn(x.float(), t.float(), reduction="mean")
+                else:
+                    eager = eager_fn(x, t, reduction="mean")
                 tol = 1e-5 if dtype == torch.float32 else 2e-2
                 if not torch.allclose(ours.float(), eager.float(), rtol=tol, atol=tol):
                     failures.append(f"values differ: {loss} {dtype} 2^{log2}: {ours.item()} vs "

@@ -30,9 +30,10 @@ MARGIN=15
 
 # The plan: name and cap (seconds) of every step, in order. The caps add up to 520 s (a step that
 # finishes early leaves its time to the deadline's margin, not to the others: the order and the
-# caps are the plan, whatever the machine). Both losses' kernels are one template: the sanitizers
-# that look at memory (memcheck, initcheck) run both, those that look at the reduction's shared
-# memory and barriers (racecheck, synccheck: loss-independent code) run BCE's.
+# caps are the plan, whatever the machine). Every loss's kernels are one template: the sanitizers
+# that look at memory (memcheck, initcheck) run all three losses, those that look at the
+# reduction's shared memory and barriers (racecheck, synccheck: loss-independent code) run BCE's
+# and one small selection of the sigmoid focal loss's (its layouts test).
 STEPS=(build import cuda-tests memcheck racecheck initcheck synccheck other-tests benchmark)
 declare -A CAP=([build]=150 [import]=10 [cuda-tests]=95 [memcheck]=50 [racecheck]=20
                 [initcheck]=35 [synccheck]=15 [other-tests]=95 [benchmark]=50)
@@ -129,7 +130,7 @@ step build build.log env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(n
   "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || STOPPED="build failed"
 step import build.log "$PY" -c \
   "import torch, bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'
-for op in ('binary_cross_entropy', 'binary_cross_entropy_with_logits'):
+for op in ('binary_cross_entropy', 'binary_cross_entropy_with_logits', 'sigmoid_focal_loss'):
     for name in (op, op + '_backward'):
         assert torch._C._dispatch_has_kernel_for_dispatch_key('bce_ext::' + name, 'CUDA'), name
 print('cuda_archs', bce_ext._C.cuda_archs)" \
@@ -150,10 +151,15 @@ if compute-sanitizer --help 2>&1 | grep -q -- '--kernel-name'; then
   FILTER=(--kernel-name kns=bce_ext)
 fi
 SMALL=(env BCE_EXT_TEST_LARGE_N=1048576 BCE_EXT_TEST_HUGE_N=0)
+# The sigmoid focal loss runs through the shared tests' loss parameter (its kernels for every
+# dtype, reduction, gradient and alignment), and "layouts" selects its own
+# test_focal_layouts_and_broadcasts too. Its alpha/gamma grid and infinite logits are left to
+# the plain CUDA tests: alpha and gamma are run-time coefficients of the same kernels (values, not
+# memory paths), and those tests are many small calls, which the caps here cannot afford.
 KERNELS="vector_and_unaligned or alignment or strict or bad_values or target_gradient_only \
 or layouts or empty or boundary or broadcast_weights or weight_table or matches_pytorch \
 or infinite_logits or pos_weight_broadcasts or label_smoothing_on_every_path"
-NOSUB="not environment and not first_call_ever"
+NOSUB="not environment and not first_call_ever and not focal_infinite_logits"
 sanitize() {  # sanitize TOOL NO_CACHING EXTRA_K
   local tool=$1 nocache=$2 extra=$3
   step "$tool" "$tool.log" "${SMALL[@]}" PYTORCH_NO_CUDA_MEMORY_CACHING="$nocache" \
@@ -162,9 +168,9 @@ sanitize() {  # sanitize TOOL NO_CACHING EXTRA_K
     -k "not cpu and ($KERNELS) and $NOSUB$extra"
 }
 sanitize memcheck 1 " and not graph and not capture"
-sanitize racecheck 0 " and not binary_cross_entropy_with_logits"
+sanitize racecheck 0 " and not binary_cross_entropy_with_logits and (not focal or focal_layouts)"
 sanitize initcheck 1 " and not graph and not capture"
-sanitize synccheck 0 " and not binary_cross_entropy_with_logits"
+sanitize synccheck 0 " and not binary_cross_entropy_with_logits and (not focal or focal_layouts)"
 
 # 4. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there).
 step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider --ignore=tests/test_cuda.py

@@ -30,8 +30,9 @@ REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 @dataclasses.dataclass(frozen=True)
 class LossOp:
     """A loss op of torch.ops.bce_ext, its backward op, the public functional and module that run
-    it, and PyTorch's module (the DDP oracle). `broadcast` names the optional operands that
-    broadcast right-aligned against the target (each case gives all of them the same shape)."""
+    it, and the class of the DDP oracle (torch.nn's, or one defined here: oracle_module).
+    `broadcast` names the optional operands that broadcast right-aligned against the target (each
+    case gives all of them the same shape)."""
     key: str
     op: str
     backward: str
@@ -55,7 +56,26 @@ LOSS_OPS = (
            "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits",
            "BCEWithLogitsLoss", "BCEWithLogitsLoss", True, ("weight", "pos_weight"),
            (("label_smoothing", 0.1),)),
+    LossOp("focal", "sigmoid_focal_loss", "sigmoid_focal_loss_backward", "sigmoid_focal_loss",
+           "SigmoidFocalLoss", "TorchvisionFocalLoss", True, (), (("alpha", 0.75), ("gamma", 1.5))),
 )
+
+
+class TorchvisionFocalLoss(torch.nn.Module):
+    """The focal loss's DDP oracle: torchvision's function (or its formula) as a module."""
+
+    def __init__(self, reduction="none"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, inputs, targets):
+        from bce_ext.info import torchvision_sigmoid_focal_loss
+        return torchvision_sigmoid_focal_loss(inputs, targets, reduction=self.reduction)
+
+
+def oracle_module(loss):
+    """The class of the loss's one-process oracle: torch.nn's, or one defined here."""
+    return getattr(torch.nn, loss.torch_module, None) or globals()[loss.torch_module]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -117,11 +137,13 @@ def dtensor_cases():
     cases = []
     for loss, (shape, placement), weight, reduction in itertools.product(
             LOSS_OPS, LAYOUTS, WEIGHTS, REDUCTIONS):
-        cases.append(Case(loss, shape, placement, weight, reduction))
+        if loss.broadcast or weight == "none":  # a loss with no weight: one case, not four
+            cases.append(Case(loss, shape, placement, weight, reduction))
     # The rounding of the other dtypes (a half type's partial sums are rounded on each rank).
     for loss, dtype, reduction in itertools.product(
             LOSS_OPS, (torch.float32, torch.float16, torch.bfloat16), REDUCTIONS):
-        cases.append(Case(loss, (7, 5), "S0", "class", reduction, dtype))
+        cases.append(Case(loss, (7, 5), "S0", "class" if loss.broadcast else "none", reduction,
+                          dtype))
     return cases
 
 

@@ -108,6 +108,10 @@ class Loss:
     extras: tuple = ()
     # Whether its outputs are laid out as PyTorch's are in every case (docs/behaviour.md, 3).
     pytorch_layouts: bool = True
+    # Whether its outputs and gradients have the oracle's strides where no extra tensor is given
+    # (torchvision's focal loss is a chain of ops, whose order decides its strides; bce_ext lays
+    # the focal loss's out like the input, docs/behaviour.md, 3).
+    oracle_strides: bool = True
     # Whether it takes a weight and a label smoothing.
     takes_weight: bool = True
     # Other values of its scalar arguments that the grids run besides the defaults.
@@ -158,25 +162,9 @@ BCE_WITH_LOGITS = Loss(
 LOSSES = [BCE, BCE_WITH_LOGITS]
 
 
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss where torchvision is installed, else the same formula in
-    torch ops (torchvision 0.29's, verbatim): the oracle of the focal loss."""
-    try:
-        from torchvision.ops import sigmoid_focal_loss
-    except ImportError:
-        p = torch.sigmoid(inputs)
-        ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-        p_t = p * targets + (1 - p) * (1 - targets)
-        loss = ce_loss * ((1 - p_t) ** gamma)
-        if alpha >= 0:
-            alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-            loss = alpha_t * loss
-        if reduction == "mean":
-            loss = loss.mean()
-        elif reduction == "sum":
-            loss = loss.sum()
-        return loss
-    return sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+# The oracle of the focal loss: torchvision.ops.sigmoid_focal_loss where torchvision is installed,
+# else its formula in torch ops (torchvision 0.29's).
+from bce_ext.info import torchvision_sigmoid_focal_loss  # noqa: E402
 
 
 def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
@@ -217,6 +205,7 @@ FOCAL = Loss(
     checks_range=False,
     pytorch_layouts=False,
     takes_weight=False,
+    oracle_strides=False,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
     inputs=logits,
 )

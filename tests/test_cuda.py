@@ -1,11 +1,14 @@
-"""Behaviour that only the CUDA kernels have, for every loss of the table (losses.LOSSES) where the
-behaviour is shared: the 128-bit and unaligned paths, layouts, broadcast weights and pos_weights,
-bitwise reproducibility (whatever the alignment and the kernel variant), CUDA graphs and streams,
-empty inputs, second devices, autocast and the accuracy of large reductions. Then what one loss
+"""Behaviour that only the CUDA kernels have, for every loss of the table (losses.ALL_LOSSES) where
+the behaviour is shared: the 128-bit and unaligned paths, layouts, bitwise reproducibility
+(whatever the alignment and the kernel variant), CUDA graphs and streams, empty inputs, second
+devices, autocast and the accuracy of large reductions; and for the losses that take them
+(losses.LOSSES: not the sigmoid focal loss) broadcast weights and pos_weights. Then what one loss
 has: BCE's NaN rather than a device-side assert for bad values and its strict mode, PyTorch's
 dtype labels and 'mean' backward to the bit; the logits loss's infinite logits, mixed dtypes,
-pos_weight broadcasts and label smoothing. The oracle is PyTorch: its loss on float64 copies of the
-same inputs (or its own kernels).
+pos_weight broadcasts and label smoothing; the focal loss's alpha and gamma over every dtype and
+reduction, its infinite logits, broadcast operands and the determinism of each of its formula's
+paths. The oracle is PyTorch: its loss on float64 copies of the same inputs (or its own kernels);
+for the focal loss torchvision's formula (losses.torchvision_sigmoid_focal_loss).
 
 Without a GPU (or with a CPU-only build) the CUDA tests skip. Tests whose claim holds on the CPU
 too are parametrised over the device (DEVICES below), so that their logic runs everywhere; the
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import bce_ext
-from losses import BCE, BCE_WITH_LOGITS, LOSSES
+from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS, FOCAL, LOSSES
 
 CUDA = torch.cuda.is_available() and bce_ext._C.with_cuda
 needs_cuda = pytest.mark.skipif(
@@ -51,7 +54,13 @@ TARGET_MESSAGE = "all elements of target should be between 0 and 1"
 LARGE_N = int(os.environ.get("BCE_EXT_TEST_LARGE_N", 10**8))
 # Elements of the test beyond 32-bit indices (0: skipped; gpu_check.sh sets 0 under the sanitizers).
 HUGE_N = int(os.environ.get("BCE_EXT_TEST_HUGE_N", 2**31 + 2**20))
+# The losses with weights (and label smoothing), and every loss (the focal loss too).
 loss_ids = pytest.mark.parametrize("loss", LOSSES, ids=repr)
+all_loss_ids = pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
+# The focal loss's (alpha, gamma) grid: torchvision's default first; alpha < 0 turns the class
+# weighting off; gamma 0, 1 and 2 are exact powers in the kernels, 0.5 and 5 go through exp/log.
+FOCAL_ALPHAS = [0.25, -1.0, 0.75]
+FOCAL_GAMMAS = [2.0, 0.0, 0.5, 1.0, 5.0]
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +78,7 @@ def probabilities(shape, dtype=torch.float32, device=CUDA_DEVICE, low=0.01, high
 
 
 def inputs(loss, shape, dtype=torch.float32, device=CUDA_DEVICE, seed=0):
-    """The loss's input: probabilities in [0.01, 0.99] for BCE, logits in [-8, 8] for the other."""
+    """The loss's input: probabilities in [0.01, 0.99] for BCE, logits in [-8, 8] for the others."""
     if loss is BCE:
         return probabilities(shape, dtype, device, seed=seed)
     return probabilities(shape, dtype, device, low=-8.0, high=8.0, seed=seed)
@@ -79,6 +88,13 @@ def extras(loss, shape, device=CUDA_DEVICE, seed=0, dtype=torch.float32):
     """The loss's other broadcast tensors (pos_weight: positive, in [0.5, 3])."""
     return {name: probabilities(shape, dtype, device, low=0.5, high=3.0, seed=seed + 1000)
             for name in loss.extras}
+
+
+def weight_of(loss, shape, dtype=torch.float32, device=CUDA_DEVICE, low=0.01, high=0.99, seed=0):
+    """A weight for the losses that take one (probabilities(...)); None for the focal loss."""
+    if not loss.takes_weight:
+        return None
+    return probabilities(shape, dtype, device, low=low, high=high, seed=seed)
 
 
 def _double(v):
@@ -236,33 +252,36 @@ def test_strict_mode_refuses_graph_capture_clearly():
 
 
 @needs_cuda
-def test_strict_mode_does_not_touch_the_logits_loss_nor_its_capture():
-    """The logits loss makes no range check (as PyTorch): strict mode neither raises nor
-    synchronises for it, so it can be captured in strict mode too; a NaN logit gives NaN."""
-    x = inputs(BCE_WITH_LOGITS, (300,), seed=7)
+@pytest.mark.parametrize("loss", [BCE_WITH_LOGITS, FOCAL], ids=repr)
+def test_strict_mode_does_not_touch_the_logits_loss_nor_its_capture(loss):
+    """The logits losses make no range check (as PyTorch and torchvision): strict mode neither
+    raises nor synchronises for them, so they can be captured in strict mode too; a NaN logit gives
+    NaN."""
+    x = inputs(loss, (300,), seed=7)
     t = probabilities((300,), seed=8)
     bad = x.clone()
     bad[5] = float("nan")
     bce_ext.set_strict(True)
-    assert torch.isnan(bce_ext.binary_cross_entropy_with_logits(bad, t)).item()
-    loss = bce_ext.binary_cross_entropy_with_logits(x, t)  # warm-up
+    assert torch.isnan(loss.ours(bad, t)).item()
+    value = loss.ours(x, t)  # warm-up
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        captured = bce_ext.binary_cross_entropy_with_logits(x, t)
+        captured = loss.ours(x, t)
     graph.replay()
     torch.cuda.synchronize()
-    assert torch.equal(captured, loss)
+    assert torch.equal(captured, value)
 
 
 # ---------------------------------------------------------------------------------------------
 # Autocast: the logits loss as PyTorch's (float32); BCE beyond PyTorch, which refuses it under
-# CUDA autocast: computed in float32.
+# CUDA autocast: computed in float32; the focal loss (which torchvision's formula leaves to its ops'
+# autocast rules) computed in float32 as well.
 
 @needs_cuda
 @pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@loss_ids
+@all_loss_ids
 def test_autocast_computes_in_float32(loss, amp_dtype, reduction):
     x = inputs(loss, (33, 17), amp_dtype).requires_grad_()
     t = probabilities((33, 17), amp_dtype, seed=1)
@@ -270,14 +289,17 @@ def test_autocast_computes_in_float32(loss, amp_dtype, reduction):
     with torch.autocast("cuda", dtype=amp_dtype):
         out = loss.ours(x, t, reduction=reduction, **ex)
     assert out.dtype == torch.float32
-    # The oracle: PyTorch's float32 loss on the upcast inputs.
+    # The oracle: PyTorch's float32 loss on the upcast inputs (the focal loss: torchvision's
+    # formula in float64, rounded to float32 once; in float32 its 1 - p_t cancels).
     xf = x.detach().float().requires_grad_()
-    expected = loss.theirs(xf, t.float(), reduction=reduction,
+    if loss is FOCAL:
+        xf = x.detach().double().requires_grad_()
+    expected = loss.theirs(xf, t.to(xf.dtype), reduction=reduction,
                            **{k: v.float() for k, v in ex.items()})
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, expected.float(), rtol=1e-5, atol=1e-6)
     grad = torch.rand_like(out)
     out.backward(grad)
-    expected.backward(grad)
+    expected.backward(grad.to(expected.dtype))
     assert x.grad.dtype == amp_dtype
     torch.testing.assert_close(x.grad, xf.grad.to(amp_dtype))
 
@@ -302,12 +324,12 @@ def test_autocast_module_with_sigmoid():
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 4099, 3_000_017])
-@loss_ids
+@all_loss_ids
 def test_bitwise_reproducible(loss, dtype, n):
     """Repeats of every reduction and of both gradients give the same bits, in default and in
     strict mode (one grid per device and N: strict mode is another kernel, not another order)."""
     x, t = inputs(loss, (n,), dtype, seed=8), probabilities((n,), dtype, seed=9)
-    w = probabilities((n,), dtype, seed=10)
+    w = weight_of(loss, (n,), dtype, seed=10)
     ex = extras(loss, (n,), dtype=dtype)
     for reduction in REDUCTIONS:
         first = loss.ours(x, t, w, reduction=reduction, **ex)
@@ -324,7 +346,7 @@ def test_bitwise_reproducible(loss, dtype, n):
 
 
 @needs_cuda
-@loss_ids
+@all_loss_ids
 def test_large_float32_mean_is_accurate(loss):
     gen = torch.Generator(CUDA_DEVICE).manual_seed(11)
     x = torch.rand(LARGE_N, device=CUDA_DEVICE, generator=gen)
@@ -364,8 +386,9 @@ def check_against_oracles(x, t, weight=None, grad_none=None, loss=BCE, **kw):
         for mine, theirs in zip((out, gx, gt), cpu):
             assert_close(mine, theirs, dtype)
         if reduction == "none":
-            # Layout as PyTorch: empty_like(input) (the logits loss: of the target).
-            like = x if loss is BCE else t
+            # Layout as PyTorch: empty_like(input) (the logits loss: of the target); the focal
+            # loss's as BCE's (docs/behaviour.md, 3; csrc/loss_prepare.cpp).
+            like = t if loss is BCE_WITH_LOGITS else x
             assert out.stride() == torch.empty_like(like).stride()
             assert gx.stride() == torch.empty_like(x).stride()
 
@@ -373,7 +396,7 @@ def check_against_oracles(x, t, weight=None, grad_none=None, loss=BCE, **kw):
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 7, 8, 9, 1031, 65_543])
-@loss_ids
+@all_loss_ids
 def test_vector_and_unaligned_paths(loss, dtype, n):
     # Offset by one element: no pointer is 16-byte aligned. Element-wise kernels peel elements until
     # most operands are aligned; the reduction reads each misaligned operand element by element.
@@ -397,7 +420,7 @@ def test_vector_and_unaligned_paths(loss, dtype, n):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-@loss_ids
+@all_loss_ids
 def test_layouts(loss, dtype):
     # Transposed.
     x = inputs(loss, (37, 53), dtype, seed=16).t()
@@ -481,17 +504,19 @@ def test_bce_boundary_values(dtype):
 
 @needs_cuda
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@loss_ids
+@all_loss_ids
 def test_cuda_graph_capture_forward_backward(loss, reduction):
     shape = (257, 129)
     x = inputs(loss, shape, seed=34).requires_grad_()
     t = probabilities(shape, seed=35)
-    w = probabilities((129,), low=0.5, high=2.0, seed=36)
-    ex = extras(loss, (129,), seed=36)
+    w = weight_of(loss, (129,), low=0.5, high=2.0, seed=36)
+    # Label smoothing, or (the focal loss) alpha and gamma other than the defaults.
+    ex = dict(extras(loss, (129,), seed=36),
+              **(dict(label_smoothing=0.1) if loss.takes_weight else dict(alpha=0.75, gamma=0.5)))
     grad = probabilities(shape, seed=37) if reduction == "none" else None
 
     def step():
-        out = loss.ours(x, t, w, reduction=reduction, label_smoothing=0.1, **ex)
+        out = loss.ours(x, t, w, reduction=reduction, **ex)
         out.backward(grad)
         return out
 
@@ -513,18 +538,16 @@ def test_cuda_graph_capture_forward_backward(loss, reduction):
         graph.replay()
         torch.cuda.synchronize()
         replayed_out, replayed_grad = static_out.clone(), x.grad.clone()
-        eager_out, eager_grad, _ = ours_with_grads(x, t, w, reduction, grad, loss,
-                                                   label_smoothing=0.1, **ex)
+        eager_out, eager_grad, _ = ours_with_grads(x, t, w, reduction, grad, loss, **ex)
         assert torch.equal(replayed_out, eager_out)
         assert torch.equal(replayed_grad, eager_grad)
-        assert_close(replayed_out, reference(x, t, w, reduction, loss, label_smoothing=0.1, **ex),
-                     torch.float32)
+        assert_close(replayed_out, reference(x, t, w, reduction, loss, **ex), torch.float32)
 
 
 @needs_cuda
 @pytest.mark.parametrize("shape", [(0,), (0, 3), (4, 0, 2)])
 @pytest.mark.parametrize("dtype", DTYPES)
-@loss_ids
+@all_loss_ids
 def test_empty_inputs(loss, shape, dtype):
     x = torch.empty(shape, dtype=dtype, device=CUDA_DEVICE, requires_grad=True)
     t = torch.empty(shape, dtype=dtype, device=CUDA_DEVICE)
@@ -539,14 +562,15 @@ def test_empty_inputs(loss, shape, dtype):
 
 
 @needs_cuda
-@loss_ids
+@all_loss_ids
 def test_mixed_devices_raise(loss):
     x = inputs(loss, (4,))
     t = probabilities((4,), device="cpu")
     with pytest.raises(RuntimeError, match="cuda.*cpu|cpu.*cuda"):
         loss.ours(x, t)
-    with pytest.raises(RuntimeError, match="cuda.*cpu|cpu.*cuda"):
-        loss.ours(x, t.to(CUDA_DEVICE), torch.ones(4))
+    if loss.takes_weight:
+        with pytest.raises(RuntimeError, match="cuda.*cpu|cpu.*cuda"):
+            loss.ours(x, t.to(CUDA_DEVICE), torch.ones(4))
     for name in loss.extras:
         with pytest.raises(RuntimeError, match="cuda.*cpu|cpu.*cuda"):
             loss.ours(x, t.to(CUDA_DEVICE), **{name: torch.ones(4)})
@@ -554,13 +578,13 @@ def test_mixed_devices_raise(loss):
 
 @needs_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
-@loss_ids
+@all_loss_ids
 def test_second_device(loss):
     """Inputs on cuda:1 while cuda:0 is current: kernels run there, outputs stay there, strict mode
     synchronises the right device, and cuda:0 is untouched."""
     x = inputs(loss, (1000, 13), device="cuda:1")
     t = probabilities((1000, 13), device="cuda:1", seed=1)
-    w = probabilities((13,), device="cuda:1", low=0.5, high=2.0, seed=2)
+    w = weight_of(loss, (13,), device="cuda:1", low=0.5, high=2.0, seed=2)
     ex = extras(loss, (13,), device="cuda:1")
     with torch.cuda.device(0):
         for reduction in REDUCTIONS:
@@ -585,7 +609,7 @@ def test_second_device(loss):
 # Argument checks come before the device guard; PyTorch's messages on each device.
 
 @needs_cuda
-@loss_ids
+@all_loss_ids
 def test_cpu_operand_among_cuda_ones_gives_the_device_message(loss):
     """A CPU input with a CUDA target (or weight, or gradient) is dispatched to the CUDA kernel,
     which must check devices before it guards one: PyTorch's message, not CUDAGuard's."""
@@ -598,11 +622,12 @@ def test_cpu_operand_among_cuda_ones_gives_the_device_message(loss):
     calls = [
         lambda: loss.ours(cpu, gpu),
         lambda: loss.ours(gpu, cpu),
-        lambda: loss.ours(cpu, cpu, weight=gpu),
         lambda: forward(cpu, gpu),
         lambda: backward(gpu.sum(), cpu, cpu, reduction=1, output_mask=[True, False]),
         lambda: backward(torch.ones(()), cpu, gpu, reduction=1, output_mask=[True, True]),
     ]
+    if loss.takes_weight:
+        calls.append(lambda: loss.ours(cpu, cpu, weight=gpu))
     for call in calls:
         with pytest.raises(RuntimeError, match=message):
             call()
@@ -661,8 +686,10 @@ def _mixed_targets(n, dtype, device, seed):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@loss_ids
+@all_loss_ids
 def test_reduction_bits_do_not_depend_on_alignment_or_variant(device, loss, dtype):
+    """(The focal loss has no weight, pos_weight nor label smoothing: its variants are alignments
+    and strict mode; test_focal_paths_are_deterministic has its alpha and gamma.)"""
     n = 100_003
     base = [inputs(loss, (n + 1,), dtype, device=device, seed=50),
             _mixed_targets(n + 1, dtype, device, 51),
@@ -670,32 +697,34 @@ def test_reduction_bits_do_not_depend_on_alignment_or_variant(device, loss, dtyp
     misaligned = [v[1:] for v in base]  # one element off every 16-byte boundary
     aligned = [v.clone() for v in misaligned]
     ones = torch.ones(n, dtype=dtype, device=device)
+    weighted = loss.takes_weight
     for reduction in ("mean", "sum"):
         def f(x, t, w=None, **kw):
             return loss.ours(x, t, w, reduction=reduction, **kw)
         ref = f(aligned[0], aligned[1])
-        ref_w = f(aligned[0], aligned[1], aligned[2])
+        ref_w = f(aligned[0], aligned[1], aligned[2]) if weighted else ref
         for xi, ti, wi in [(0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]:  # which are misaligned
             x = (aligned, misaligned)[xi][0]
             t = (aligned, misaligned)[ti][1]
-            w = (aligned, misaligned)[wi][2]
+            w = (aligned, misaligned)[wi][2] if weighted else None
             assert torch.equal(f(x, t), ref)
             assert torch.equal(f(x, t, w), ref_w)
         # Other kernel variants: a weight of ones (weighted kernel), a pos_weight of ones (the
         # pos_weight kernel), label smoothing 0 given, strict mode.
-        assert torch.equal(f(misaligned[0], aligned[1], ones), ref)
+        if weighted:
+            assert torch.equal(f(misaligned[0], aligned[1], ones), ref)
+            assert torch.equal(f(misaligned[0], aligned[1], label_smoothing=0.0), ref)
         for name in loss.extras:
             assert torch.equal(f(misaligned[0], aligned[1], **{name: ones}), ref)
-        assert torch.equal(f(misaligned[0], aligned[1], label_smoothing=0.0), ref)
         bce_ext.set_strict(True)
         assert torch.equal(f(misaligned[0], misaligned[1]), ref)
-        assert torch.equal(f(aligned[0], aligned[1], aligned[2]), ref_w)
+        assert torch.equal(f(aligned[0], aligned[1], aligned[2] if weighted else None), ref_w)
         bce_ext.set_strict(False)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
-@loss_ids
+@all_loss_ids
 def test_elementwise_bits_do_not_depend_on_alignment(device, loss, dtype):
     """'none' and both gradients, with operands at every offset from a 16-byte boundary (the
     element-wise kernels peel to the alignment of most operands and read the rest one by one)."""
@@ -723,18 +752,20 @@ def test_elementwise_bits_do_not_depend_on_alignment(device, loss, dtype):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", [0, 1, 2])
-@loss_ids
+@all_loss_ids
 def test_backward_target_gradient_only(device, loss, dtype, reduction):
     """output_mask (False, True): no grad_input, and grad_target as with both asked for."""
     x = inputs(loss, (1025,), dtype, device=device, seed=56)[1:]
     t = probabilities((1024,), dtype, device=device, seed=57)
-    w = probabilities((1024,), dtype, device=device, low=0.5, high=2.0, seed=58)
+    w = weight_of(loss, (1024,), dtype, device=device, low=0.5, high=2.0, seed=58)
     ex = extras(loss, (1024,), device=device, dtype=dtype)
     g = (probabilities((1024,), dtype, device=device, seed=59) if reduction == 0
          else torch.tensor(0.5, dtype=dtype, device=device))
     op = loss.backward_op
 
     def call(mask):
+        if not loss.takes_weight:  # the focal op: no weight argument
+            return op(g, x, t, reduction=reduction, output_mask=mask, **ex)
         return op(g, x, t, w, reduction=reduction, output_mask=mask, **ex)
 
     gi, gt = call([False, True])
@@ -844,11 +875,18 @@ def test_strict_mode_while_another_stream_captures():
 def test_first_call_ever_inside_a_graph_capture():
     """In a fresh process whose first bce_ext call is being captured: no query or allocation of the
     host code may break the capture (the grid comes from a constant per SM, not an occupancy query;
-    kernels load lazily during a capture on CUDA 12.3+ drivers). Both losses, forward and
-    backward."""
+    kernels load lazily during a capture on CUDA 12.3+ drivers). Every loss, forward and
+    backward (the focal loss against torchvision's formula, written out)."""
     script = textwrap.dedent("""
         import torch, bce_ext
         import torch.nn.functional as F
+
+        def focal(x, t, alpha=0.75, gamma=0.5):
+            p = torch.sigmoid(x)
+            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+            m = 1 - (p * t + (1 - p) * (1 - t))
+            return ((alpha * t + (1 - alpha) * (1 - t)) * ce * m ** gamma).mean()
+
         x = torch.rand(5000, device="cuda", requires_grad=True)
         t = torch.rand(5000, device="cuda")
         pw = torch.rand(5000, device="cuda") + 0.5
@@ -859,6 +897,8 @@ def test_first_call_ever_inside_a_graph_capture():
             grad, = torch.autograd.grad(loss, x)
             logits_loss = bce_ext.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
             logits_grad, = torch.autograd.grad(logits_loss, x)
+            focal_loss = bce_ext.sigmoid_focal_loss(x, t, alpha=0.75, gamma=0.5, reduction="mean")
+            focal_grad, = torch.autograd.grad(focal_loss, x)
         for _ in range(2):
             with torch.no_grad():
                 x.uniform_(0.01, 0.99)
@@ -867,7 +907,8 @@ def test_first_call_ever_inside_a_graph_capture():
             xd = x.detach().double().requires_grad_()
             for fn, out, g, kw in ((F.binary_cross_entropy, loss, grad, {}),
                                    (F.binary_cross_entropy_with_logits, logits_loss, logits_grad,
-                                    {"pos_weight": pw.double()})):
+                                    {"pos_weight": pw.double()}),
+                                   (focal, focal_loss, focal_grad, {})):
                 ref = fn(xd, t.double(), **kw)
                 ref_grad, = torch.autograd.grad(ref, xd)
                 assert abs(out.item() - ref.item()) <= 1e-5 * abs(ref.item()), (out, ref)
@@ -916,11 +957,14 @@ def _train_step(model, optimizer, loss_fn, x, t):
 
 
 def _model_and_loss(loss, width):
-    """A small model ending in probabilities (BCE) or logits (the logits loss), and its module."""
+    """A small model ending in probabilities (BCE) or logits (the logits losses), and its
+    module."""
     layers = [torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, width)]
     if loss is BCE:
         layers.append(torch.nn.Sigmoid())
         module = bce_ext.BCELoss(weight=probabilities((width,), low=0.5, high=2.0, seed=76))
+    elif loss is FOCAL:
+        module = bce_ext.SigmoidFocalLoss(alpha=0.75, gamma=0.5, reduction="mean")
     else:
         module = bce_ext.BCEWithLogitsLoss(
             weight=probabilities((width,), low=0.5, high=2.0, seed=76),
@@ -929,7 +973,7 @@ def _model_and_loss(loss, width):
 
 
 @needs_cuda
-@loss_ids
+@all_loss_ids
 def test_training_step_in_a_cuda_graph_replays_with_new_data(loss):
     torch.manual_seed(0)
     model, loss_fn = _model_and_loss(loss, 4)
@@ -961,7 +1005,7 @@ def test_training_step_in_a_cuda_graph_replays_with_new_data(loss):
 
 
 @needs_cuda
-@loss_ids
+@all_loss_ids
 def test_non_default_stream_with_an_event_dependency(loss):
     """Inputs written on one stream, the loss and gradients computed on another that waits for an
     event: the kernels run on the current stream, so the dependency holds (a delay on the writer
@@ -991,7 +1035,7 @@ def test_non_default_stream_with_an_event_dependency(loss):
 
 @needs_cuda
 @pytest.mark.parametrize("amp_dtype", [torch.float16, torch.bfloat16])
-@loss_ids
+@all_loss_ids
 def test_autocast_mixed_precision_training_loop(loss, amp_dtype):
     """A model trained under CUDA autocast with bce_ext's module (and GradScaler for float16): the
     loss is float32, finite, and goes down."""
@@ -1003,7 +1047,10 @@ def test_autocast_mixed_precision_training_loop(loss, amp_dtype):
     model = torch.nn.Sequential(*layers).cuda()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    loss_fn = bce_ext.BCELoss() if loss is BCE else bce_ext.BCEWithLogitsLoss()
+    if loss is FOCAL:
+        loss_fn = bce_ext.SigmoidFocalLoss(reduction="mean")
+    else:
+        loss_fn = bce_ext.BCELoss() if loss is BCE else bce_ext.BCEWithLogitsLoss()
     losses = []
     for _ in range(60):
         x = torch.randn(256, 20, device="cuda")
@@ -1027,12 +1074,13 @@ def test_autocast_mixed_precision_training_loop(loss, amp_dtype):
 @needs_cuda
 @pytest.mark.skipif(HUGE_N <= 0, reason="BCE_EXT_TEST_HUGE_N=0")
 @pytest.mark.parametrize("loss,dtype", [(BCE, torch.bfloat16), (BCE, torch.float16),
-                                        (BCE_WITH_LOGITS, torch.bfloat16)], ids=str)
+                                        (BCE_WITH_LOGITS, torch.bfloat16),
+                                        (FOCAL, torch.bfloat16)], ids=str)
 def test_more_than_2_31_elements(loss, dtype):
-    """Above 2^31 elements (BCE_EXT_TEST_HUGE_N) with a (C,) weight (and pos_weight), C prime:
-    'sum' (bfloat16 only: a float16 sum overflows, as PyTorch's) and 'mean' against float64
-    references computed in chunks, and the elements and gradients of the last rows (whose table
-    indices pass 2^31)."""
+    """Above 2^31 elements (BCE_EXT_TEST_HUGE_N) with a (C,) weight (and pos_weight), C prime
+    (the focal loss: none, and alpha and gamma other than the defaults): 'sum' (bfloat16 only: a
+    float16 sum overflows, as PyTorch's) and 'mean' against float64 references computed in chunks,
+    and the elements and gradients of the last rows (whose indices pass 2^31)."""
     cols = 4099
     rows = -(-HUGE_N // cols)
     n = rows * cols
@@ -1049,30 +1097,35 @@ def test_more_than_2_31_elements(loss, dtype):
     ex = {name: (torch.rand((cols,), device="cuda", generator=gen) + 0.5).to(dtype)
           for name in loss.extras}
     ex64 = {k: v.double() for k, v in ex.items()}
+    if not loss.takes_weight:
+        w = None
+        ex = ex64 = dict(alpha=0.75, gamma=0.5)
+    wd, wt = (None, None) if w is None else (w.double(), w.to(dtype))
     total = torch.zeros((), dtype=torch.float64, device="cuda")
     for start in range(0, rows, 1 << 14):
         rx, rt = x[start:start + (1 << 14)].double(), t[start:start + (1 << 14)].double()
-        total += loss.theirs(rx, rt, w.double(), reduction="sum", **ex64)
+        total += loss.theirs(rx, rt, wd, reduction="sum", **ex64)
     reductions = ["mean", "sum"] if dtype == torch.bfloat16 else ["mean"]
     for reduction in reductions:
-        ours = loss.ours(x, t, w.to(dtype), reduction=reduction, **ex).double()
+        ours = loss.ours(x, t, wt, reduction=reduction, **ex).double()
         exact = total / n if reduction == "mean" else total
         # The float accumulation is far inside the half type's rounding of the result.
         assert abs((ours - exact) / exact).item() < TOL[dtype]["rtol"], (reduction, ours, exact)
     # The last rows, one by one: their table indices are beyond 2^31.
     tail = slice(rows - 3, rows)
-    none = loss.ours(x, t, w.to(dtype), reduction="none", **ex)
+    none = loss.ours(x, t, wt, reduction="none", **ex)
     assert_close(none[tail], reference(x[tail], t[tail], w, "none", loss, **ex), dtype)
     del none
     op = loss.backward_op
-    gi, _ = op(torch.ones((), dtype=dtype, device="cuda"), x, t, w.to(dtype), reduction=2,
+    weight_arg = (wt,) if loss.takes_weight else ()
+    gi, _ = op(torch.ones((), dtype=dtype, device="cuda"), x, t, *weight_arg, reduction=2,
                output_mask=[True, False], **ex)
     assert_close(gi[tail], reference_grads(x[tail], t[tail], w, "sum", None, loss, **ex)[0], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@loss_ids
+@all_loss_ids
 def test_expanded_gradient_of_another_dtype(device, loss, dtype):
     """A stride-0 incoming gradient of another dtype is one value: converted alone (not
     materialised to N elements first) and read as the scalar gradient, with the same bits as the
@@ -1188,3 +1241,140 @@ def test_label_smoothing_on_every_path(device, loss, smoothing, dtype):
                 expected = (reference(x[sl], t[sl], weight, reduction, loss, **kw), ref_gx, ref_gt)
                 for mine, theirs in zip((out, gx, gt), expected):
                     torch.testing.assert_close(mine.cpu().double(), theirs, **tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sigmoid focal loss: its alpha and gamma over every dtype and reduction, infinite logits,
+# layouts and broadcast operands, the determinism of each path of its formula (gamma 0, 1, 2 are
+# exact powers, others exp(gamma log m); alpha < 0 drops the class weight).
+
+def _focal_logits(n, dtype, device, seed):
+    """Logits in [-8, 8] with every 50th at +-10 and +-20 (+-12 in float64), where 1 - p_t is
+    down to 2e-9 on hard targets: the kernels compute it without cancellation. Not beyond: the
+    oracle's own 1 - p_t (torchvision's formula in float64) loses digits to cancellation there,
+    more than float64's tolerance past +-12 and 0.05% at +-30."""
+    x = inputs(FOCAL, (n,), torch.float64, device="cpu", seed=seed)
+    big = 12.0 if dtype == torch.float64 else 20.0
+    every = torch.arange(0, n, 50)
+    x[every] = torch.tensor([big, -big, 10.0, -10.0], dtype=torch.float64)[every // 50 % 4]
+    return x.to(dtype).to(device)
+
+
+@needs_cuda
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("alpha", FOCAL_ALPHAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_focal_alpha_gamma_grid_matches_cpu_and_oracle(dtype, alpha, gamma):
+    """Every (alpha, gamma) of the grid in every dtype, hard and soft targets: each reduction's
+    loss and both gradients against torchvision's formula in float64 and against bce_ext's CPU
+    kernels. The operands are one element off alignment, so that each call has a head, 128-bit
+    groups and a tail (test_vector_and_unaligned_paths has the other alignments)."""
+    n = 4099
+    x = _focal_logits(n + 1, dtype, CUDA_DEVICE, 100)[1:]
+    t = _mixed_targets(n + 1, dtype, CUDA_DEVICE, 101)[1:]
+    g = probabilities((n + 1,), dtype, seed=102)[1:]
+    check_against_oracles(x, t, grad_none=g, loss=FOCAL, alpha=alpha, gamma=gamma)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("gamma", FOCAL_GAMMAS)
+@pytest.mark.parametrize("alpha", FOCAL_ALPHAS)
+def test_focal_infinite_logits_give_the_limits(device, dtype, alpha, gamma):
+    """Beyond torchvision (whose formula gives NaN there): a confident right logit (+inf with
+    t = 1, -inf with t = 0) has loss 0 and gradient 0, a wrong one an infinite loss (where the
+    class weight is not 0) and a finite input gradient; a batch of right infinite logits and
+    finite ones has finite 'mean' and 'sum', those of the finite ones; the same bits on both
+    devices."""
+    inf = float("inf")
+    x = torch.tensor([inf, -inf, inf, -inf, inf, -inf, 0.75], dtype=dtype, device=device)
+    t = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.25], dtype=dtype, device=device)
+    kw = dict(alpha=alpha, gamma=gamma)
+    out, gx, gt = ours_with_grads(x, t, None, "none", torch.ones_like(x), FOCAL, **kw)
+    assert out[:2].tolist() == [0.0, 0.0] and gx[:2].tolist() == [0.0, 0.0]
+    weight_wrong = [1 - alpha, alpha] if alpha >= 0 else [1.0, 1.0]
+    for i, w in zip((2, 3), weight_wrong):
+        assert out[i].item() == (inf if w > 0 else 0.0), (i, out[i])
+    assert torch.isfinite(gx).all(), gx
+    finite = ours_with_grads(x[6:], t[6:], None, "none", torch.ones_like(x[6:]), FOCAL, **kw)
+    assert torch.equal(out[6:], finite[0]) and torch.equal(gx[6:], finite[1])
+    right = torch.tensor([0, 1, 6], device=device)
+    for reduction in ("mean", "sum"):
+        value, gxr, _ = ours_with_grads(x[right], t[right], None, reduction, None, FOCAL, **kw)
+        assert torch.isfinite(value) and torch.isfinite(gxr).all()
+        scale = 3 if reduction == "mean" else 1
+        assert_close(value * scale, finite[0][0], dtype)
+    if device != "cpu":
+        cpu = ours_with_grads(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(), FOCAL, **kw)
+        for mine, theirs in zip((out, gx, gt), cpu):
+            torch.testing.assert_close(mine.cpu(), theirs, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (-1.0, 0.0), (0.75, 0.5), (0.25, 1.0),
+                                         (0.25, 5.0)], ids=str)
+def test_focal_paths_are_deterministic(device, dtype, alpha, gamma):
+    """Each path of the focal formula (gamma 0, 1, 2 and the exp/log powers; alpha off): 'mean',
+    'sum' and both gradients give the same bits on every repeat and whatever the operands'
+    alignment, N = 1,000,003 (many blocks of the grid and a tail), in default and strict mode."""
+    n = 1_000_003
+    x = inputs(FOCAL, (n + 1,), dtype, device=device, seed=103)
+    t = _mixed_targets(n + 1, dtype, device, 104)
+    aligned = (x[:n].clone(), t[:n].clone())
+    misaligned = (x[1:], t[1:])
+    misaligned[0].copy_(aligned[0])
+    misaligned[1].copy_(aligned[1])
+    kw = dict(alpha=alpha, gamma=gamma)
+    for reduction in ("mean", "sum"):
+        first = FOCAL.ours(*aligned, reduction=reduction, **kw)
+        assert torch.isfinite(first)
+        for strict in (False, True):
+            bce_ext.set_strict(strict)
+            for operands in (aligned, misaligned, aligned):
+                assert torch.equal(FOCAL.ours(*operands, reduction=reduction, **kw), first)
+        bce_ext.set_strict(False)
+    grads = [ours_with_grads(*operands, loss=FOCAL, **kw)[1:]
+             for operands in (aligned, misaligned, aligned)]
+    assert all(torch.equal(grads[0][0], g[0]) and torch.equal(grads[0][1], g[1]) for g in grads)
+
+
+@needs_cuda
+@pytest.mark.parametrize("params", FOCAL.param_cases, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_focal_layouts_and_broadcasts(dtype, params):
+    """Non-default alpha and gamma through the non-contiguous layouts (transposed, sliced with a
+    step, channels_last, expanded) against both oracles, and operands of different shapes, which
+    the functional broadcasts (as torchvision's ops do): the loss against the float64 oracle, the
+    gradients (summed over the broadcast dimensions by autograd, in the dtype) against bce_ext's
+    CPU build, and in float32 against the oracle too."""
+    check_against_oracles(inputs(FOCAL, (37, 53), dtype, seed=105).t(),
+                          probabilities((53, 37), dtype, seed=106), loss=FOCAL,
+                          grad_none=probabilities((37, 53), dtype, seed=107).t(), **params)
+    check_against_oracles(inputs(FOCAL, (40, 90), dtype, seed=108)[:, ::3],
+                          probabilities((40, 30), dtype, seed=109).round(), loss=FOCAL, **params)
+    check_against_oracles(
+        inputs(FOCAL, (2, 3, 9, 11), dtype, seed=110).to(memory_format=torch.channels_last),
+        probabilities((2, 3, 9, 11), dtype, seed=111), loss=FOCAL, **params)
+    check_against_oracles(inputs(FOCAL, (1, 77), dtype, seed=112).expand(5, 77),
+                          probabilities((5, 1), dtype, seed=113).expand(5, 77), loss=FOCAL,
+                          grad_none=torch.ones((), dtype=dtype, device=CUDA_DEVICE).expand(5, 77),
+                          **params)
+    # Shapes that broadcast: (5, 1, 7) logits against (3, 7) targets.
+    x = inputs(FOCAL, (5, 1, 7), dtype, seed=114)
+    t = probabilities((3, 7), dtype, seed=115).round()
+    for reduction in REDUCTIONS:
+        grad = probabilities((5, 3, 7), dtype, seed=116) if reduction == "none" else None
+        out, gx, gt = ours_with_grads(x, t, None, reduction, grad, FOCAL, **params)
+        xd, td = _double(x).requires_grad_(), _double(t).requires_grad_()
+        ref = FOCAL.theirs(*torch.broadcast_tensors(xd, td), reduction=reduction, **params)
+        ref.backward(None if grad is None else _double(grad))
+        assert out.shape == ref.shape and gx.shape == x.shape and gt.shape == t.shape
+        assert_close(out, ref, dtype)
+        cpu = ours_with_grads(x.cpu(), t.cpu(), None, reduction,
+                              None if grad is None else grad.cpu(), FOCAL, **params)
+        for mine, theirs in zip((out, gx, gt), cpu):
+            assert_close(mine, theirs, dtype)
+        if dtype == torch.float32:
+            assert_close(gx, xd.grad, dtype)
+            assert_close(gt, td.grad, dtype)

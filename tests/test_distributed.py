@@ -205,8 +205,7 @@ DDP_CASES = dist_cases.ddp_cases()
 def test_ddp_matches_one_process(results, case):
     needs(case.loss)
     state, losses = ok(results[0]["ddp"][case.id])
-    want_state, want_losses = dist_cases.train_single(
-        case, getattr(torch.nn, case.loss.torch_module))
+    want_state, want_losses = dist_cases.train_single(case, dist_cases.oracle_module(case.loss))
     initial = dist_cases.ddp_setup(case)[0].state_dict()
     for name, want in want_state.items():
         assert not torch.allclose(want, initial[name], rtol=0, atol=1e-3), f"{name} did not train"

@@ -15,13 +15,18 @@
 // is close to 1), ce = (x >= 0 ? (1 - t) * x : -t * x) + log1p(exp(-|x|)) (none where ce is small),
 // with m ** gamma as 1, m or m * m for gamma 0, 1, 2 (as torch.pow's exponents) and
 // exp(gamma * log(m)) otherwise. The gradients are the derivatives of that (A = alpha_t, C = ce,
-// M = m ** gamma; dm/dx = (1 - 2t) p (1 - p), dm/dt = 1 - 2p):
-//   gi = A * ((p - t) * M + C * gamma * m ** (gamma - 1) * dm/dx) * g
-//   gt = (dA/dt * C * M + A * (-x * M + C * gamma * m ** (gamma - 1) * dm/dt)) * g
-// Limits, beyond torchvision (where these are NaN): at p_t = 1 (m = 0) with gamma < 1,
-// m ** (gamma - 1) is infinite while C and dm/dx vanish faster: that term is 0. At infinite logits
-// the loss is the logits loss's limit times m ** gamma (m = 1 - t or t there), and any 0 * inf of
-// the gradients' terms counts as 0 (their limits). No range check (torchvision makes none).
+// M = m ** gamma, dm/dx = (1 - 2t) p (1 - p), dm/dt = 1 - 2p, dM = gamma * M * dm / m):
+//   gi = A * M * ((p - t) + gamma * C * (dm/dx / m)) * g
+//   gt = M * (dA/dt * C + A * (-x + gamma * (C / m) * dm/dt)) * g
+// dm/dx / m (at most 1 - 2t in size) and C / m (about 1 where m is small) are bounded where
+// m ** (gamma - 1) overflows, so no inf * 0 arises at finite logits.
+// Limits, beyond torchvision (where these are NaN): at p_t = 1 (m = 0) with gamma < 1, the
+// derivative of m ** gamma is infinite while C and dm/dx vanish faster: the quotients count as 0
+// there (the terms they enter are multiplied by M = 0, or by gamma = 0). At an infinite logit the
+// loss is the logits loss's limit times m ** gamma (m = 1 - t at +inf, t at -inf), the input's
+// gradient A * M * (p - t) (the C * dm/dx term vanishes), and the target's |x| * M *
+// (dA/dt * m - sign(x) * (1 + gamma) * A): infinite with that sign, or 0 where it is 0.
+// No range check (torchvision makes none).
 #include "../bce_constants.h"
 #include "bce_with_logits.h"
 #include "coefficients.h"
@@ -55,20 +60,22 @@ struct SigmoidFocal {
     return {V::div(V::blend(nonneg, e, one), d), V::div(V::blend(nonneg, one, e), d), e};
   }
 
-  // m ** gamma, and gamma * m ** (gamma - 1) (its derivative in m; 0 at m = 0 for gamma < 1, the
-  // limit of the terms it enters).
-  struct Power {
-    F value, slope;
-  };
-  BCE_EXT_HD static Power power(F m, T gamma) {
-    const F one = V::set1(T(1));
-    if (gamma == T(0)) return {one, V::zero()};
-    if (gamma == T(1)) return {m, one};
-    if (gamma == T(2)) return {V::mul(m, m), V::add(m, m)};
-    const F log_m = MathV::log_any(m);
-    const F slope = V::mul(V::set1(gamma), MathV::exp(V::mul(V::set1(gamma - T(1)), log_m)));
-    const M positive = V::gt(m, V::zero());
-    return {MathV::exp(V::mul(V::set1(gamma), log_m)), V::blend(positive, V::zero(), slope)};
+  // m ** gamma.
+  BCE_EXT_HD static F power(F m, T gamma) {
+    if (gamma == T(0)) return V::set1(T(1));
+    if (gamma == T(1)) return m;
+    if (gamma == T(2)) return V::mul(m, m);
+    return MathV::exp(V::mul(V::set1(gamma), MathV::log_any(m)));
+  }
+
+  // num / m, 0 where m = 0 (see the header: the terms it enters vanish there).
+  BCE_EXT_HD static F over_m(F num, F m) {
+    return V::blend(V::eq(m, V::zero()), V::div(num, m), V::zero());
+  }
+
+  // Where x is +-inf, the gradient's limit `at_inf`, else v.
+  BCE_EXT_HD static F where_infinite(F x, F v, F at_inf) {
+    return V::blend(V::eq(V::abs(x), V::set1(T(__builtin_inf()))), v, at_inf);
   }
 
   // alpha_t = alpha * t + (1 - alpha) * (1 - t), 1 where alpha < 0.
@@ -102,7 +109,7 @@ struct SigmoidFocal {
   BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
     const Sigmoids s = sigmoids(x);
     const F ce = cross_entropy(x, t, s);
-    F l = V::mul(ce, power(one_minus_pt(t, s), k.gamma).value);
+    F l = V::mul(ce, power(one_minus_pt(t, s), k.gamma));
     if (k.alpha >= T(0)) l = V::mul(alpha_t(t, k.alpha), l);
     return l;
   }
@@ -110,14 +117,18 @@ struct SigmoidFocal {
   template <bool kWithPw>
   BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
     const Sigmoids s = sigmoids(x);
-    const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
-    const Power pw = power(m, k.gamma);
+    const F big_m = power(m, k.gamma);
     const F ce = cross_entropy(x, t, s);
-    const F dm_dx = V::mul(V::sub(one, V::add(t, t)), V::mul(s.p, s.q));
-    F d = V::add(V::mul(V::sub(s.p, t), pw.value), V::mul(ce, V::mul(pw.slope, dm_dx)));
+    const F dm_dx = V::mul(V::sub(V::set1(T(1)), V::add(t, t)), V::mul(s.p, s.q));
+    const F p_minus_t = V::sub(s.p, t);
+    F d = V::add(p_minus_t, V::mul(V::set1(k.gamma), V::mul(ce, over_m(dm_dx, m))));
+    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+      d = where_infinite(x, d, p_minus_t);  // inf * 0 in the term that vanishes
+    }
+    d = V::mul(big_m, d);
     if (k.alpha >= T(0)) d = V::mul(alpha_t(t, k.alpha), d);
-    return fix_nan(x, V::mul(d, g));
+    return V::mul(d, g);
   }
 
   template <bool kWithPw>
@@ -125,24 +136,26 @@ struct SigmoidFocal {
     const Sigmoids s = sigmoids(x);
     const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
-    const Power pw = power(m, k.gamma);
+    const F big_m = power(m, k.gamma);
     const F ce = cross_entropy(x, t, s);
-    const F dm_dt = V::sub(one, V::add(s.p, s.p));
-    F d = V::add(V::mul(V::neg(x), pw.value), V::mul(ce, V::mul(pw.slope, dm_dt)));
-    if (k.alpha >= T(0)) {
-      const F da_dt = V::set1(T(2) * k.alpha - T(1));
-      d = V::add(V::mul(da_dt, V::mul(ce, pw.value)), V::mul(alpha_t(t, k.alpha), d));
+    const F dm_dt = V::sub(s.q, s.p);
+    const bool weighted = k.alpha >= T(0);
+    const F a = weighted ? alpha_t(t, k.alpha) : one;
+    const F da_dt = V::set1(weighted ? T(2) * k.alpha - T(1) : T(0));
+    F d = V::mul(a, V::add(V::neg(x), V::mul(V::set1(k.gamma), V::mul(over_m(ce, m), dm_dt))));
+    if (weighted) d = V::add(V::mul(da_dt, ce), d);
+    d = V::mul(big_m, d);
+    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+      // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
+      // value; its limit is this (m = 1 - t or t there).
+      const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
+      const F bracket = V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + k.gamma), a)));
+      const F v = V::mul(big_m, bracket);
+      const F limit = V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))),
+                               V::zero());
+      d = where_infinite(x, d, limit);
     }
-    return fix_nan(x, V::mul(d, g));
-  }
-
-  // The gradients at infinite logits: a NaN there comes from a 0 * inf of their terms, whose limit
-  // is 0. (ge(v, v) is false exactly for NaN; the blend makes that a mask.)
-  BCE_EXT_HD static F fix_nan(F x, F v) {
-    const F one = V::set1(T(1));
-    const M nan = V::eq(V::blend(V::ge(v, v), one, V::zero()), one);
-    const M infinite = V::eq(V::abs(x), V::set1(T(__builtin_inf())));
-    return V::blend(V::mand(infinite, nan), v, V::zero());
+    return V::mul(d, g);
   }
 };
 
