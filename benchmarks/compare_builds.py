@@ -83,7 +83,8 @@ def worker(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--builds", default=".", help="checkouts with a built bce_ext, comma-separated")
+    p.add_argument("--builds", default=".",
+                   help="checkouts with a built bce_ext, comma-separated, each optionally @isa")
     p.add_argument("--losses", default="bce,bce_with_logits,sigmoid_focal")
     p.add_argument("--dtype", default="float64")
     p.add_argument("--sizes", default="1e5,1e7")
@@ -99,7 +100,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    builds = [os.path.abspath(b) for b in args.builds.split(",")]
+    # "path@isa" times that build with BCE_EXT_CPU_ISA=isa (the portable loops of one build, "@scalar",
+    # are the before of a vectorisation).
+    specs = [b.partition("@") for b in args.builds.split(",")]
+    builds = [os.path.abspath(path) for path, _, _ in specs]
     results = [None] * len(builds)
     for round_ in range(args.rounds):
         for k, build in enumerate(builds):
@@ -111,6 +115,8 @@ def main(argv=None):
                     i = cmd.index("--compiled-sizes")
                     del cmd[i:i + 2]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+            if specs[k][2]:
+                env["BCE_EXT_CPU_ISA"] = specs[k][2]
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             got = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"round {round_} build {k}: {got['file']} ({got['isa']})", file=sys.stderr)
