@@ -7,8 +7,8 @@ must give the oracle's loss and gradients.
 The errors (the argument checks of the README's "Usage" section): target size, reduction, weight
 not broadcastable, dtypes that differ, dtypes not supported, devices that differ, values outside
 [0, 1] on the CPU, a weight that requires grad, bad scalar arguments (the focal loss's alpha and
-gamma); then a request for more memory than there is. Each runs the losses that have the argument
-(the weight's the losses that take one, the range check BCE).
+gamma); then a request for more memory than there is. Each runs the losses that have what it
+tests (the weight tests the losses that take one, the range test the losses that check it).
 Known defects are strict xfails that name the defect: they fail the suite once it is fixed, so the
 mark is removed with the fix.
 """
@@ -219,8 +219,8 @@ def test_devices_differ(loss, entry):
 
 @each_entry
 @params("loss,which", [(loss, which) for loss in ALL_LOSSES
-                       for which in ("input", "target", "weight")[:3 if loss.takes_weight else 2]],
-        ids=str)
+                       for which in ("input", "target", "weight")
+                       if which != "weight" or loss.takes_weight], ids=str)
 def test_meta_and_cpu_mixed(loss, entry, which):
     x, t = probabilities(loss, (3,), "cpu")
     w = torch.rand(3) if loss.takes_weight else None

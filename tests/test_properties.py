@@ -11,7 +11,9 @@ a NaN. Every example checks:
 
 - the loss and the gradients that autograd asks for (input, target or both) against the oracle
   (PyTorch; for float16/bfloat16 on the float32 upcast, rounded once: see oracle.py), within
-  oracle.py's tolerances;
+  oracle.py's tolerances, or where the two part at least as close as the oracle to its float64
+  result (oracle.assert_as_accurate); where the oracle's gradient is NaN at these finite operands,
+  the limit for a loss that gives it (losses.Loss.limits_beyond_reference);
 - dtype, shape and strides as PyTorch's (PyTorch run on the operands as they are), the strides
   that address elements: those of dims longer than 1, of a tensor that has elements (as PyTorch's
   own tests compare them; PyTorch itself returns an empty (0, 2) target gradient as (2, 1) where
@@ -269,7 +271,7 @@ def check(loss, ex):
         if currently_in_test_context():  # check() also serves plain tests
             note(f"{name}: ours strides {a.stride()}, PyTorch's {s.stride()}")
         if loss.limits_beyond_reference and name != "loss":
-            v = with_limits(a, v, float64_ref()[k])
+            v = with_limits(a, v, lambda: float64_ref()[k])
         assert_as_accurate(a, v, lambda: float64_ref()[k], name)
         assert significant_strides(a) == significant_strides(layout_of(loss, name, ex, s)), (
             name, a.stride(), s.stride())
@@ -277,13 +279,13 @@ def check(loss, ex):
 
 def with_limits(actual, expected, reference):
     """A gradient's expected value, where it is NaN (at finite operands: the drawn values are),
-    replaced by the loss's limit: the float64 reference where that is a number, else actual, which
-    must be finite."""
+    replaced by the loss's limit: the float64 reference() where that is a number, else actual,
+    which must be finite."""
     nan = expected.isnan()
     if not nan.any():
         return expected
     assert actual[nan].isfinite().all(), "NaN or inf where the limit is finite"
-    reference = reference.to(expected.dtype)
+    reference = reference().to(expected.dtype)
     return torch.where(nan, torch.where(reference.isnan(), actual, reference), expected)
 
 
