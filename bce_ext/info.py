@@ -51,7 +51,11 @@ def sigmoid_focal_loss_formula(inputs, targets, alpha=0.25, gamma=2.0, reduction
     loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+    if reduction in ("none", "mean", "sum"):
+        return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+    # torchvision's error, after the work as there.
+    raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
+                     "modes: 'none', 'mean', 'sum'")
 
 
 try:

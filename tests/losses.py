@@ -6,6 +6,7 @@ Every suite runs every row (values, layouts, thresholds, transforms, autograd, e
 bad input, concurrency), so a new loss is one row here plus, where its values or arguments differ,
 its own value generators and `extra` strategy, and its own special cases.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -86,6 +87,14 @@ def pos_weight_extra(draw, shape, dtype, device):
     return {"pos_weight": (3 * torch.rand(pshape, generator=gen)).to(dtype).to(device)}
 
 
+def focal_extra(draw, shape, dtype, device):
+    """The focal loss's alpha (torchvision's default, off, the other class weighted more) and gamma
+    (0: alpha_t times BCE with logits; the exact powers 1 and 2; exp(gamma log m) the others)."""
+    from hypothesis import strategies as st
+    return {"alpha": draw(st.sampled_from((0.25, -1.0, 0.75)), label="alpha"),
+            "gamma": draw(st.sampled_from((0.0, 0.5, 1.0, 2.0, 5.0)), label="gamma")}
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
@@ -108,14 +117,23 @@ class Loss:
     extras: tuple = ()
     # Whether its outputs are laid out as PyTorch's are in every case (docs/behaviour.md, 3).
     pytorch_layouts: bool = True
+    # Where it keeps its own layouts (pytorch_layouts False): the operand its 'none' loss is laid
+    # out like (its gradients are like the input).
+    loss_like: str = "target"
     # Whether its outputs and gradients have the oracle's strides where no extra tensor is given
     # (torchvision's focal loss is a chain of ops, whose order decides its strides; bce_ext lays
     # the focal loss's out like the input, docs/behaviour.md, 3).
     oracle_strides: bool = True
     # Whether it takes a weight and a label smoothing.
     takes_weight: bool = True
+    # Whether it gives the limits where its reference is NaN at finite operands (the focal loss's
+    # gradients at p_t = 1 for gamma < 1, docs/behaviour.md, 2; test_focal.py checks the limits).
+    limits_beyond_reference: bool = False
     # Other values of its scalar arguments that the grids run besides the defaults.
     param_cases: tuple = ()
+    # Bad values of its scalar arguments, beyond the reference's API (which takes them silently):
+    # (keyword arguments, the exception's type, the start of its text).
+    bad_params: tuple = ()
     dtypes: tuple = field(default=(torch.float32, torch.float64, torch.float16, torch.bfloat16))
     # Its inputs and targets as tensors: (shape, dtype, device, generator=None, low=0.0).
     inputs: Callable = probabilities
@@ -190,8 +208,8 @@ def _focal(fn):
     return loss
 
 
-# The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites that name it
-# run it too (thresholds, transforms, and its own test_focal.py).
+# The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites run it where
+# an argument it has is tested (ALL_LOSSES), and test_focal.py what only it has.
 FOCAL = Loss(
     name="sigmoid_focal_loss",
     ours=_focal(bce_ext.sigmoid_focal_loss),
@@ -203,10 +221,16 @@ FOCAL = Loss(
     backward_op=torch.ops.bce_ext.sigmoid_focal_loss_backward.default,
     input_values=logit_values,
     checks_range=False,
+    extra=focal_extra,
     pytorch_layouts=False,
+    loss_like="input",
     takes_weight=False,
+    limits_beyond_reference=True,
     oracle_strides=False,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
+    bad_params=tuple(({name: v}, ValueError, text) for name, values, text in (
+        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
+        ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")) for v in values),
     inputs=logits,
 )
 ALL_LOSSES = LOSSES + [FOCAL]
@@ -244,11 +268,11 @@ def expected(loss, x, t, w=None, reduction="mean", g=None, wrt="both", extra=Non
 
 
 def assert_valid_call_works(loss, device, dtype=torch.float32, shape=(5, 7), seed=0):
-    """A plain call (weighted, mean) gives the oracle's loss and gradients: what must hold right
-    after any error."""
+    """A plain call (weighted where the loss takes a weight, mean) gives the oracle's loss and
+    gradients: what must hold right after any error."""
     gen = torch.Generator().manual_seed(seed)
     x = loss.input_values(shape, "mixed", gen).to(dtype).to(device)
     t = loss.target_values(shape, "mixed", gen).to(dtype).to(device)
-    w = torch.rand(shape[-1:], generator=gen).to(dtype).to(device)
+    w = torch.rand(shape[-1:], generator=gen).to(dtype).to(device) if loss.takes_weight else None
     for a, e in zip(run(loss.ours, *leaves(x, t), w), expected(loss, x, t, w)):
         assert_matches(a, e)

@@ -1,17 +1,18 @@
 """Concurrency: Python threads that run every loss forward and backward at once, on different sizes,
-dtypes, weights and reductions, get the bits of a serial run; so do 1 and 2 intra-op threads
-(beyond PyTorch: a fixed blocking of the reductions, no float atomics, the README's "Bitwise
-reproducible").
+dtypes, weights (for the losses that take one), scalar arguments (the focal loss's alpha and gamma)
+and reductions, get the bits of a serial run; so do 1 and 2 intra-op threads (beyond PyTorch: a
+fixed blocking of the reductions, no float atomics, the README's "Bitwise reproducible").
 
 The kernels release the GIL (torch.ops calls do), so the Python threads run the native code at
 the same time, each call with its own at::parallel_for team.
 """
+import re
 import threading
 
 import pytest
 import torch
 
-from losses import LOSSES, leaves, run
+from losses import ALL_LOSSES, leaves, run
 
 BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
         torch.bfloat16: torch.int16}
@@ -30,10 +31,16 @@ def operands(loss, shape, dtype, weight, seed):
     x = loss.input_values(shape, "mixed", gen).to(dtype)
     t = loss.target_values(shape, "mixed", gen).to(dtype)
     wshape = {None: None, "row": shape[-1:], "full": shape,
-              "sample": shape[:1] + (1,) * (len(shape) - 1)}[weight]
+              "sample": shape[:1] + (1,) * (len(shape) - 1)}[weight if loss.takes_weight else None]
     w = None if wshape is None else (2 * torch.rand(wshape, generator=gen)).to(dtype)
     g = (torch.rand(shape, generator=gen) - 0.5).to(dtype)
     return x, t, w, g
+
+
+def params_of(loss, job):
+    """The loss's scalar arguments in a job: its defaults and its param_cases in turn."""
+    cases = [{}, *loss.param_cases]
+    return cases[JOBS.index(job) % len(cases)]
 
 
 def compute(loss, job, ops):
@@ -41,7 +48,8 @@ def compute(loss, job, ops):
     1 otherwise)."""
     _, _, reduction, _ = job
     x, t, w, g = ops
-    return run(loss.ours, *leaves(x, t), w, reduction, g if reduction == "none" else None)
+    return run(loss.ours, *leaves(x, t), w, reduction, g if reduction == "none" else None,
+               extra=params_of(loss, job))
 
 
 def all_operands(loss):
@@ -54,7 +62,7 @@ def assert_bitwise_equal(actual, expected):
         assert torch.equal(a.contiguous().view(BITS[a.dtype]), e.contiguous().view(BITS[e.dtype]))
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_python_threads_get_the_serial_bits(loss):
     ops = all_operands(loss)  # read by every thread at once
     serial = [compute(loss, job, o) for job, o in zip(JOBS, ops)]
@@ -69,10 +77,14 @@ def test_python_threads_get_the_serial_bits(loss):
                 order = list(range(len(JOBS)))[k + r:] + list(range(len(JOBS)))[:k + r]
                 for i in order:  # each thread starts at another job
                     results[(k, r, i)] = compute(loss, JOBS[i], ops[i])
-                    # and an error in between, which must not disturb anything
+                    # and an error in between, which must not disturb anything: of the values,
+                    # or of a scalar argument
                     if loss.checks_range:
                         with pytest.raises(RuntimeError, match="between 0 and 1"):
                             loss.ours(torch.full((5,), 2.0), torch.rand(5))
+                    for params, error, message in loss.bad_params[:1]:
+                        with pytest.raises(error, match=re.escape(message)):
+                            loss.ours(torch.rand(5), torch.rand(5), **params)
         except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
             errors.append(e)
 
@@ -88,7 +100,7 @@ def test_python_threads_get_the_serial_bits(loss):
         assert_bitwise_equal(result, serial[i])
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 @pytest.mark.parametrize("job", JOBS, ids=lambda j: f"{j[0]}-{j[1]}-{j[2]}-{j[3]}")
 def test_one_and_two_intra_op_threads_give_the_same_bits(loss, job):
     ops = operands(loss, *job[:2], job[3], seed=1)

@@ -1,5 +1,6 @@
 """bce_ext's loss modules as drop-ins for PyTorch's: buffers, state_dict, pickling, label
-smoothing, a training loop."""
+smoothing, a training loop; the focal loss's module in the training loop (it has no weight and no
+state: test_focal.test_module has the rest)."""
 import copy
 import io
 import pickle
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import bce_ext
+from dist_cases import TorchvisionFocalLoss
 from oracle import assert_matches
 
 # (ours, theirs, names of the tensor arguments after weight, whether the model's output is a
@@ -17,6 +19,12 @@ MODULES = [
     pytest.param(bce_ext.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, ("pos_weight",), False,
                  id="BCEWithLogitsLoss"),
 ]
+
+
+# A training loop of every module: torchvision has no focal loss module, its function as one is the
+# reference; None: no weight.
+TRAINED = MODULES + [pytest.param(bce_ext.SigmoidFocalLoss, TorchvisionFocalLoss, None, False,
+                                  id="SigmoidFocalLoss")]
 
 
 def _tensors(extras, n):
@@ -91,7 +99,7 @@ def test_label_smoothing_is_the_loss_of_the_smoothed_target(ours_cls, theirs_cls
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("ours_cls,theirs_cls,extras,probs", MODULES)
+@pytest.mark.parametrize("ours_cls,theirs_cls,extras,probs", TRAINED)
 def test_training_loop_ends_with_the_same_parameters(device, ours_cls, theirs_cls, extras, probs,
                                                      reduction):
     """A few epochs of SGD with momentum: the same parameters as with PyTorch's module."""
@@ -100,8 +108,8 @@ def test_training_loop_ends_with_the_same_parameters(device, ours_cls, theirs_cl
     model = torch.nn.Sequential(*layers, *([torch.nn.Sigmoid()] if probs else [])).to(device)
     data = torch.rand(64, 10, device=device)
     labels = (torch.rand(64, 10, device=device) > 0.5).float()
-    weight = torch.rand(10, device=device)
-    kw = {name: v.to(device) for name, v in _tensors(extras, 10).items()}
+    kw = {} if extras is None else {"weight": torch.rand(10, device=device), **{
+        name: v.to(device) for name, v in _tensors(extras, 10).items()}}
     finals = []
     for loss_cls in (ours_cls, theirs_cls):
         m = copy.deepcopy(model)
@@ -109,7 +117,7 @@ def test_training_loop_ends_with_the_same_parameters(device, ours_cls, theirs_cl
         # runs stay out of the chaotic regime where the last bits of any two implementations part.
         opt = torch.optim.SGD(m.parameters(), lr=0.5 if reduction == "mean" else 0.5 / 160,
                               momentum=0.9)
-        loss_fn = loss_cls(weight, reduction=reduction, **kw)
+        loss_fn = loss_cls(reduction=reduction, **kw)
         for epoch in range(5):
             for i in range(0, 64, 16):
                 opt.zero_grad()

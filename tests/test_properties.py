@@ -1,4 +1,6 @@
-"""Property tests (hypothesis) of every loss in losses.LOSSES against PyTorch.
+"""Property tests (hypothesis) of every loss in losses.ALL_LOSSES against its reference (PyTorch's,
+torchvision's focal loss), each example with the loss's extra arguments drawn (pos_weight; alpha and
+gamma).
 
 Each example draws a dtype, a shape (0-d, empty, small, or long enough to cross the kernels' vector
 widths, blocks and chunks), a reduction, and for every operand (input, target, weight, incoming
@@ -9,17 +11,21 @@ a NaN. Every example checks:
 
 - the loss and the gradients that autograd asks for (input, target or both) against the oracle
   (PyTorch; for float16/bfloat16 on the float32 upcast, rounded once: see oracle.py), within
-  oracle.py's tolerances;
+  oracle.py's tolerances, or where the two part at least as close as the oracle to its float64
+  result (oracle.assert_as_accurate); where the oracle's gradient is NaN at these finite operands,
+  the limit for a loss that gives it (losses.Loss.limits_beyond_reference);
 - dtype, shape and strides as PyTorch's (PyTorch run on the operands as they are), the strides
   that address elements: those of dims longer than 1, of a tensor that has elements (as PyTorch's
   own tests compare them; PyTorch itself returns an empty (0, 2) target gradient as (2, 1) where
   its input gradient is (1, 0));
 - no operand's storage changed by a single byte (gaps included), and no output sharing one.
 
-Weights of every broadcastable shape are drawn; weights that do not broadcast (any other shape)
-must raise PyTorch's error, after which a valid call works. The number of examples is the hypothesis profile's
-(tests/conftest.py): "ci" by default, "long" by hand with HYPOTHESIS_PROFILE=long.
+Weights of every broadcastable shape are drawn (for the losses that take one); weights that do not
+broadcast (any other shape) must raise PyTorch's error, after which a valid call works. The number
+of examples is the hypothesis profile's (tests/conftest.py): "ci" by default, "long" by hand with
+HYPOTHESIS_PROFILE=long.
 """
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -32,8 +38,9 @@ from hypothesis import currently_in_test_context, given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from conftest import DEVICES  # noqa: E402
-from losses import LOSSES, MIXES, assert_valid_call_works, expected, leaves, run  # noqa: E402
-from oracle import REDUCTIONS, assert_matches, compute_dtype  # noqa: E402
+from losses import (ALL_LOSSES, FOCAL, MIXES, assert_valid_call_works, expected,  # noqa: E402
+                    leaves, run)
+from oracle import REDUCTIONS, assert_as_accurate, compute_dtype, float64_of  # noqa: E402
 
 # None: the input's dtype, the common case (drawn more often).
 WEIGHT_DTYPES = (None, None, None, torch.float32, torch.float64, torch.float16, torch.bfloat16,
@@ -198,7 +205,7 @@ def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighte
     target, weight and grad take the input's dim order (all channels_last, all transposed...);
     weight_layout: whether the weight may also be sliced or expanded; weight_keep: how a weight dim
     is drawn (True: the input's size, False: 1); input_layouts(shape): the input's layouts (by
-    default those of every operand)."""
+    default those of every operand). A loss without a weight is drawn none."""
     shape = data.draw(shapes, label="shape")
     dtype = data.draw(st.sampled_from(loss.dtypes), label="dtype")
     reduction = data.draw(st.sampled_from(REDUCTIONS), label="reduction")
@@ -217,7 +224,7 @@ def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighte
     t = materialize(like_input(data.draw(values_of(ndim), label="target")), shape, dtype, device,
                     loss.target_values)
     w = None
-    if data.draw(weighted, label="weighted"):
+    if loss.takes_weight and data.draw(weighted, label="weighted"):
         wshape = data.draw(broadcastable_weight_shapes(shape, weight_keep), label="weight shape")
         wdtype = data.draw(st.sampled_from(weight_dtypes), label="weight dtype") or dtype
         wspec = like_input(data.draw(values_of(len(wshape)), label="weight"), ndim - len(wshape))
@@ -255,25 +262,49 @@ def check(loss, ex):
     layout_ref = run(loss.reference, *leaves(ex.x, ex.t, ex.wrt), ex.w, ex.reduction, ex.g, ex.wrt,
                      ex.extra)
     values_ref = expected(loss, ex.x, ex.t, ex.w, ex.reduction, ex.g, ex.wrt, ex.extra)
-    for name, a, v, s in zip(("loss", "grad 1", "grad 2"), actual, values_ref, layout_ref):
+    # Where ours and the oracle part, ours must be as close to float64 (oracle.py): the float32 of
+    # the reference, in which the half types are computed too, cancels where ours need not.
+    float64_ref = functools.cache(lambda: expected(loss, *(float64_of(v) for v in (
+        ex.x, ex.t, ex.w)), ex.reduction, float64_of(ex.g), ex.wrt,
+        {k: float64_of(v) for k, v in ex.extra.items()}))
+    for k, (name, a, v, s) in enumerate(zip(("loss", "grad 1", "grad 2"), actual, values_ref,
+                                            layout_ref)):
         if currently_in_test_context():  # check() also serves plain tests
             note(f"{name}: ours strides {a.stride()}, PyTorch's {s.stride()}")
-        assert_matches(a, v)
+        if loss.limits_beyond_reference and name != "loss":
+            v = with_limits(a, v, lambda: float64_ref()[k])
+        assert_as_accurate(a, v, lambda: float64_ref()[k], name)
         assert significant_strides(a) == significant_strides(layout_of(loss, name, ex, s)), (
             name, a.stride(), s.stride())
 
 
+def with_limits(actual, expected, reference):
+    """A gradient's expected value, where it is NaN (at finite operands: the drawn values are),
+    replaced by the loss's limit: the float64 reference() where that is a number, else actual,
+    which must be finite."""
+    nan = expected.isnan()
+    if not nan.any():
+        return expected
+    assert actual[nan].isfinite().all(), "NaN or inf where the limit is finite"
+    reference = reference().to(expected.dtype)
+    return torch.where(nan, torch.where(reference.isnan(), actual, reference), expected)
+
+
 def layout_of(loss, name, ex, theirs):
     """The layout bce_ext's output must have: PyTorch's for BCE (empty_like of the input); for the
-    logits loss its own rule (the 'none' loss like the target, the gradients like the input),
-    since PyTorch's there follow from its chain of ops and vary with the operands."""
+    others their own rule (the 'none' loss like loss.loss_like, the gradients like the input),
+    since the reference's there follow from its chain of ops and vary with the operands."""
     if loss.pytorch_layouts or theirs.dim() == 0:
         return theirs
-    return torch.empty_like(ex.t if name == "loss" else ex.x)
+    return torch.empty_like({"input": ex.x, "target": ex.t}[loss.loss_like] if name == "loss"
+                            else ex.x)
 
 
 each_device = pytest.mark.parametrize("device", DEVICES)
-each_loss = pytest.mark.parametrize("loss", LOSSES, ids=repr)
+each_loss = pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
+# The weight tests: the losses that take a weight.
+each_weighted_loss = pytest.mark.parametrize(
+    "loss", [loss for loss in ALL_LOSSES if loss.takes_weight], ids=repr)
 
 
 @each_device
@@ -301,7 +332,7 @@ def rows_outermost(shape):
 
 
 @each_device
-@each_loss
+@each_weighted_loss
 @given(data=st.data())
 def test_weight_tables(loss, device, data):
     """A weight of mostly real (not 1) dims that repeats over many rows, the operands laid out
@@ -336,7 +367,7 @@ def weights_that_do_not_broadcast(draw, shape):
 
 
 @each_device
-@each_loss
+@each_weighted_loss
 @given(data=st.data())
 def test_weight_that_does_not_broadcast(loss, device, data):
     """PyTorch's exception (type; text for a weight that broadcasts to more than the input: the
@@ -362,7 +393,7 @@ def test_weight_that_does_not_broadcast(loss, device, data):
     assert_valid_call_works(loss, device, dtype)
 
 
-@each_loss
+@each_weighted_loss
 def test_dense_noncontiguous_weight(loss):
     """A weight dense in a non-identity layout over many rows (the weight table is tiled): a defect
     once (tiled in the weight's logical order, not its memory order)."""
@@ -373,3 +404,19 @@ def test_dense_noncontiguous_weight(loss):
     for reduction in REDUCTIONS:
         g = torch.rand(x.shape, generator=gen) if reduction == "none" else torch.tensor(0.5)
         check(loss, Example(x, t, w, g, reduction, "both", {}))
+
+
+# Found by HYPOTHESIS_PROFILE=long: the focal loss's grad_target at a large |x| in float32, where
+# its terms (dalpha_t/dt * ce against alpha_t * x, each about |x| / 2) cancel to a result about
+# |x| t (true values from mpmath: 3.8766861, -0.099423260).
+CANCELLING = [(-1e4, 0.7496123313903809, 0.25, 0.0), (104.0, 0.0006377352983690798, 0.75, 1.0)]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "known defect: the focal loss's float32 grad_target where its terms cancel is off by about an "
+    "ulp of the terms (3.8764648 for 3.8766861, torchvision 3.8767090; -0.09942767 for "
+    "-0.09942326, torchvision -0.09942436), less accurate than torchvision's"))
+@pytest.mark.parametrize("x,t,alpha,gamma", CANCELLING, ids=str)
+def test_focal_grad_target_where_terms_cancel(x, t, alpha, gamma):
+    check(FOCAL, Example(torch.tensor([x]), torch.tensor([t]), None, torch.ones(1), "none", "both",
+                         {"alpha": alpha, "gamma": gamma}))
