@@ -88,10 +88,12 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
     if has_torch_function_variadic(inputs, targets):
         return handle_torch_function(sigmoid_focal_loss, (inputs, targets), inputs, targets,
                                      alpha=alpha, gamma=gamma, reduction=reduction)
-    for name, value in (("inputs", inputs), ("targets", targets)):
-        if not isinstance(value, torch.Tensor):  # torchvision's first op (sigmoid) is a TypeError
-            raise TypeError(f"sigmoid_focal_loss(): argument '{name}' must be Tensor, not "
-                            f"{type(value).__name__}")
+    # torchvision's errors for a non-tensor: torch.sigmoid(inputs) raises TypeError, then its
+    # binary_cross_entropy_with_logits reads target.size() (AttributeError).
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError("sigmoid_focal_loss(): argument 'inputs' must be Tensor, not "
+                        f"{type(inputs).__name__}")
+    targets.size()
     if reduction not in _FOCAL_REDUCTIONS:
         # torchvision's message, verbatim.
         raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "

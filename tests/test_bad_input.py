@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import DEVICES
-from losses import ALL_LOSSES, FOCAL, assert_valid_call_works
+from losses import ALL_LOSSES, assert_valid_call_works
 
 ENTRY_POINTS = ["functional", "module", "forward_op", "backward_op"]
 REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
@@ -231,10 +231,7 @@ def test_meta_and_cpu_mixed(loss, entry, which):
 
 
 @params("entry", ["functional", "module"])
-@params("loss", [pytest.param(loss, marks=pytest.mark.xfail(strict=True, reason=(
-    "known defect: bce_ext's focal loss raises TypeError for a target that is not a tensor, "
-    "torchvision AttributeError (its binary_cross_entropy_with_logits reads target.size())")))
-    if loss is FOCAL else loss for loss in ALL_LOSSES], ids=repr)
+@params("loss", ALL_LOSSES, ids=repr)
 def test_target_none(loss, entry):
     x, _ = probabilities(loss, (3,), "cpu")
     assert_same_error(loss, entry, x, None)
