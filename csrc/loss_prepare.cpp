@@ -278,9 +278,17 @@ at::Tensor WeightTable::flat() const {
   return values.as_strided({period}, {1});
 }
 
-void check_forward(const LossCall& c) {
+// ATen's check of a required tensor argument (a None from Python arrives undefined).
+static void check_defined(const at::Tensor& t, int index, const char* name) {
+  TORCH_CHECK(t.defined(), "Expected a proper Tensor but got None (or an undefined Tensor in C++) ",
+              "for argument #", index, " '", name, "'");
+}
+
+void check_forward(const LossCall& c, int first_index) {
   const at::Tensor& self = c.self;
   const at::Tensor& target = c.target;
+  check_defined(self, first_index, "self");
+  check_defined(target, first_index + 1, "target");
   const double s = c.params.label_smoothing;
   // PyTorch's order for each loss: reduction and shape (torch/nn/functional.py), then the order
   // in which its ATen code meets the rest. Beyond PyTorch: the label smoothing.
@@ -313,7 +321,8 @@ void check_forward(const LossCall& c) {
 }
 
 void check_backward(const LossCall& c, const at::Tensor& grad_output) {
-  check_forward(c);
+  check_defined(grad_output, 0, "grad_output");
+  check_forward(c, 1);
   check_same_device(c.self, grad_output);
   TORCH_CHECK(c.reduction == kReductionNone || grad_output.sym_numel() == 1, c.name(),
               "_backward: a reduced loss takes a one-element gradient, got ",

@@ -37,7 +37,8 @@ struct IncomingGrad {
 
 // The checks of a loss's forward op, in PyTorch's order and with its messages (shape, broadcasts,
 // devices, dtypes), on symbolic sizes too: the Meta kernels (csrc/meta) run them as well.
-void check_forward(const LossCall& call);
+// first_index: self's position among the op's arguments, for ATen's message on a None tensor.
+void check_forward(const LossCall& call, int first_index = 0);
 // check_forward, plus the backward op's own: grad_output's device, one value for a reduced loss.
 void check_backward(const LossCall& call, const at::Tensor& grad_output);
 

@@ -237,6 +237,31 @@ def test_target_none(loss, entry):
     assert_same_error(loss, entry, x, None)
 
 
+@params("entry,which", [("forward_op", "input"), ("forward_op", "target"),
+                         ("backward_op", "grad"), ("backward_op", "input"),
+                         ("backward_op", "target")])
+@params("loss", ALL_LOSSES, ids=repr)
+def test_raw_op_tensor_none(loss, entry, which):
+    """A None for a required tensor of the raw ops: ATen's RuntimeError, naming the argument by its
+    position and name (as torch.ops.aten.binary_cross_entropy does), not a size error."""
+    x, t = probabilities(loss, (3,), "cpu")
+    index = {"grad": 0, "input": 1, "target": 2}[which] - (entry == "forward_op")
+    name = {"grad": "grad_output", "input": "self", "target": "target"}[which]
+    g = None if which == "grad" else torch.ones(3)
+    x_, t_ = (None if which == "input" else x), (None if which == "target" else t)
+    if entry == "forward_op":
+        e = error_of(loss.forward_op, x_, t_, reduction=0)
+    else:
+        e = error_of(loss.backward_op, g, x_, t_, reduction=0, output_mask=[True, True])
+    assert isinstance(e, RuntimeError) and first_line(e) == (
+        "Expected a proper Tensor but got None (or an undefined Tensor in C++) for argument "
+        f"#{index} '{name}'")
+    if loss.name == "binary_cross_entropy" and entry == "forward_op":
+        theirs = error_of(torch.ops.aten.binary_cross_entropy, x_, t_)
+        assert first_line(theirs) == first_line(e)
+    assert_valid_call_works(loss, x.device)
+
+
 @each_device
 @each_entry
 @params("loss,bad,error,message", [
