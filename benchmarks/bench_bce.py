@@ -72,6 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per measurement")
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-limits", action="store_true", help="skip the floors (limit column)")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -169,6 +170,71 @@ def time_touch(n, dtype, device, min_time):
     return timer(run, min_time)
 
 
+# The floors of each case (issue 9's limit column), from two measurements made once per run:
+# - memory: the bytes a case must move, at the copy bandwidth of a warm buffer of the case's own
+#   size and dtype (Tensor.copy_ into an existing tensor at the run's thread count, reading and
+#   writing N elements: in cache for small N, from memory for large);
+# - vector math: the elementary functions a case must evaluate per element (below), at their
+#   measured cost in bce_ext's own vector math (bce_ext._C._cpu_math on 2^15 elements in cache,
+#   one thread, less the call's fixed cost), divided by the thread count.
+# The floor is the larger of the two (perfect overlap); 'x floor' is bce_ext's time over it.
+MATH_PER_ELEMENT = {
+    ("bce", "fwd"): ("log01", "log1m"),              # soft labels: both logs
+    ("bce", "bwd"): (),                              # divisions only
+    ("bce_with_logits", "fwd"): ("exp", "log1p01"),  # log(1 + exp(-|x|))
+    ("bce_with_logits", "bwd"): ("sigmoid",),
+    ("sigmoid_focal_loss", "fwd"): ("exp", "log1p01"),  # gamma = 2: (1 - p_t)^2 is a product
+    ("sigmoid_focal_loss", "bwd"): ("exp", "log1p01"),  # the cross entropy again
+}
+MATH_DOMAIN = {"log01": (1e-6, 1.0), "log1m": (0.0, 0.999), "exp": (-16.0, 0.0),
+               "log1p01": (0.0, 1.0), "sigmoid": (-8.0, 8.0)}
+
+
+def calibrate(min_time):
+    """The cost of each vector function per element (s), per dtype, and a cache of copy
+    bandwidths (bytes/s) per (dtype, N), filled by floors()."""
+    isa = bce_ext._C.cpu_isa()
+    cost = {}
+    if isa in ("avx2", "avx512"):
+        for dtype in (torch.float32, torch.float64):
+            one = torch.zeros(1, dtype=dtype)
+            for name, (lo, hi) in MATH_DOMAIN.items():
+                m = 1 << 15
+                x = lo + (hi - lo) * torch.rand(m, dtype=dtype)
+                fixed = timer(lambda: bce_ext._C._cpu_math(isa, name, one), min_time / 4)
+                full = timer(lambda: bce_ext._C._cpu_math(isa, name, x), min_time / 4)
+                cost[(dtype, name)] = max(full - fixed, 0.0) / m
+    return {"bandwidth": {}, "math": cost, "isa": isa, "min_time": min_time}
+
+
+def copy_bandwidth(calib, dtype, n):
+    key = (dtype, n)
+    if key not in calib["bandwidth"]:
+        src, dst = torch.rand(n).to(dtype), torch.empty(n, dtype=dtype)
+        seconds = timer(lambda: dst.copy_(src), calib["min_time"])
+        calib["bandwidth"][key] = 2 * src.element_size() * n / seconds
+    return calib["bandwidth"][key]
+
+
+def floors(calib, loss, dtype, reduction, weight_kind, mode, n, threads):
+    """(memory floor, math floor) in seconds of one case; math None where not measured."""
+    size = torch.finfo(dtype).bits // 8
+    per_pass = 2 * size + (size if weight_kind == "full" else 0)  # read x, t (and w)
+    fwd = per_pass + (size if reduction == "none" else 0)  # the 'none' loss written
+    # backward: read x, t (w), the incoming 'none' gradient, write grad_input
+    bwd = per_pass + (size if reduction == "none" else 0) + size
+    nbytes = (fwd + (bwd if mode == "fwd+bwd" else 0)) * n
+    passes = ("fwd", "bwd") if mode == "fwd+bwd" else ("fwd",)
+    math_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    try:
+        per_element = sum(calib["math"][(math_dtype, f)] for p in passes
+                          for f in MATH_PER_ELEMENT[(loss, p)])
+    except KeyError:
+        per_element = None
+    math = None if per_element is None else per_element * n / threads
+    return nbytes / copy_bandwidth(calib, dtype, n), math
+
+
 def fmt_ms(s):
     return f"{s * 1e3:.3f}"
 
@@ -200,6 +266,7 @@ def main(argv=None):
         def tqdm(it, **_):
             return it
 
+    calib = calibrate(args.min_time) if args.device == "cpu" and not args.no_limits else None
     cases = [(loss, dt, red, wk, mode, n) for loss in losses for dt in dtypes for red in reductions
              for wk in weights for mode in modes for n in sizes
              if not (wk == "pos_weight" and loss != "bce_with_logits")
@@ -222,6 +289,9 @@ def main(argv=None):
                 bce_ext._C._set_cpu_isa(default_isa)
         if mode == "fwd+bwd":
             row["touch"] = time_touch(x.numel(), DTYPES[dt], args.device, args.min_time)
+        if calib is not None:
+            row["floors"] = floors(calib, loss, DTYPES[dt], red, wk, mode, x.numel(),
+                                   torch.get_num_threads())
         results.append(row)
 
     meta = {
@@ -230,6 +300,11 @@ def main(argv=None):
         "device": args.device, "when": time.strftime("%Y-%m-%d %H:%M"),
         "argv": sys.argv[1:] if argv is None else argv,
     }
+    if calib is not None:
+        meta["copy_GBps"] = {f"{str(d).replace('torch.', '')} {n:.0e}": b / 1e9
+                             for (d, n), b in calib["bandwidth"].items()}
+        meta["math_ns"] = {f"{str(d).replace('torch.', '')} {name}": c * 1e9
+                           for (d, name), c in calib["math"].items()}
     if args.device == "cpu":
         try:
             for line in open("/proc/cpuinfo"):
@@ -256,6 +331,15 @@ def render(results, names, meta):
              "torch.compile (above 1: faster). 'touch' (fwd+bwd only) = allocating and writing one "
              "fresh tensor of N elements, a cost every fwd+bwd figure includes (the new input.grad).",
              ""]
+    if "copy_GBps" in meta:
+        math = ", ".join(f"{k} {v:.3f}" for k, v in meta["math_ns"].items())
+        copy = ", ".join(f"{k} {v:.1f}" for k, v in meta["copy_GBps"].items())
+        lines += ["Floors: 'mem floor' = the bytes the case must move at the copy bandwidth of a "
+                  "warm buffer of its size and dtype (copy_ at this thread count, GB/s: "
+                  f"{copy}); "
+                  "'math floor' = its vector logs and exps at their measured cost (ns per element, "
+                  f"one thread, in cache: {math}) divided by the threads; 'x floor' = bce_ext's "
+                  "time over the larger of the two.", ""]
     groups = {}
     for r in results:
         groups.setdefault((r["loss"], r["dtype"], r["reduction"], r["weight"], r["mode"]),
@@ -270,6 +354,8 @@ def render(results, names, meta):
                 head += ["xE", "xC"]
         if mode == "fwd+bwd":
             head.append("touch ms")
+        if any("floors" in r for r in rows):
+            head += ["mem floor ms", "math floor ms", "x floor"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for r in rows:
@@ -284,6 +370,12 @@ def render(results, names, meta):
                         cells.append(f"{ts[ref] / s:.1f}" if s and ts.get(ref) else "-")
             if mode == "fwd+bwd":
                 cells.append(fmt_ms(r["touch"]))
+            if "floors" in r:
+                mem, math = r["floors"]
+                ours = next((v for k, v in ts.items() if k.startswith("bce_ext")), None)
+                floor = max(mem, math or 0.0)
+                cells += [fmt_ms(mem), "-" if math is None else fmt_ms(math),
+                          f"{ours / floor:.1f}" if ours else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
