@@ -73,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-limits", action="store_true", help="skip the floors (limit column)")
+    p.add_argument("--render", metavar="RESULTS_JSON",
+                   help="write results.md again from a results.json of an earlier run, time nothing")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -241,6 +243,13 @@ def fmt_ms(s):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        with open(args.render) as fh:
+            data = json.load(fh)
+        names = list(dict.fromkeys(k for r in data["results"] for k in r["times"]))
+        with open(os.path.join(os.path.dirname(args.render), "results.md"), "w") as fh:
+            fh.write(render(data["results"], names, data["meta"]))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
@@ -340,6 +349,7 @@ def render(results, names, meta):
                   "'math floor' = its vector logs and exps at their measured cost (ns per element, "
                   f"one thread, in cache: {math}) divided by the threads; 'x floor' = bce_ext's "
                   "time over the larger of the two.", ""]
+    lines += summary(results, names)
     groups = {}
     for r in results:
         groups.setdefault((r["loss"], r["dtype"], r["reduction"], r["weight"], r["mode"]),
@@ -379,6 +389,38 @@ def render(results, names, meta):
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def summary(results, names):
+    """Lines of a summary table: per loss, dtype, pass and N, the range over the reductions and
+    weights of bce_ext's speed-up against eager and compile and of its time over the floor."""
+    ours = next((n for n in names if n.startswith("bce_ext")), None)
+    if ours is None or len(results) < 2:
+        return []
+    groups = {}
+    for r in results:
+        t = r["times"]
+        if ours not in t:
+            continue
+        g = groups.setdefault((r["loss"], r["dtype"], r["mode"], r["n"]), {"xE": [], "xC": [],
+                                                                          "floor": []})
+        for key, ref in (("xE", "eager"), ("xC", "compiled")):
+            if t.get(ref):
+                g[key].append(t[ref] / t[ours])
+        if "floors" in r:
+            mem, math = r["floors"]
+            g["floor"].append(t[ours] / max(mem, math or 0.0))
+    lines = ["## Summary: range over the reductions and weights", "",
+             "| loss | dtype | pass | N | cases | vs eager | vs compile | x floor |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def span(v, fmt="{:.1f}x"):
+        return "-" if not v else (fmt.format(min(v)) + " to " + fmt.format(max(v)))
+
+    for (loss, dt, mode, n), g in groups.items():
+        lines.append(f"| {loss} | {dt} | {mode} | {n:.0e} | {max(map(len, g.values()))} | "
+                     f"{span(g['xE'])} | {span(g['xC'])} | {span(g['floor'], '{:.1f}')} |")
+    return lines + [""]
 
 
 def plot(results, names, out, meta):
