@@ -90,9 +90,15 @@ at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vecto
   return t.expand(sizes).permute(order).contiguous();
 }
 
+// Type in which the kernels compute: float for the half types (beyond PyTorch, see README).
+at::ScalarType compute_type(at::ScalarType t) {
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
 // See WeightTable (bce_prepare.h).
 WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRef sizes,
-                         const std::vector<int64_t>& order, at::ScalarType dtype) {
+                         const std::vector<int64_t>& order, at::ScalarType storage, Tables tables) {
+  const at::ScalarType dtype = compute_type(storage);
   WeightTable table;
   if (!has_weight(weight)) return table;
   const at::Tensor& w = *weight;
@@ -126,7 +132,11 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
       fits = false;
     }
   }
-  if (fits && dense && w.numel() == table.period && w.scalar_type() == dtype) {
+  // A full weight of the input's half type, kept as it is where the caller converts it per block.
+  const bool keep_half = tables == Tables::kKeepFullHalf && w.scalar_type() == storage &&
+                         storage != dtype && table.inner == 1 &&
+                         table.period == c10::multiply_integers(sizes);
+  if (fits && dense && w.numel() == table.period && (w.scalar_type() == dtype || keep_half)) {
     // The common (C,), (B, 1) and full weights: no copy, no dispatch. Its memory is the table,
     // even where its logical order is not (flat() says how to read it as a tensor).
     table.values = w;
@@ -164,11 +174,6 @@ IncomingGrad incoming_grad(const at::Tensor& grad_output, const at::Tensor& self
   }
   if (!g.scalar) g.values = in_order(g.values, self.sizes(), order);
   return g;
-}
-
-// Type in which the kernels compute: float for the half types (beyond PyTorch, see README).
-at::ScalarType compute_type(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
 
 // Whether the weight is applied as PyTorch applies it, an in-place multiply in the promoted type
@@ -361,7 +366,7 @@ std::array<at::Tensor, 2> empty_backward_outputs(const LossCall& c,
   return out;
 }
 
-ForwardArgs prepare_forward(const LossCall& c) {
+ForwardArgs prepare_forward(const LossCall& c, Tables tables) {
   check_forward(c);
   ForwardArgs a;
   const bool reduced = c.reduction != kReductionNone;
@@ -392,14 +397,13 @@ ForwardArgs prepare_forward(const LossCall& c) {
   const auto sizes = c.self.sizes();
   a.x = in_order(c.self, sizes, order);
   a.t = in_order(c.target, sizes, order);
-  const auto dtype = compute_type(c.self.scalar_type());
-  a.weight = weight_table(c.weight, sizes, order, dtype);
-  a.pos_weight = weight_table(c.pos_weight, sizes, order, dtype);
+  a.weight = weight_table(c.weight, sizes, order, c.self.scalar_type(), tables);
+  a.pos_weight = weight_table(c.pos_weight, sizes, order, c.self.scalar_type(), tables);
   return a;
 }
 
 BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
-                              std::array<bool, 2> output_mask) {
+                              std::array<bool, 2> output_mask, Tables tables) {
   check_backward(c, grad_output);
   BackwardArgs b;
   if (c.self.scalar_type() != c.target.scalar_type()) {
@@ -436,9 +440,8 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
   b.x = in_order(c.self, sizes, order);
   b.t = in_order(c.target, sizes, order);
   b.grad = incoming_grad(grad_output, c.self, order);
-  const auto dtype = compute_type(c.self.scalar_type());
-  b.weight = weight_table(c.weight, sizes, order, dtype);
-  b.pos_weight = weight_table(c.pos_weight, sizes, order, dtype);
+  b.weight = weight_table(c.weight, sizes, order, c.self.scalar_type(), tables);
+  b.pos_weight = weight_table(c.pos_weight, sizes, order, c.self.scalar_type(), tables);
   return b;
 }
 

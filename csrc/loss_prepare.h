@@ -54,7 +54,11 @@ struct ForwardArgs {
   WeightTable weight, pos_weight;
   bool done() const { return !x.defined(); }
 };
-ForwardArgs prepare_forward(const LossCall& call);
+// Tables: how prepare_forward/prepare_backward hand a weight (or pos_weight) of the input's half
+// type that has one value per element: converted to float32 (kComputeType: an N-element copy), or
+// as it is (kKeepFullHalf: the CPU driver converts it block by block, like the input).
+enum class Tables { kComputeType, kKeepFullHalf };
+ForwardArgs prepare_forward(const LossCall& call, Tables tables = Tables::kComputeType);
 
 // A backward call, checked and laid out: gi and gt are the results (laid out like the input; an
 // unwanted one is an empty tensor) and gi_flat/gt_flat their kernel-order views (undefined when
@@ -66,7 +70,8 @@ struct BackwardArgs {
   bool done() const { return !x.defined(); }
 };
 BackwardArgs prepare_backward(const LossCall& call, const at::Tensor& grad_output,
-                              std::array<bool, 2> output_mask);
+                              std::array<bool, 2> output_mask,
+                              Tables tables = Tables::kComputeType);
 
 // The outputs of either op, as the kernels allocate them (the Meta kernels return just these).
 at::Tensor empty_forward_output(const LossCall& call);

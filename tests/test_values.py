@@ -334,3 +334,30 @@ def test_float64_weight_beyond_float_range(device, loss, dtype, values):
         for a, e in zip(ours(x, t, w, reduction, g, loss=loss),
                         oracle(x, t, w, reduction, g, loss=loss)):
             assert_matches(a, e)
+
+
+@pytest.mark.parametrize("layout", ["same", "transposed", "expanded"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("loss", LOSSES, ids=repr)
+def test_half_full_weight_read_per_block(loss, dtype, layout):
+    """A weight (and pos_weight) of the input's half type with one value per element is read
+    block by block in its own dtype on the CPU (no float32 copy of it); laid out otherwise it is
+    copied to float32 first. Either way the bits of the float32 computation on the upcast
+    operands, rounded once, for the loss and both gradients, across several chunks."""
+    shape = (3, 40001)
+    gen = torch.Generator().manual_seed(7)
+    x = loss.inputs(shape, dtype, "cpu", gen)
+    t = torch.rand(shape, generator=gen).to(dtype)
+    w = (torch.rand(shape, generator=gen) + 0.5).to(dtype)
+    if layout == "transposed":
+        w = w.t().contiguous().t()
+    elif layout == "expanded":
+        w = w[:1].expand(shape)
+    extras = {name: (2 * w).contiguous() for name in loss.extras}
+    for reduction in REDUCTIONS:
+        g = torch.rand(shape if reduction == "none" else (), generator=gen).to(dtype)
+        half = ours(x, t, w, reduction, g, loss=loss, **extras)
+        single = ours(x.float(), t.float(), w.float(), reduction, g.float(), loss=loss,
+                      **{k: v.float() for k, v in extras.items()})
+        for a, e in zip(half, single):
+            assert torch.equal(a, e.to(dtype))

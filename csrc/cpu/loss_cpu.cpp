@@ -102,6 +102,25 @@ CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
   return w;
 }
 
+// A full table that prepare_* left in the input's half type (Tables::kKeepFullHalf): its
+// elements, read block by block through load() like x and t; nullptr for any other table (those
+// tile_weight takes, in the compute type).
+template <typename scalar_t>
+const scalar_t* half_table(const WeightTable& table, int64_t n) {
+  using T = compute_t<scalar_t>;
+  if (!table.values.defined() || table.values.scalar_type() == c10::CppTypeToScalarType<T>::value) {
+    return nullptr;
+  }
+  TORCH_INTERNAL_ASSERT(table.inner == 1 && table.period == n);
+  return table.values.template data_ptr<scalar_t>();
+}
+
+template <typename scalar_t>
+CpuWeight<compute_t<scalar_t>> compute_table(const WeightTable& table, int64_t n) {
+  return half_table<scalar_t>(table, n) ? CpuWeight<compute_t<scalar_t>>{}
+                                        : tile_weight<compute_t<scalar_t>>(table, n);
+}
+
 // The operand of table w for the run starting at element i, shortening len to where that run ends.
 template <typename T>
 Operand<T> run_operand(const CpuWeight<T>& w, int64_t i, int64_t& len) {
@@ -227,13 +246,15 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
   const scalar_t* xp = a.x.data_ptr<scalar_t>();
   const scalar_t* tp = a.t.data_ptr<scalar_t>();
   scalar_t* op = reduction == kReductionNone ? a.out_flat.data_ptr<scalar_t>() : nullptr;
-  const CpuWeight<T> w = tile_weight<T>(a.weight, n);
-  const CpuWeight<T> pw = tile_weight<T>(a.pos_weight, n);
+  const CpuWeight<T> w = compute_table<scalar_t>(a.weight, n);
+  const CpuWeight<T> pw = compute_table<scalar_t>(a.pos_weight, n);
+  const scalar_t* whp = half_table<scalar_t>(a.weight, n);
+  const scalar_t* php = half_table<scalar_t>(a.pos_weight, n);
   std::vector<double> partial(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBlock], tbuf[kBlock], obuf[kBlock];
+    T xbuf[kBlock], tbuf[kBlock], obuf[kBlock], wbuf[kBlock], pbuf[kBlock];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       double sum = 0.0;
@@ -242,8 +263,12 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
         const int64_t m = std::min(kBlock, end - b);
         const T* xb = load(xp, b, m, xbuf);
         const T* tb = load(tp, b, m, tbuf);
+        const T* wh = whp ? load(whp, b, m, wbuf) : nullptr;
+        const T* ph = php ? load(php, b, m, pbuf) : nullptr;
         T* ob = sink(op, b, obuf);
         for_each_run(w, pw, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
+          if (wh) wo = {wh + (i - b), 1};
+          if (ph) po = {ph + (i - b), 1};
           const Run<T> run{xb + (i - b), tb + (i - b), wo, po, len};
           if (op) {
             L.forward_none(run, params, ob + (i - b), &bad);
@@ -280,11 +305,14 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
   const bool grad_scalar = b.grad.scalar;
   const T g_scalar = static_cast<T>(*gp);
   const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
-  const CpuWeight<T> w = tile_weight<T>(b.weight, n);
-  const CpuWeight<T> pw = tile_weight<T>(b.pos_weight, n);
+  const CpuWeight<T> w = compute_table<scalar_t>(b.weight, n);
+  const CpuWeight<T> pw = compute_table<scalar_t>(b.pos_weight, n);
+  const scalar_t* whp = half_table<scalar_t>(b.weight, n);
+  const scalar_t* php = half_table<scalar_t>(b.pos_weight, n);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock];
+    T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock], wbuf[kBlock],
+        pbuf[kBlock];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       for (int64_t bb = c * kChunk; bb < end; bb += kBlock) {
@@ -292,10 +320,14 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
         const T* xb = load(xp, bb, m, xbuf);
         const T* tb = load(tp, bb, m, tbuf);
         const T* gb = grad_scalar ? nullptr : load(gp, bb, m, gbuf);
+        const T* wh = whp ? load(whp, bb, m, wbuf) : nullptr;
+        const T* ph = php ? load(php, bb, m, pbuf) : nullptr;
         T* ib = sink(gip, bb, ibuf);
         T* ob = sink(gtp, bb, obuf);
         for_each_run(w, pw, bb, bb + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
           const int64_t k = i - bb;
+          if (wh) wo = {wh + k, 1};
+          if (ph) po = {ph + k, 1};
           const Run<T> run{xb + k, tb + k, wo, po, len};
           const Operand<T> go = grad_scalar ? Operand<T>{&g_scalar, 0} : Operand<T>{gb + k, 1};
           L.backward(run, params, go, divisor, ib ? ib + k : nullptr, ob ? ob + k : nullptr);
@@ -310,7 +342,7 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
 // The CPU kernels of every loss op (see ops/loss_kernels.h).
 struct CpuKernels {
   static at::Tensor forward(c10::DispatchKeySet, const LossCall& c) {
-    const ForwardArgs a = prepare_forward(c);
+    const ForwardArgs a = prepare_forward(c, Tables::kKeepFullHalf);
     if (a.done()) return a.out;
     if (c.reduction == kReductionNone) advise_huge_pages(a.out);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "cpu_forward", [&] {
@@ -321,7 +353,7 @@ struct CpuKernels {
 
   static TensorPair backward(c10::DispatchKeySet, const LossCall& c, const at::Tensor& grad_output,
                              std::array<bool, 2> output_mask) {
-    const BackwardArgs b = prepare_backward(c, grad_output, output_mask);
+    const BackwardArgs b = prepare_backward(c, grad_output, output_mask, Tables::kKeepFullHalf);
     if (b.done()) return {b.gi, b.gt};
     advise_huge_pages(b.gi);
     advise_huge_pages(b.gt);
