@@ -13,10 +13,12 @@ which nn.BCELoss and nn.BCEWithLogitsLoss call; for the focal loss torchvision.o
 sigmoid_focal_loss, or its formula in torch ops where torchvision is not installed) and
 torch.compile of that function. Inputs: probabilities for BCE, logits (3 * randn) for the others,
 soft targets (torch.rand; hard 0/1 targets, mostly 0, for the focal loss, as a detector's).
-'fwd' times the loss alone; 'fwd+bwd' the loss and .backward() into a fresh input.grad each call (grad set to None first, as
-optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32 gradient costs about 10 ms of
-first-touch page faults on its own, and the table's 'touch' column times exactly that (torch.empty
-plus one write pass) for reference; it is included in every fwd+bwd figure, not hidden.
+'fwd' times the loss alone; 'fwd+bwd' the loss and .backward() into a fresh input.grad each call
+(grad set to None first, as optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32
+gradient costs about 10 ms of first-touch page faults on its own, and the table's 'touch' column
+times exactly that (torch.empty plus one write pass) for reference; it is included in every
+fwd+bwd figure, not hidden. Each case also gets its floors (see calibrate and floors below;
+--no-limits skips them).
 
 Writes into --out (default out/bench, ignored by git): results.md (tables with ratios against eager
 and compiled), results.json, and one PNG per case group: time per element against N, log-log, one
