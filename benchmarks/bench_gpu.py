@@ -31,6 +31,9 @@ import torch
 import torch.nn.functional as F
 
 import bce_ext
+# torchvision's focal loss, or its formula in torch ops where torchvision is not installed: the
+# eager and compiled baselines of the focal loss (the same function as bench_bce.py's).
+from bce_ext.info import torchvision_sigmoid_focal_loss
 
 TARGET_LOG2 = 28            # targets are judged at N = 2^28, 'mean'
 TARGET_FRACTION = 0.85      # of the copy bandwidth, forward and forward+backward
@@ -38,23 +41,6 @@ TARGET_VS_EAGER = 1.5       # forward+backward speed-up over eager PyTorch
 # Ideal traffic, in elements' bytes per element, by (mode, reduced).
 BYTES_PER_ELEMENT = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5,
                      ("fwd+bwd", False): 7}
-
-
-def torchvision_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss's formula in torch ops (torchvision 0.29's, as
-    tests/losses.py has it): the eager and compiled baselines of the focal loss."""
-    p = torch.sigmoid(inputs)
-    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
-        loss = alpha_t * loss
-    if reduction == "mean":
-        loss = loss.mean()
-    elif reduction == "sum":
-        loss = loss.sum()
-    return loss
 
 
 # Each loss: bce_ext's function, PyTorch's (torchvision's formula for the focal loss), and how its
