@@ -73,9 +73,12 @@ struct SigmoidFocal {
     return V::blend(V::eq(m, V::zero()), V::div(num, m), V::zero());
   }
 
+  // The lanes where x is +-inf (where the formulas' products meet inf * 0 and take limits).
+  BCE_EXT_HD static M infinite(F x) { return V::eq(V::abs(x), V::set1(T(__builtin_inf()))); }
+
   // Where x is +-inf, the gradient's limit `at_inf`, else v.
   BCE_EXT_HD static F where_infinite(F x, F v, F at_inf) {
-    return V::blend(V::eq(V::abs(x), V::set1(T(__builtin_inf()))), v, at_inf);
+    return V::blend(infinite(x), v, at_inf);
   }
 
   // alpha_t = alpha * t + (1 - alpha) * (1 - t), 1 where alpha < 0.
@@ -98,7 +101,7 @@ struct SigmoidFocal {
     const F linear = V::blend(V::ge(x, V::zero()), V::mul(V::neg(t), x),
                               V::mul(V::sub(V::set1(T(1)), t), x));
     const F ce = V::add(linear, MathV::log1p01(s.e));
-    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+    if (V::any(infinite(x))) {
       return Logits::template at_infinity<false>(x, t, V::zero(), ce);
     }
     return ce;
@@ -123,7 +126,7 @@ struct SigmoidFocal {
     const F dm_dx = V::mul(V::sub(V::set1(T(1)), V::add(t, t)), V::mul(s.p, s.q));
     const F p_minus_t = V::sub(s.p, t);
     F d = V::add(p_minus_t, V::mul(V::set1(k.gamma), V::mul(ce, over_m(dm_dx, m))));
-    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+    if (V::any(infinite(x))) {
       d = where_infinite(x, d, p_minus_t);  // inf * 0 in the term that vanishes
     }
     d = V::mul(big_m, d);
@@ -145,7 +148,7 @@ struct SigmoidFocal {
     F d = V::mul(a, V::add(V::neg(x), V::mul(V::set1(k.gamma), V::mul(over_m(ce, m), dm_dt))));
     if (weighted) d = V::add(V::mul(da_dt, ce), d);
     d = V::mul(big_m, d);
-    if (V::any(V::eq(V::abs(x), V::set1(T(__builtin_inf()))))) {
+    if (V::any(infinite(x))) {
       // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
       // value; its limit is this (m = 1 - t or t there).
       const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
