@@ -159,7 +159,8 @@ def build_extension():
     macros = []
     kwargs = {"extra_link_args": openmp_flags() + san_link}
     if home is not None:
-        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
+        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/instances/*.cu")
+                          + glob.glob("csrc/cuda/*.cpp"))
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
         # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
         system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]

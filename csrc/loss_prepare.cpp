@@ -1,6 +1,9 @@
 // Argument checks and element order shared by every loss and by the CPU and CUDA kernels.
 #include "loss_prepare.h"
 
+#include <ATen/ExpandUtils.h>
+#include <torch/version.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -20,11 +23,16 @@ std::string torch_size(c10::SymIntArrayRef sizes) {
   return s.str();
 }
 
-// The weight's broadcast against the target, as torch.broadcast_shapes(target.size(),
-// weight.size()) computes it in F.binary_cross_entropy, with its message (the shape it reports is
-// the common shape as far as it got).
+// The weight's broadcast against the target, as F.binary_cross_entropy computes it, with its
+// message: torch.broadcast_shapes(target.size(), weight.size()) since PyTorch 2.13 (the shape it
+// reports is the common shape as far as it got); torch._C._infer_size, which is at::infer_size,
+// before. The extension is built against the torch it runs with, so the version is known here.
 std::vector<c10::SymInt> broadcast_weight_shape(c10::SymIntArrayRef target,
                                                 c10::SymIntArrayRef weight) {
+#if TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 13)
+  const auto common = at::infer_size_symdimvector(target, weight);
+  return std::vector<c10::SymInt>(common.begin(), common.end());
+#else
   const size_t ndim = std::max(target.size(), weight.size());
   std::vector<c10::SymInt> common(ndim, c10::SymInt(1));
   const c10::SymIntArrayRef shapes[2] = {target, weight};
@@ -42,6 +50,7 @@ std::vector<c10::SymInt> broadcast_weight_shape(c10::SymIntArrayRef target,
     }
   }
   return common;
+#endif
 }
 
 // Two operands on different devices. A meta tensor among real ones is reported as PyTorch's meta

@@ -40,7 +40,8 @@ def test_device_math_on_the_host(host_math):
 
 def test_gpu_check_fits_its_deadline():
     """The caps of gpu_check.sh's steps add up to less than its deadline minus its margin, every
-    planned step has a cap, and the deadline leaves a minute of a 10-minute device call."""
+    planned step has a cap, and the deadline leaves 20 s of a 10-minute device call (timeout_s 600)
+    for packing the logs."""
     with open(os.path.join(ROOT, "benchmarks", "gpu_check.sh")) as f:
         script = f.read()
     steps = re.search(r"^STEPS=\(([^)]*)\)", script, re.MULTILINE).group(1).split()
@@ -50,7 +51,7 @@ def test_gpu_check_fits_its_deadline():
     margin = int(re.search(r"^MARGIN=(\d+)", script, re.MULTILINE).group(1))
     assert set(steps) == set(caps), (steps, caps)
     assert sum(int(c) for c in caps.values()) <= deadline - margin
-    assert deadline <= 540
+    assert deadline <= 580
     # Every planned step is run by the script (a step left out of it would show as NOT RUN).
     for name in steps:
         assert re.search(rf"^\s*(step|sanitize) {re.escape(name)}\b", script, re.MULTILINE), name

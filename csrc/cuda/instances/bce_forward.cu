@@ -1,0 +1,10 @@
+// CUDA kernels of bce_ext::binary_cross_entropy, every dtype and variant: a translation unit of
+// their own, so that nvcc builds the ops in parallel (loss_cuda_host.cuh).
+#include "../../losses/bce.h"
+#include "../loss_cuda_host.cuh"
+
+namespace bce_ext::cuda {
+
+template at::Tensor loss_forward_cuda<losses::Bce>(const LossCall&);
+
+}  // namespace bce_ext::cuda
