@@ -114,6 +114,19 @@ def cuda_plan():
     return home, archs
 
 
+def shared_runtime_link_flags():
+    """The C++ runtime (libstdc++) and the unwinder (libgcc_s) as shared libraries, whatever the
+    compiler adds: torch's libraries use the process's one libstdc++, and the extension must too.
+    A compiler that links them statically by default (a g++ wrapper with -static-libstdc++, as on
+    one CUDA image: the extension then defined its own __cxa_throw and locale machinery) builds an
+    extension whose error messages come out garbled or crash the process, because one stream
+    object then meets two copies of the runtime. Named first, the shared libraries resolve every
+    reference; a static copy that the compiler names later finds nothing left to provide."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return ["-Wl,--push-state,--no-as-needed", "-lstdc++", "-lgcc_s", "-Wl,--pop-state"]
+
+
 def openmp_flags():
     """at::parallel_for is inline OpenMP code in torch's headers when torch uses OpenMP: without
     -fopenmp it compiles to a serial loop. libgomp.so.1 then resolves to the copy torch loaded."""
@@ -157,7 +170,7 @@ def build_extension():
     san_compile, san_link = sanitize_flags()
     cxx = opt + ["-fdiagnostics-color=always"] + openmp_flags() + san_compile
     macros = []
-    kwargs = {"extra_link_args": openmp_flags() + san_link}
+    kwargs = {"extra_link_args": shared_runtime_link_flags() + openmp_flags() + san_link}
     if home is not None:
         sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/instances/*.cu")
                           + glob.glob("csrc/cuda/*.cpp"))

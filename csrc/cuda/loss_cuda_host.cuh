@@ -105,12 +105,11 @@ inline int table_flags(const WeightTable& weight, const WeightTable& pos_weight,
 // forbids that on a stream being captured into a graph, and on the legacy default stream while a
 // blocking stream captures (cudaStreamIsCapturing answers cudaErrorStreamCaptureImplicit): both
 // are refused here with a clear message. cudaStreamIsCapturing is itself allowed during any
-// capture. A capture elsewhere (another stream, or another thread) is no reason to refuse: the
-// strict call's work and its read are on a stream outside it, and are made in relaxed capture mode
-// (Driver::forward), in which CUDA does not forbid them; in the default global mode the read (or an
-// allocation) would fail with a CUDA error and invalidate that capture. Refusing whenever "any
-// capture is underway on the device" is not possible instead: CUDA answers that question only for
-// blocking streams (through the legacy stream), and PyTorch's streams are non-blocking.
+// capture. A capture on another stream of this thread cannot be seen from here (CUDA answers "is
+// any capture underway" only for blocking streams, and PyTorch's are non-blocking); there CUDA
+// refuses strict mode's work even in relaxed capture mode (cudaErrorStreamCaptureUnsupported,
+// seen on an H200), which invalidates that capture: the call raises CUDA's error as a
+// RuntimeError, and the device stays usable (README, strict mode).
 inline void check_strict_allowed(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   const cudaError_t err = cudaStreamIsCapturing(stream, &status);
@@ -184,7 +183,9 @@ struct Driver {
     const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
     const bool strict = EFloat::kChecksRange && strict_mode();
     at::Tensor first_bad;
-    std::optional<c10::cuda::CUDAStreamCaptureModeGuard> relaxed;  // see check_strict_allowed
+    // Relaxed capture mode for this thread's strict section: by CUDA's documentation, a capture in
+    // global mode on another thread would otherwise forbid its synchronisation (not seen here).
+    std::optional<c10::cuda::CUDAStreamCaptureModeGuard> relaxed;
     if (strict) {
       check_strict_allowed(stream);
       relaxed.emplace(cudaStreamCaptureModeRelaxed);
