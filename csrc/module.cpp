@@ -88,9 +88,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_cpu_thresholds", [] {
           namespace k = bce_ext::cpu::tuning;
           return std::map<std::string, int64_t>{
-              {"chunk", k::kChunk},         {"convert_block", k::kConvertBlock},
-              {"min_run", k::kMinRun},      {"max_short_runs", k::kMaxShortRuns},
-              {"min_repeat", k::kMinRepeat}, {"vec_block", k::kVecBlock}};
+              {"chunk", k::kChunk},          {"convert_block", k::kConvertBlock},
+              {"run_block", k::kRunBlock},   {"min_run", k::kMinRun},
+              {"max_short_runs", k::kMaxShortRuns}, {"min_repeat", k::kMinRepeat},
+              {"vec_block", k::kVecBlock}};
         }, "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");
   m.def("_cpu_weight_plan", &bce_ext::cpu::weight_plan,
         "(inner, period, write_repeats, copies) of the CPU kernels' weight table for a forward "

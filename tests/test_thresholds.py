@@ -3,7 +3,7 @@ forward and both gradients, against the oracle.
 
 The thresholds come from the kernels themselves (bce_ext._C._cpu_thresholds(), from
 csrc/cpu/bce_cpu_tuning.h): the chunk of the parallel loop and of the reduction blocking, the
-conversion block of the half types, the vector block (float partial sums and the hard-label
+conversion block of the half types, the run block of float and double, the vector block (float partial sums and the hard-label
 decision), the portable loops' sum block, and the weight-table tiling (short runs tiled once a
 call has many of them, short repeats written out). Small random tests never reach most of them:
 a dense weight in a non-identity layout gave wrong results only past the tiling threshold.
@@ -21,7 +21,7 @@ from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, assert_loss_matches
 
 T = _C._cpu_thresholds()
-CHUNK, CONVERT, VEC = T["chunk"], T["convert_block"], T["vec_block"]
+CHUNK, CONVERT, RUN, VEC = T["chunk"], T["convert_block"], T["run_block"], T["vec_block"]
 MIN_RUN, MAX_RUNS, MIN_REPEAT = T["min_run"], T["max_short_runs"], T["min_repeat"]
 
 
@@ -41,8 +41,10 @@ def _shapes():
         # N = one chunk exactly, and just over it (the last chunk holds a partial vector block)
         "chunk_exact": (2, 4, 64, CHUNK // 512),
         "chunk_over": (2, 4, 64, CHUNK // 512 + 1),
-        # a few conversion blocks, ending mid vector block
+        # a few conversion blocks (the half types' loop calls), ending mid vector block
         "convert": (3, 1, CONVERT // 64, 64 + VEC // 8 + 3),
+        # a few loop calls of float and double, ending mid vector block
+        "run_block": (3, 1, RUN // 64, 64 + VEC // 8 + 3),
     }
 
 
@@ -170,10 +172,11 @@ def test_tiling_decisions_cover_both_sides():
 
 
 def test_sizes_cross_the_size_thresholds():
-    """The grid's element counts fall on both sides of the chunk and of a conversion block, and
-    end inside a vector block, so partial chunks and blocks and tails all run."""
+    """The grid's element counts fall on both sides of the chunk, of a conversion block and of a
+    run block, and end inside a vector block, so partial chunks and blocks and tails all run."""
     counts = [torch.Size(s).numel() for s in SHAPES.values()]
     assert any(n <= CHUNK for n in counts) and any(n > CHUNK for n in counts)
     assert any(n == CHUNK for n in counts)
     assert any(n % CONVERT and n > CONVERT for n in counts)
+    assert any(n % RUN and n > RUN for n in counts)
     assert any(n % VEC for n in counts)

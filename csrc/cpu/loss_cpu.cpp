@@ -39,11 +39,16 @@ using tuning::kChunk;
 using tuning::kMaxShortRuns;
 using tuning::kMinRepeat;
 using tuning::kMinRun;
-// Elements converted at once between the storage type and the compute type (half types).
-constexpr int64_t kBlock = tuning::kConvertBlock;
 
 template <typename scalar_t>
 using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Elements per call of the inner loops: a conversion block for the half types (the size of their
+// stack buffers), a longer run for float and double, which need no buffer (tuning.h).
+constexpr int64_t kBuffer = tuning::kConvertBlock;
+template <typename scalar_t>
+constexpr int64_t kBlock = std::is_same_v<scalar_t, compute_t<scalar_t>> ? tuning::kRunBlock
+                                                                         : tuning::kConvertBlock;
 
 template <typename T>
 const Loops<T>& loops_for(LossKind loss) {
@@ -254,13 +259,13 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBlock], tbuf[kBlock], obuf[kBlock], wbuf[kBlock], pbuf[kBlock];
+    T xbuf[kBuffer], tbuf[kBuffer], obuf[kBuffer], wbuf[kBuffer], pbuf[kBuffer];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       double sum = 0.0;
       bool bad = false;
-      for (int64_t b = c * kChunk; b < end; b += kBlock) {
-        const int64_t m = std::min(kBlock, end - b);
+      for (int64_t b = c * kChunk; b < end; b += kBlock<scalar_t>) {
+        const int64_t m = std::min(kBlock<scalar_t>, end - b);
         const T* xb = load(xp, b, m, xbuf);
         const T* tb = load(tp, b, m, tbuf);
         const T* wh = whp ? load(whp, b, m, wbuf) : nullptr;
@@ -311,12 +316,12 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
   const scalar_t* php = half_table<scalar_t>(b.pos_weight, n);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBlock], tbuf[kBlock], gbuf[kBlock], ibuf[kBlock], obuf[kBlock], wbuf[kBlock],
-        pbuf[kBlock];
+    T xbuf[kBuffer], tbuf[kBuffer], gbuf[kBuffer], ibuf[kBuffer], obuf[kBuffer], wbuf[kBuffer],
+        pbuf[kBuffer];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
-      for (int64_t bb = c * kChunk; bb < end; bb += kBlock) {
-        const int64_t m = std::min(kBlock, end - bb);
+      for (int64_t bb = c * kChunk; bb < end; bb += kBlock<scalar_t>) {
+        const int64_t m = std::min(kBlock<scalar_t>, end - bb);
         const T* xb = load(xp, bb, m, xbuf);
         const T* tb = load(tp, bb, m, tbuf);
         const T* gb = grad_scalar ? nullptr : load(gp, bb, m, gbuf);
