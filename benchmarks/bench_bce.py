@@ -111,8 +111,8 @@ class Impls:
     """The loss functions by name; compiled ones are made once per loss and reused across cases
     (dynamo recompiles per shape and dtype as it needs to). Both of dynamo's recompile limits are
     raised: past the per-function one (8) or the accumulated one (256 in torch 2.13; the full grid
-    compiles the logits loss 288 times) dynamo runs the function eagerly, silently, and the
-    'compiled' column would time eager PyTorch."""
+    compiles the logits loss 288 times) dynamo runs the function eagerly (one warning in the log),
+    and the 'compiled' column would time eager PyTorch."""
 
     def __init__(self):
         cfg = torch._dynamo.config
