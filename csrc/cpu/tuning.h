@@ -10,11 +10,11 @@ namespace bce_ext::cpu::tuning {
 // sum does not depend on the number of threads).
 constexpr int64_t kChunk = int64_t{1} << 15;
 // Elements per call of the inner loops for float and double, which read and write the tensors in
-// place: fewer calls cost less (512 was 3-6% slower at N = 1e7, benchmarks/RESULTS.md).
+// place: fewer calls cost less (512 was 2-6% slower at N = 1e7, benchmarks/RESULTS.md).
 constexpr int64_t kRunBlock = 2048;
 // Elements converted at once between a half type and float, and so per call of the inner loops for
 // the half types: a stack buffer per operand, up to seven in the backward, which at 512 fit a 32
-// KiB L1 data cache (2048 overflowed it: 4-26% slower at N = 1e7, benchmarks/RESULTS.md).
+// KiB L1 data cache (2048 overflowed it: 6-37% slower at N = 1e7, benchmarks/RESULTS.md).
 constexpr int64_t kConvertBlock = 512;
 // A weight table whose real run is shorter than kMinRun elements is tiled to at least kMinRun,
 // once a call has more than kMaxShortRuns runs (below that, the short calls cost less than the
