@@ -40,12 +40,11 @@ def worker(args):
     import bce_ext
     assert os.path.abspath(bce_ext.__file__).startswith(root + os.sep), bce_ext.__file__
 
-    def focal_reference(x, t, reduction):  # torchvision's formula
-        p = torch.sigmoid(x)
-        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-        p_t = p * t + (1 - p) * (1 - t)
-        loss = (0.25 * t + 0.75 * (1 - t)) * ce * (1 - p_t) ** 2
-        return loss.mean() if reduction == "mean" else loss
+    def focal_reference(x, t, reduction):
+        # torchvision's (or its formula), looked up only when called: an older build being
+        # compared may not have it, and only the first build times the reference.
+        from bce_ext.info import torchvision_sigmoid_focal_loss
+        return torchvision_sigmoid_focal_loss(x, t, reduction=reduction)
 
     losses = {
         "bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy, False),

@@ -874,16 +874,15 @@ def test_first_call_ever_inside_a_graph_capture():
     """In a fresh process whose first bce_ext call is being captured: no query or allocation of the
     host code may break the capture (the grid comes from a constant per SM, not an occupancy query;
     kernels load lazily during a capture on CUDA 12.3+ drivers). Every loss, forward and
-    backward (the focal loss against torchvision's formula, written out)."""
+    backward (the focal loss against torchvision's formula, bce_ext.info's)."""
     script = textwrap.dedent("""
+        import functools
         import torch, bce_ext
         import torch.nn.functional as F
+        from bce_ext.info import sigmoid_focal_loss_formula
 
-        def focal(x, t, alpha=0.75, gamma=0.5):
-            p = torch.sigmoid(x)
-            ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
-            m = 1 - (p * t + (1 - p) * (1 - t))
-            return ((alpha * t + (1 - alpha) * (1 - t)) * ce * m ** gamma).mean()
+        focal = functools.partial(sigmoid_focal_loss_formula, alpha=0.75, gamma=0.5,
+                                  reduction="mean")
 
         x = torch.rand(5000, device="cuda", requires_grad=True)
         t = torch.rand(5000, device="cuda")
