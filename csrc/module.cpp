@@ -47,10 +47,11 @@ at::Tensor math_eval(const std::string& isa, const std::string& name, const at::
 // float32, or float32 to `to` (float16 or bfloat16).
 at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType to) {
   const bce_ext::cpu::Converters* c = isa == "avx512" ? bce_ext::cpu::avx512_converters()
-                                      : isa == "avx2" ? bce_ext::cpu::avx2_converters()
-                                                      : nullptr;
+                                      : isa == "avx2"  ? bce_ext::cpu::avx2_converters()
+                                      : isa == "scalar" ? &bce_ext::cpu::portable_converters()
+                                                        : nullptr;
   TORCH_CHECK(c != nullptr && bce_ext::cpu::cpu_isa_supported(isa.c_str()),
-              "no vector conversions for ", isa, " on this CPU");
+              "no half conversions for ", isa, " on this CPU");
   const at::Tensor x = in.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(to));
   const auto n = x.numel();
@@ -82,14 +83,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         }, "Whether the CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
   m.def("_set_cpu_isa", [](const std::string& isa) {
           return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
-        }, "Re-selects the float32 and float64 CPU loops (tests): `isa`, or the widest supported "
+        }, "Re-selects the CPU loops of every dtype (tests): `isa`, or the widest supported "
            "one below it ('scalar': the portable loops). Returns the one chosen. Not while a "
            "kernel runs.");
   m.def("_cpu_thresholds", [] {
           namespace k = bce_ext::cpu::tuning;
           return std::map<std::string, int64_t>{
-              {"chunk", k::kChunk},          {"convert_block", k::kConvertBlock},
-              {"run_block", k::kRunBlock},   {"min_run", k::kMinRun},
+              {"chunk", k::kChunk},          {"run_block", k::kRunBlock},
+              {"min_run", k::kMinRun},
               {"max_short_runs", k::kMaxShortRuns}, {"min_repeat", k::kMinRepeat},
               {"vec_block", k::kVecBlock}};
         }, "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");

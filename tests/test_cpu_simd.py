@@ -1,7 +1,8 @@
-"""The vectorised float32 CPU loops (csrc/cpu/bce_cpu_vec.h) against the portable scalar loops and
+"""The vectorised CPU loops (csrc/cpu/vec/loops_impl.h) against the portable scalar loops and
 against torch, for every instruction set this machine supports (AVX-512 is skipped where the CPU
 lacks it). The scalar loops follow PyTorch's operation order; the vector ones use their own logs, so
 losses and grad_target agree within a few ulp, and grad_input (no log) bitwise."""
+import itertools
 import os
 import subprocess
 import sys
@@ -236,6 +237,61 @@ def test_half_types_through_the_float_loops(isa, dtype):
         torch.testing.assert_close(gt_v, gt_s, rtol=2 * torch.finfo(dtype).eps, atol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("loss", ["bce", "logits"])
+def test_half_types_tails_and_tables(isa, loss, dtype):
+    """The half types are converted in registers as the loops load and store: every tail length of
+    a vector (masked 16-bit loads and stores), with each kind of weight and positive weight (none,
+    one value, a float32 table of a (C,) weight, a full table in the half type), against the
+    portable loops (c10's conversions, libm) and against torch computing in float32."""
+    g = gen(21)
+    for n in list(range(1, 2 * 16 + 2)) + [300 + 7]:
+        x = torch.rand(n, generator=g)
+        if loss == "logits":
+            x = (x - 0.5) * 12
+        x = x.to(dtype)
+        t = torch.rand(n, generator=g).to(dtype)
+        full = (torch.rand(n, generator=g) + 0.5).to(dtype)
+        one = (torch.rand(1, generator=g) + 0.5).to(dtype)
+        tables = [None, one, full]
+        for w, pw in itertools.product(tables, tables if loss == "logits" else [None]):
+            # a row weight, to go through the float32 table (tiled): (R, C) with C = n
+            cases = [(x, t, w, pw)]
+            if w is full:
+                rows = 40  # 40 runs of n: above the tiling's run count only for small n
+                cases.append((x.repeat(rows, 1), t.repeat(rows, 1), full, pw if pw is not full
+                              else None))
+            for xs, ts, ws, pws in cases:
+                xr = xs.detach().clone().requires_grad_()
+                tr = ts.detach().clone().requires_grad_()
+                def run(which):
+                    with use_isa(which):
+                        xx = xr.detach().clone().requires_grad_()
+                        tt = tr.detach().clone().requires_grad_()
+                        if loss == "bce":
+                            out = bce_ext.binary_cross_entropy(xx, tt, ws, reduction="none")
+                        else:
+                            out = bce_ext.binary_cross_entropy_with_logits(xx, tt, ws, pos_weight=pws,
+                                                                           reduction="none")
+                        gx, gt = torch.autograd.grad(out, (xx, tt), torch.ones_like(out) * 0.75)
+                        if loss == "bce":
+                            s = bce_ext.binary_cross_entropy(xx, tt, ws, reduction="sum")
+                        else:
+                            s = bce_ext.binary_cross_entropy_with_logits(xx, tt, ws, pos_weight=pws,
+                                                                         reduction="sum")
+                        return out, gx, gt, s
+                vec, ref = run(isa), run("scalar")
+                f = F.binary_cross_entropy if loss == "bce" else F.binary_cross_entropy_with_logits
+                kw = {} if loss == "bce" else {"pos_weight": None if pws is None else pws.float()}
+                exact = f(xs.float(), ts.float(), None if ws is None else ws.float(),
+                          reduction="none", **kw).to(dtype)
+                tol = dict(rtol=2 * torch.finfo(dtype).eps, atol=0)
+                torch.testing.assert_close(vec[0], exact, **tol)
+                for a, b in zip(vec[:3], ref[:3]):
+                    torch.testing.assert_close(a, b, **tol)
+                torch.testing.assert_close(vec[3].float(), ref[3].float(), rtol=1e-2, atol=0)
+
+
 def test_sum_accuracy_large(isa):
     # Float32 mean relative error against float64 under 1e-6 (docs/behaviour.md); all-large losses
     # (x near 0, t = 1) stress the float lanes most.
@@ -390,11 +446,13 @@ def test_hard_label_blocks_match_soft_path_bitwise(isa):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-def test_half_conversions_are_c10s(isa, dtype):
-    """The vectorised half-type conversions of the CPU kernels, bitwise against torch's (c10's):
-    every 16-bit pattern to float, and floats to the half type (every float16/bfloat16 value, the
-    points halfway between neighbours (ties to even), random floats, and the specials), lengths
-    with tails."""
+@pytest.mark.parametrize("conv_isa", ["scalar"] + isa_params())
+def test_half_conversions_are_c10s(conv_isa, dtype):
+    """The half-type conversions of the CPU loops (the portable ones, c10's algorithm written out,
+    and the vectorised ones), bitwise against torch's (c10's): every 16-bit pattern to float, and
+    floats to the half type (every float16/bfloat16 value, the points halfway between neighbours
+    (ties to even), random floats, and the specials), lengths with tails."""
+    isa = conv_isa
     bits = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
     halves = bits.view(dtype)
     up = _C._cpu_convert(isa, halves, torch.float32)

@@ -21,7 +21,7 @@ from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, assert_loss_matches
 
 T = _C._cpu_thresholds()
-CHUNK, CONVERT, RUN, VEC = T["chunk"], T["convert_block"], T["run_block"], T["vec_block"]
+CHUNK, RUN, VEC = T["chunk"], T["run_block"], T["vec_block"]
 MIN_RUN, MAX_RUNS, MIN_REPEAT = T["min_run"], T["max_short_runs"], T["min_repeat"]
 
 
@@ -41,9 +41,7 @@ def _shapes():
         # N = one chunk exactly, and just over it (the last chunk holds a partial vector block)
         "chunk_exact": (2, 4, 64, CHUNK // 512),
         "chunk_over": (2, 4, 64, CHUNK // 512 + 1),
-        # a few conversion blocks (the half types' loop calls), ending mid vector block
-        "convert": (3, 1, CONVERT // 64, 64 + VEC // 8 + 3),
-        # a few loop calls of float and double, ending mid vector block
+        # a few loop calls, ending mid vector block
         "run_block": (3, 1, RUN // 64, 64 + VEC // 8 + 3),
     }
 
@@ -148,7 +146,7 @@ def test_float32_layout_grid(loss, shape_name, input_layout, weight_layout):
 @pytest.mark.parametrize("loss,shape_name,input_layout,weight_layout",
                          _grid(WEIGHT_LAYOUTS, ["contiguous", "channels_last", "transposed"],
                                ["runs_above", "repeat_below", "run_below_min", "chunk_over",
-                                "convert"]))
+                                "run_block"]))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
 def test_other_dtypes_layout_grid(loss, dtype, shape_name, input_layout, weight_layout):
     _check(loss, *_case(shape_name, input_layout, weight_layout, dtype, loss))
@@ -172,11 +170,10 @@ def test_tiling_decisions_cover_both_sides():
 
 
 def test_sizes_cross_the_size_thresholds():
-    """The grid's element counts fall on both sides of the chunk, of a conversion block and of a
-    run block, and end inside a vector block, so partial chunks and blocks and tails all run."""
+    """The grid's element counts fall on both sides of the chunk and of a run block, and end inside
+    a vector block, so partial chunks and blocks and tails all run."""
     counts = [torch.Size(s).numel() for s in SHAPES.values()]
     assert any(n <= CHUNK for n in counts) and any(n > CHUNK for n in counts)
     assert any(n == CHUNK for n in counts)
-    assert any(n % CONVERT and n > CONVERT for n in counts)
     assert any(n % RUN and n > RUN for n in counts)
     assert any(n % VEC for n in counts)

@@ -1,8 +1,8 @@
 #pragma once
-// The CPU kernels' inner loops, as seen by their host code (cpu_driver.h): one call handles one run
-// of contiguous elements of one loss. Implementations: the portable loops (loops_portable.cpp, float
-// and double) and the vectorised float and double loops (loops_avx2.cpp, loops_avx512.cpp), all
-// instances of one template (vec/loops_impl.h) over a backend and a loss's element formulas
+// The CPU kernels' inner loops, as seen by their host code (loss_cpu.cpp): one call handles one run
+// of contiguous elements of one loss in one storage type (float, double, float16, bfloat16).
+// Implementations: the portable loops (loops_portable.cpp) and the vectorised ones
+// (loops_avx2.cpp, loops_avx512.cpp), all instances of one template (vec/loops_impl.h) over a backend and a loss's element formulas
 // (csrc/losses/).
 //
 // Plain C++, no torch headers: an implementation for a wider instruction set lives in its own file,
@@ -13,43 +13,77 @@
 
 namespace bce_ext::cpu {
 
+// The half types' storage as the loops see it: their raw 16 bits (the layout of c10::Half and
+// c10::BFloat16, whose pointers the driver passes as these).
+struct Float16Bits {
+  uint16_t bits;
+};
+struct BFloat16Bits {
+  uint16_t bits;
+};
+
+// The type a storage type computes in: float for float and the half types, double for double.
+template <typename S>
+struct ComputeOf {
+  using type = float;
+};
+template <>
+struct ComputeOf<double> {
+  using type = double;
+};
+
 // One operand of a run that is not one value per element by necessity: `ptr` null means absent;
 // `stride` 1 reads one value per element, stride 0 one value for the whole run (a broadcast
-// weight, or the scalar gradient of a reduced loss).
+// weight).
 template <typename T>
 struct Operand {
   const T* ptr;
   int64_t stride;
 };
 
-// A run of n elements: input x and target t (raw, before label smoothing), the weight w and the
-// positive-class weight pw (losses without one ignore it).
-template <typename T>
+// A run of n elements of storage type S: input x and target t (raw, before label smoothing), the
+// weight w and the positive-class weight pw (losses without one ignore it) as tables in the compute
+// type T, or, for a half type's weight of one value per element, in S (w_stored, pw_stored: then w
+// or pw is absent). Half-type elements are converted to float and back in registers.
+template <typename S>
 struct Run {
-  const T* x;
-  const T* t;
+  using T = typename ComputeOf<S>::type;
+  const S* x;
+  const S* t;
   Operand<T> w;
   Operand<T> pw;
+  const S* w_stored;
+  const S* pw_stored;
   int64_t n;
 };
 
-template <typename T>
+template <typename S>
 struct Loops {
+  using T = typename ComputeOf<S>::type;
   const char* isa;  // "scalar", "avx2", "avx512": reported by bce_ext.info
   // Sum of w * loss over the run, accumulated in blocks of T and combined in double. Sets *bad
   // when the loss checks ranges and an x or t of the run is outside [0, 1] or NaN (the caller
   // finds which).
-  double (*forward_sum)(const Run<T>& run, const LossParams& params, bool* bad);
+  double (*forward_sum)(const Run<S>& run, const LossParams& params, bool* bad);
   // out[i] = w * loss; same *bad contract.
-  void (*forward_none)(const Run<T>& run, const LossParams& params, T* out, bool* bad);
-  // Writes gi and/or gt (either may be null): the gradient times g, times w, divided by divisor
-  // (N for 'mean', 1 otherwise).
-  void (*backward)(const Run<T>& run, const LossParams& params, Operand<T> g, T divisor, T* gi,
-                   T* gt);
+  void (*forward_none)(const Run<S>& run, const LossParams& params, S* out, bool* bad);
+  // Writes gi and/or gt (either may be null): the gradient (g[i], or g_scalar where g is null)
+  // times w, divided by divisor (N for 'mean', 1 otherwise).
+  void (*backward)(const Run<S>& run, const LossParams& params, const S* g, T g_scalar, T divisor,
+                   S* gi, S* gt);
+};
+
+// The loops of every loss (each array indexed by LossKind) of one instruction set, for each
+// storage type.
+struct IsaLoops {
+  const Loops<float>* f32;
+  const Loops<double>* f64;
+  const Loops<Float16Bits>* f16;
+  const Loops<BFloat16Bits>* bf16;
 };
 
 // Conversions between the half types' storage (their raw 16-bit patterns) and float, n elements,
-// rounding to nearest even as c10::Half and c10::BFloat16 do.
+// rounding to nearest even as c10::Half and c10::BFloat16 do (the tests check them bitwise).
 struct Converters {
   void (*half_to_float)(const uint16_t* in, float* out, int64_t n);
   void (*float_to_half)(const float* in, uint16_t* out, int64_t n);
@@ -59,22 +93,20 @@ struct Converters {
 
 // The loops for this CPU, chosen at first use (loops_dispatch.cpp): the widest instruction set this
 // CPU and OS support, or the one named by BCE_EXT_CPU_ISA (scalar, avx2, avx512; an unsupported one
-// falls back to the next narrower). One choice for float and double.
-const Loops<float>& float_loops(LossKind loss);
-const Loops<double>& double_loops(LossKind loss);
+// falls back to the next narrower). One choice for every storage type. S: float, double,
+// Float16Bits, BFloat16Bits.
+template <typename S>
+const Loops<S>& chosen_loops(LossKind loss);
 const char* float_isa();
-// The vectorised conversions of the chosen instruction set; null for the portable loops (the
-// caller converts with c10's own types then).
-const Converters* vector_converters();
 
 // The implementations: portable (valid on any CPU), and the vectorised ones (null where not
 // compiled in; call them only where the CPU supports them).
-const Loops<float>& portable_float_loops(LossKind loss);
-const Loops<double>& portable_double_loops(LossKind loss);
-const Loops<float>* avx2_float_loops(LossKind loss);
-const Loops<float>* avx512_float_loops(LossKind loss);
-const Loops<double>* avx2_double_loops(LossKind loss);
-const Loops<double>* avx512_double_loops(LossKind loss);
+const IsaLoops& portable_loops();
+const IsaLoops* avx2_loops();
+const IsaLoops* avx512_loops();
+// The conversions of an instruction set (null where not compiled in), for the tests: the loops
+// make the same conversions in registers.
+const Converters& portable_converters();
 const Converters* avx2_converters();
 const Converters* avx512_converters();
 

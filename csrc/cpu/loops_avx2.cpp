@@ -1,4 +1,5 @@
-// The AVX2 + FMA float32 and float64 inner loops of every loss: the template of vec/loops_impl.h
+// The AVX2 + FMA inner loops of every loss and storage type (float32, float64, and
+// the half types converted in registers): the template of vec/loops_impl.h
 // over the AVX2 backends, compiled for that target alone (the pragma below), whatever flags
 // setup.py passes. Only called where the dispatcher found AVX2 and FMA (loops_dispatch.cpp). No
 // torch or standard headers (see vec/loops_impl.h): this file must not emit inline functions that
@@ -27,12 +28,7 @@
 #include "vec/isa_entry.h"
 
 namespace bce_ext::cpu {
-const Loops<float>* avx2_float_loops(LossKind loss) {
-  return &isa_entry::kLoops[static_cast<int>(loss)];
-}
-const Loops<double>* avx2_double_loops(LossKind loss) {
-  return &isa_entry::kDoubleLoops[static_cast<int>(loss)];
-}
+const IsaLoops* avx2_loops() { return &isa_entry::kIsaLoops; }
 MathEvalFn avx2_math_eval(const char* name) { return isa_entry::math_eval(name); }
 MathEvalDoubleFn avx2_math_eval_double(const char* name) {
   return isa_entry::math_eval_double(name);
@@ -43,8 +39,7 @@ const Converters* avx2_converters() { return &isa_entry::kConverters; }
 #else  // not x86-64 with GCC or clang: no AVX2 loops
 
 namespace bce_ext::cpu {
-const Loops<float>* avx2_float_loops(LossKind) { return nullptr; }
-const Loops<double>* avx2_double_loops(LossKind) { return nullptr; }
+const IsaLoops* avx2_loops() { return nullptr; }
 MathEvalFn avx2_math_eval(const char*) { return nullptr; }
 MathEvalDoubleFn avx2_math_eval_double(const char*) { return nullptr; }
 const Converters* avx2_converters() { return nullptr; }

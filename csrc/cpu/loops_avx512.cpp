@@ -1,4 +1,5 @@
-// The AVX-512 float32 and float64 inner loops of every loss: the template of vec/loops_impl.h over
+// The AVX-512 inner loops of every loss and storage type (float32, float64, and
+// the half types converted in registers): the template of vec/loops_impl.h over
 // the AVX-512 backends, compiled for that target alone (the pragma below). Only called where the
 // dispatcher found AVX-512 F, DQ, BW and VL with OS support (loops_dispatch.cpp). The operations
 // are those of the AVX2 backend, one for one, so both give bitwise the same results (the sums
@@ -30,12 +31,7 @@
 #include "vec/isa_entry.h"
 
 namespace bce_ext::cpu {
-const Loops<float>* avx512_float_loops(LossKind loss) {
-  return &isa_entry::kLoops[static_cast<int>(loss)];
-}
-const Loops<double>* avx512_double_loops(LossKind loss) {
-  return &isa_entry::kDoubleLoops[static_cast<int>(loss)];
-}
+const IsaLoops* avx512_loops() { return &isa_entry::kIsaLoops; }
 MathEvalFn avx512_math_eval(const char* name) { return isa_entry::math_eval(name); }
 MathEvalDoubleFn avx512_math_eval_double(const char* name) {
   return isa_entry::math_eval_double(name);
@@ -46,8 +42,7 @@ const Converters* avx512_converters() { return &isa_entry::kConverters; }
 #else  // not x86-64 with GCC or clang: no AVX-512 loops
 
 namespace bce_ext::cpu {
-const Loops<float>* avx512_float_loops(LossKind) { return nullptr; }
-const Loops<double>* avx512_double_loops(LossKind) { return nullptr; }
+const IsaLoops* avx512_loops() { return nullptr; }
 MathEvalFn avx512_math_eval(const char*) { return nullptr; }
 MathEvalDoubleFn avx512_math_eval_double(const char*) { return nullptr; }
 const Converters* avx512_converters() { return nullptr; }

@@ -1,6 +1,6 @@
-// Chooses the float32 and float64 inner loops of every loss for this CPU: the widest instruction
-// set that the CPU and the OS support (AVX-512, then AVX2 + FMA, then the portable loops), one
-// choice for both types. BCE_EXT_CPU_ISA=scalar|avx2|avx512 forces one; a forced set this machine
+// Chooses the inner loops of every loss and storage type for this CPU: the widest instruction set
+// that the CPU and the OS support (AVX-512, then AVX2 + FMA, then the portable loops), one choice
+// for every type. BCE_EXT_CPU_ISA=scalar|avx2|avx512 forces one; a forced set this machine
 // cannot run falls back to the widest narrower one, never crashes. Tests re-select with
 // select_cpu_isa (bce_ext._C._set_cpu_isa); "scalar" runs the portable loops, float64's reference.
 //
@@ -38,11 +38,12 @@ bool cpu_has_avx512() {
 #endif
 }
 
-// The float loops of one instruction set for `loss`, null where this CPU cannot run them.
-const Loops<float>* loops_named(const char* name, LossKind loss) {
-  if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? avx512_float_loops(loss) : nullptr;
-  if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2() ? avx2_float_loops(loss) : nullptr;
-  if (std::strcmp(name, "scalar") == 0) return &portable_float_loops(loss);
+// The loops of one instruction set, null where this CPU cannot run them (or they are not compiled
+// in).
+const IsaLoops* loops_named(const char* name) {
+  if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? avx512_loops() : nullptr;
+  if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2() ? avx2_loops() : nullptr;
+  if (std::strcmp(name, "scalar") == 0) return &portable_loops();
   return nullptr;
 }
 
@@ -57,7 +58,7 @@ int choose(const char* name) {
     if (std::strcmp(name, kOrder[i]) == 0) start = i;
   }
   for (int i = start; i < 3; ++i) {
-    if (loops_named(kOrder[i], LossKind::kBce) != nullptr) return i;
+    if (loops_named(kOrder[i]) != nullptr) return i;
   }
   return kPortable;
 }
@@ -76,39 +77,30 @@ int chosen_isa() {
   return isa;
 }
 
+const IsaLoops& chosen() { return *loops_named(kOrder[chosen_isa()]); }
+
 }  // namespace
 
-const Loops<float>& float_loops(LossKind loss) {
-  return *loops_named(kOrder[chosen_isa()], loss);
+template <>
+const Loops<float>& chosen_loops<float>(LossKind loss) {
+  return chosen().f32[static_cast<int>(loss)];
 }
-
-const Loops<double>& double_loops(LossKind loss) {
-  // A set is chosen only where its float loops are compiled in and run here; its double loops are
-  // compiled in the same file, for the same target.
-  switch (chosen_isa()) {
-    case 0:
-      return *avx512_double_loops(loss);
-    case 1:
-      return *avx2_double_loops(loss);
-    default:
-      return portable_double_loops(loss);
-  }
+template <>
+const Loops<double>& chosen_loops<double>(LossKind loss) {
+  return chosen().f64[static_cast<int>(loss)];
+}
+template <>
+const Loops<Float16Bits>& chosen_loops<Float16Bits>(LossKind loss) {
+  return chosen().f16[static_cast<int>(loss)];
+}
+template <>
+const Loops<BFloat16Bits>& chosen_loops<BFloat16Bits>(LossKind loss) {
+  return chosen().bf16[static_cast<int>(loss)];
 }
 
 const char* float_isa() { return kOrder[chosen_isa()]; }
 
-const Converters* vector_converters() {
-  switch (chosen_isa()) {
-    case 0:
-      return avx512_converters();
-    case 1:
-      return avx2_converters();
-    default:
-      return nullptr;
-  }
-}
-
-bool cpu_isa_supported(const char* name) { return loops_named(name, LossKind::kBce) != nullptr; }
+bool cpu_isa_supported(const char* name) { return loops_named(name) != nullptr; }
 
 const char* select_cpu_isa(const char* name) {
   const int isa = choose(name);

@@ -39,24 +39,36 @@ using tuning::kChunk;
 using tuning::kMaxShortRuns;
 using tuning::kMinRepeat;
 using tuning::kMinRun;
+using tuning::kRunBlock;
 
 template <typename scalar_t>
 using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
-// Elements per call of the inner loops: a conversion block for the half types (the size of their
-// stack buffers), a longer run for float and double, which need no buffer (tuning.h).
-constexpr int64_t kBuffer = tuning::kConvertBlock;
+// The storage type the loops read and write for scalar_t: the half types as their 16 bits (the
+// loops convert them in registers), float and double as they are.
 template <typename scalar_t>
-constexpr int64_t kBlock = std::is_same_v<scalar_t, compute_t<scalar_t>> ? tuning::kRunBlock
-                                                                         : tuning::kConvertBlock;
+struct StorageOf {
+  using type = scalar_t;
+};
+template <>
+struct StorageOf<at::Half> {
+  using type = Float16Bits;
+};
+template <>
+struct StorageOf<at::BFloat16> {
+  using type = BFloat16Bits;
+};
+template <typename scalar_t>
+using storage_t = typename StorageOf<scalar_t>::type;
+static_assert(sizeof(Float16Bits) == sizeof(at::Half) && sizeof(BFloat16Bits) == sizeof(at::BFloat16));
 
-template <typename T>
-const Loops<T>& loops_for(LossKind loss) {
-  if constexpr (std::is_same_v<T, double>) {
-    return double_loops(loss);
-  } else {
-    return float_loops(loss);
-  }
+template <typename scalar_t>
+const storage_t<scalar_t>* as_storage(const scalar_t* p) {
+  return reinterpret_cast<const storage_t<scalar_t>*>(p);
+}
+template <typename scalar_t>
+storage_t<scalar_t>* as_storage(scalar_t* p) {
+  return reinterpret_cast<storage_t<scalar_t>*>(p);
 }
 
 // The weight table, reshaped so that the inner loops get long runs: a short real run is tiled, and a
@@ -108,8 +120,8 @@ CpuWeight<T> tile_weight(WeightTable table, int64_t n) {
 }
 
 // A full table that prepare_* left in the input's half type (Tables::kKeepFullHalf): its
-// elements, read block by block through load() like x and t; nullptr for any other table (those
-// tile_weight takes, in the compute type).
+// elements, which the loops read like x and t; nullptr for any other table (those tile_weight
+// takes, in the compute type).
 template <typename scalar_t>
 const scalar_t* half_table(const WeightTable& table, int64_t n) {
   using T = compute_t<scalar_t>;
@@ -151,55 +163,6 @@ void for_each_run(const CpuWeight<T>& w, const CpuWeight<T>& pw, int64_t begin, 
     const Operand<T> po = run_operand(pw, i, len);
     f(i, len, wo, po);
     i += len;
-  }
-}
-
-// The half types' conversions: vectorised where the chosen instruction set has them (bitwise
-// c10's), else c10's own, element by element.
-template <typename scalar_t>
-void to_float(const scalar_t* in, float* out, int64_t n) {
-  const Converters* c = vector_converters();
-  const auto* bits = reinterpret_cast<const uint16_t*>(in);
-  if (c && std::is_same_v<scalar_t, at::Half>) return c->half_to_float(bits, out, n);
-  if (c && std::is_same_v<scalar_t, at::BFloat16>) return c->bf16_to_float(bits, out, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
-}
-
-template <typename scalar_t>
-void from_float(const float* in, scalar_t* out, int64_t n) {
-  const Converters* c = vector_converters();
-  auto* bits = reinterpret_cast<uint16_t*>(out);
-  if (c && std::is_same_v<scalar_t, at::Half>) return c->float_to_half(in, bits, n);
-  if (c && std::is_same_v<scalar_t, at::BFloat16>) return c->float_to_bf16(in, bits, n);
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<scalar_t>(in[i]);
-}
-
-// Elements [b, b + n) of `src` in the compute type: the storage itself, or a converted copy in `buf`.
-template <typename scalar_t>
-const compute_t<scalar_t>* load(const scalar_t* src, int64_t b, int64_t n,
-                                compute_t<scalar_t>* buf) {
-  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    return src + b;
-  } else {
-    to_float(src + b, buf, n);
-    return buf;
-  }
-}
-
-// Where the inner loop should write elements [b, b + n) of `dst`; store() finishes the half types.
-template <typename scalar_t>
-compute_t<scalar_t>* sink(scalar_t* dst, int64_t b, compute_t<scalar_t>* buf) {
-  if constexpr (std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    return dst ? dst + b : nullptr;
-  } else {
-    return dst ? buf : nullptr;
-  }
-}
-
-template <typename scalar_t>
-void store(scalar_t* dst, int64_t b, int64_t n, const compute_t<scalar_t>* buf) {
-  if constexpr (!std::is_same_v<scalar_t, compute_t<scalar_t>>) {
-    if (dst) from_float(buf, dst + b, n);
   }
 }
 
@@ -246,48 +209,43 @@ template <typename scalar_t>
 void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
                     const LossParams& params) {
   using T = compute_t<scalar_t>;
-  const Loops<T>& L = loops_for<T>(loss);
+  using S = storage_t<scalar_t>;
+  const Loops<S>& L = chosen_loops<S>(loss);
   const int64_t n = a.x.numel();
-  const scalar_t* xp = a.x.data_ptr<scalar_t>();
-  const scalar_t* tp = a.t.data_ptr<scalar_t>();
-  scalar_t* op = reduction == kReductionNone ? a.out_flat.data_ptr<scalar_t>() : nullptr;
+  const scalar_t* x = a.x.data_ptr<scalar_t>();
+  const scalar_t* t = a.t.data_ptr<scalar_t>();
+  const S* xp = as_storage(x);
+  const S* tp = as_storage(t);
+  S* op = reduction == kReductionNone ? as_storage(a.out_flat.data_ptr<scalar_t>()) : nullptr;
   const CpuWeight<T> w = compute_table<scalar_t>(a.weight, n);
   const CpuWeight<T> pw = compute_table<scalar_t>(a.pos_weight, n);
-  const scalar_t* whp = half_table<scalar_t>(a.weight, n);
-  const scalar_t* php = half_table<scalar_t>(a.pos_weight, n);
+  const S* wh = as_storage(half_table<scalar_t>(a.weight, n));
+  const S* ph = as_storage(half_table<scalar_t>(a.pos_weight, n));
   std::vector<double> partial(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBuffer], tbuf[kBuffer], obuf[kBuffer], wbuf[kBuffer], pbuf[kBuffer];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       double sum = 0.0;
       bool bad = false;
-      for (int64_t b = c * kChunk; b < end; b += kBlock<scalar_t>) {
-        const int64_t m = std::min(kBlock<scalar_t>, end - b);
-        const T* xb = load(xp, b, m, xbuf);
-        const T* tb = load(tp, b, m, tbuf);
-        const T* wh = whp ? load(whp, b, m, wbuf) : nullptr;
-        const T* ph = php ? load(php, b, m, pbuf) : nullptr;
-        T* ob = sink(op, b, obuf);
-        for_each_run(w, pw, b, b + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
-          if (wh) wo = {wh + (i - b), 1};
-          if (ph) po = {ph + (i - b), 1};
-          const Run<T> run{xb + (i - b), tb + (i - b), wo, po, len};
+      for (int64_t b = c * kChunk; b < end; b += kRunBlock) {
+        for_each_run(w, pw, b, std::min(b + kRunBlock, end),
+                     [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
+          const Run<S> run{xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
+                           len};
           if (op) {
-            L.forward_none(run, params, ob + (i - b), &bad);
+            L.forward_none(run, params, op + i, &bad);
           } else {
             sum += L.forward_sum(run, params, &bad);
           }
         });
-        store(op, b, m, obuf);
       }
       partial[c] = sum;
       chunk_bad[c] = bad;
     }
   });
-  raise_first_bad(chunk_bad, xp, tp, n);
+  raise_first_bad(chunk_bad, x, t, n);
   if (reduction != kReductionNone) {
     double total = 0.0;
     for (double p : partial) total += p;
@@ -300,45 +258,33 @@ template <typename scalar_t>
 void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
                      const LossParams& params) {
   using T = compute_t<scalar_t>;
-  const Loops<T>& L = loops_for<T>(loss);
+  using S = storage_t<scalar_t>;
+  const Loops<S>& L = chosen_loops<S>(loss);
   const int64_t n = b.x.numel();
-  const scalar_t* xp = b.x.data_ptr<scalar_t>();
-  const scalar_t* tp = b.t.data_ptr<scalar_t>();
-  const scalar_t* gp = b.grad.values.data_ptr<scalar_t>();
-  scalar_t* gip = b.gi_flat.defined() ? b.gi_flat.data_ptr<scalar_t>() : nullptr;
-  scalar_t* gtp = b.gt_flat.defined() ? b.gt_flat.data_ptr<scalar_t>() : nullptr;
-  const bool grad_scalar = b.grad.scalar;
-  const T g_scalar = static_cast<T>(*gp);
+  const S* xp = as_storage(b.x.data_ptr<scalar_t>());
+  const S* tp = as_storage(b.t.data_ptr<scalar_t>());
+  const scalar_t* g = b.grad.values.data_ptr<scalar_t>();
+  const S* gp = b.grad.scalar ? nullptr : as_storage(g);
+  const T g_scalar = static_cast<T>(*g);
+  S* gip = b.gi_flat.defined() ? as_storage(b.gi_flat.data_ptr<scalar_t>()) : nullptr;
+  S* gtp = b.gt_flat.defined() ? as_storage(b.gt_flat.data_ptr<scalar_t>()) : nullptr;
   const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
   const CpuWeight<T> w = compute_table<scalar_t>(b.weight, n);
   const CpuWeight<T> pw = compute_table<scalar_t>(b.pos_weight, n);
-  const scalar_t* whp = half_table<scalar_t>(b.weight, n);
-  const scalar_t* php = half_table<scalar_t>(b.pos_weight, n);
+  const S* wh = as_storage(half_table<scalar_t>(b.weight, n));
+  const S* ph = as_storage(half_table<scalar_t>(b.pos_weight, n));
 
   at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
-    T xbuf[kBuffer], tbuf[kBuffer], gbuf[kBuffer], ibuf[kBuffer], obuf[kBuffer], wbuf[kBuffer],
-        pbuf[kBuffer];
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
-      for (int64_t bb = c * kChunk; bb < end; bb += kBlock<scalar_t>) {
-        const int64_t m = std::min(kBlock<scalar_t>, end - bb);
-        const T* xb = load(xp, bb, m, xbuf);
-        const T* tb = load(tp, bb, m, tbuf);
-        const T* gb = grad_scalar ? nullptr : load(gp, bb, m, gbuf);
-        const T* wh = whp ? load(whp, bb, m, wbuf) : nullptr;
-        const T* ph = php ? load(php, bb, m, pbuf) : nullptr;
-        T* ib = sink(gip, bb, ibuf);
-        T* ob = sink(gtp, bb, obuf);
-        for_each_run(w, pw, bb, bb + m, [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
-          const int64_t k = i - bb;
-          if (wh) wo = {wh + k, 1};
-          if (ph) po = {ph + k, 1};
-          const Run<T> run{xb + k, tb + k, wo, po, len};
-          const Operand<T> go = grad_scalar ? Operand<T>{&g_scalar, 0} : Operand<T>{gb + k, 1};
-          L.backward(run, params, go, divisor, ib ? ib + k : nullptr, ob ? ob + k : nullptr);
+      for (int64_t bb = c * kChunk; bb < end; bb += kRunBlock) {
+        for_each_run(w, pw, bb, std::min(bb + kRunBlock, end),
+                     [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
+          const Run<S> run{xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
+                           len};
+          L.backward(run, params, gp ? gp + i : nullptr, g_scalar, divisor,
+                     gip ? gip + i : nullptr, gtp ? gtp + i : nullptr);
         });
-        store(gip, bb, m, ibuf);
-        store(gtp, bb, m, obuf);
       }
     }
   });

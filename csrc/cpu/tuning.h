@@ -9,13 +9,11 @@ namespace bce_ext::cpu::tuning {
 // Elements per chunk: the unit of work of one thread and of the fixed reduction blocking (so the
 // sum does not depend on the number of threads).
 constexpr int64_t kChunk = int64_t{1} << 15;
-// Elements per call of the inner loops for float and double, which read and write the tensors in
-// place: fewer calls cost less (512 was 2-6% slower at N = 1e7, benchmarks/RESULTS.md).
+// Elements per call of the inner loops (each chunk is run in blocks of at most kRunBlock, split
+// further where a weight table's run ends): fewer calls cost less (512 was 2-6% slower for float
+// and double at N = 1e7, benchmarks/RESULTS.md), and the sum of a chunk adds the calls' results in
+// order.
 constexpr int64_t kRunBlock = 2048;
-// Elements converted at once between a half type and float, and so per call of the inner loops for
-// the half types: a stack buffer per operand, up to seven in the backward, which at 512 fit a 32
-// KiB L1 data cache (2048 overflowed it: 6-37% slower at N = 1e7, benchmarks/RESULTS.md).
-constexpr int64_t kConvertBlock = 512;
 // A weight table whose real run is shorter than kMinRun elements is tiled to at least kMinRun,
 // once a call has more than kMaxShortRuns runs (below that, the short calls cost less than the
 // copy).

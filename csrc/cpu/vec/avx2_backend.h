@@ -79,6 +79,19 @@ struct Avx2 {
   using H = __m128i;
   static H load_h(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static void store_h(uint16_t* p, H v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+  // AVX2 has no 16-bit masked moves: the first lanes of m (a tail mask) go through a buffer, so
+  // nothing past them is read or written (zeros there).
+  static int mask_count(M m) { return __builtin_ctz(~unsigned(_mm256_movemask_ps(m))); }
+  static H load_hn(const uint16_t* p, M m) {
+    alignas(16) uint16_t buf[kLanes] = {};
+    for (int k = 0, n = mask_count(m); k < n; ++k) buf[k] = p[k];
+    return load_h(buf);
+  }
+  static void store_hn(uint16_t* p, H v, M m) {
+    alignas(16) uint16_t buf[kLanes];
+    store_h(buf, v);
+    for (int k = 0, n = mask_count(m); k < n; ++k) p[k] = buf[k];
+  }
   static F half_to_f(H h) { return _mm256_cvtph_ps(h); }
   static H f_to_half(F v) { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
   static I widen_u16(H h) { return _mm256_cvtepu16_epi32(h); }

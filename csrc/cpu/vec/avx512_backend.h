@@ -83,6 +83,9 @@ struct Avx512 {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   }
   static void store_h(uint16_t* p, H v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+  // AVX-512 BW + VL's masked 16-bit moves: no access past the lanes of m (zeros there).
+  static H load_hn(const uint16_t* p, M m) { return _mm256_maskz_loadu_epi16(m, p); }
+  static void store_hn(uint16_t* p, H v, M m) { _mm256_mask_storeu_epi16(p, m, v); }
   static F half_to_f(H h) { return _mm512_cvtph_ps(h); }
   static H f_to_half(F v) { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
   static I widen_u16(H h) { return _mm512_cvtepu16_epi32(h); }

@@ -7,7 +7,6 @@
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
 #include "../../losses/sigmoid_focal.h"
-#include "half_convert.h"
 #include "loops_impl.h"
 
 namespace bce_ext::cpu {
@@ -19,17 +18,17 @@ using MathV = vec_math::Math<V>;
 using VD = BCE_EXT_ISA_DOUBLE_BACKEND;
 using MathVD = vec_math_f64::Math<VD>;
 
-// The loops of every loss over backend B, indexed by LossKind.
-template <class B, class MathB>
-constexpr Loops<typename B::T> kLoopsOf[] = {
-    loops::make_loops<B, losses::Bce, MathB>(BCE_EXT_ISA_NAME),
-    loops::make_loops<B, losses::BceWithLogits, MathB>(BCE_EXT_ISA_NAME),
-    loops::make_loops<B, losses::SigmoidFocal, MathB>(BCE_EXT_ISA_NAME),
+// The loops of every loss over backend B for storage type S, indexed by LossKind.
+template <class B, class MathB, class S = typename B::T>
+constexpr Loops<S> kLoopsOf[] = {
+    loops::make_loops<B, losses::Bce, MathB, S>(BCE_EXT_ISA_NAME),
+    loops::make_loops<B, losses::BceWithLogits, MathB, S>(BCE_EXT_ISA_NAME),
+    loops::make_loops<B, losses::SigmoidFocal, MathB, S>(BCE_EXT_ISA_NAME),
 };
 static_assert(sizeof(kLoopsOf<V, MathV>) / sizeof(Loops<float>) ==
               static_cast<int>(LossKind::kCount));
-constexpr const Loops<float>* kLoops = kLoopsOf<V, MathV>;
-constexpr const Loops<double>* kDoubleLoops = kLoopsOf<VD, MathVD>;
+constexpr IsaLoops kIsaLoops = {kLoopsOf<V, MathV>, kLoopsOf<VD, MathVD>,
+                                kLoopsOf<V, MathV, Float16Bits>, kLoopsOf<V, MathV, BFloat16Bits>};
 
 constexpr Converters kConverters = half_convert::make_converters<V>();
 

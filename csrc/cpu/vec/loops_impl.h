@@ -5,12 +5,17 @@
 // Math; everything is in an anonymous namespace, so each file gets its own copy compiled for its own
 // target. No standard library header.
 //
+// Each loop also takes the storage type S of the run's per-element operands: T itself, or a half
+// type, which IO<V, S> converts to and from float in registers as it loads and stores.
+//
 // Required of V: T (the lane type), kLanes; F (lanes), M (lane mask), I (lane bits), DAcc (double
 // accumulators); zero() set1(T) load(p) load_n(p, M) store(p, F) store_n(p, F, M) tail_mask(n)
 // (the first n lanes) add sub mul div fma(a, b, c) = a * b + c, max(a, b) min(a, b) (b when either
 // is NaN), abs neg eq ge gt (ordered) mand mor all(M) blend(M m, a, b) = m ? b : a,
 // zero_unless(M, F), as_i(F) max_u32(I, I) any_above_u(I, limit), dzero() dadd(DAcc&, F)
-// dstore(DAcc, double[kLanes]).
+// dstore(DAcc, double[kLanes]); for float backends that run the half types also H (lanes of 16
+// bits), load_h(p) load_hn(p, M) store_h(p, H) store_hn(p, H, M), half_to_f f_to_half, and the
+// integer operations of half_convert.h.
 //
 // Sums: forward_sum adds the losses in kSumLanes virtual lanes whatever the vector width (AVX2
 // handles them as two vectors, AVX-512 as one, the portable loops as 16 scalars): element i goes to
@@ -23,6 +28,7 @@
 #include "../../losses/coefficients.h"
 #include "../tuning.h"
 #include "../loops.h"
+#include "half_convert.h"
 
 namespace bce_ext::cpu {
 namespace {
@@ -36,14 +42,39 @@ constexpr int64_t kBlock = tuning::kVecBlock;
 // 1.2 (AVX2); 4 gained nothing more (benchmarks/loops_bench.cpp, minimum of 9 rounds, this CPU).
 constexpr int kGroups = 2;
 
-// How a run reads a per-element table (weight, positive weight): absent, one value for the run, or
-// one value per element.
-enum Table { kAbsent = 0, kBroadcast = 1, kPerElement = 2 };
+// How a run reads a per-element table (weight, positive weight): absent, one value for the run, one
+// value per element in T, or one value per element in the storage type (a half type's full table).
+enum Table { kAbsent = 0, kBroadcast = 1, kPerElement = 2, kStored = 3 };
 
 template <class V>
 using F = typename V::F;
 template <class V>
 using T = typename V::T;
+
+// Loads and stores of storage type S in V's lanes: S is T<V> itself, or a half type converted in
+// registers (half_convert.h: bitwise c10's conversions). The _n forms touch only the lanes of m.
+template <class V, class S>
+struct IO {
+  static F<V> load(const S* p) { return V::load(p); }
+  static F<V> load_n(const S* p, typename V::M m) { return V::load_n(p, m); }
+  static void store(S* p, F<V> v) { V::store(p, v); }
+  static void store_n(S* p, F<V> v, typename V::M m) { V::store_n(p, v, m); }
+};
+
+template <class V, class S, class Conv>
+struct HalfIO {
+  static const uint16_t* bits(const S* p) { return reinterpret_cast<const uint16_t*>(p); }
+  static uint16_t* bits(S* p) { return reinterpret_cast<uint16_t*>(p); }
+  static F<V> load(const S* p) { return Conv::to_f(V::load_h(bits(p))); }
+  static F<V> load_n(const S* p, typename V::M m) { return Conv::to_f(V::load_hn(bits(p), m)); }
+  static void store(S* p, F<V> v) { V::store_h(bits(p), Conv::from_f(v)); }
+  static void store_n(S* p, F<V> v, typename V::M m) { V::store_hn(bits(p), Conv::from_f(v), m); }
+};
+
+template <class V>
+struct IO<V, Float16Bits> : HalfIO<V, Float16Bits, half_convert::Float16<V>> {};
+template <class V>
+struct IO<V, BFloat16Bits> : HalfIO<V, BFloat16Bits, half_convert::BFloat16<V>> {};
 
 // The bits of 1 in the lane type: v + 0 lies in [+0, 1] exactly when its bits, unsigned, are at
 // most these (NaN, negatives and values above 1 have larger bits; -0 + 0 is +0).
@@ -88,12 +119,20 @@ struct Smoothing {
   F<V> apply(F<V> t) const { return on ? V::fma(t, keep, shift) : t; }
 };
 
-// The operands of a run as vectors: loaded per element, or set once for the run.
-template <class V, int kTable>
-inline F<V> table_value(const T<V>* p, F<V> broadcast, typename V::M m, bool tail) {
-  if constexpr (kTable == kPerElement) return tail ? V::load_n(p, m) : V::load(p);
-  if constexpr (kTable == kBroadcast) return broadcast;
-  return V::zero();
+// A table's value at element i as a vector: loaded per element (from `table` or `stored`), or set
+// once for the run.
+template <class V, class S, int kTable, bool kTail>
+inline F<V> table_value(Operand<T<V>> table, const S* stored, int64_t i, F<V> broadcast,
+                        typename V::M m) {
+  if constexpr (kTable == kPerElement) {
+    return kTail ? V::load_n(table.ptr + i, m) : V::load(table.ptr + i);
+  } else if constexpr (kTable == kStored) {
+    return kTail ? IO<V, S>::load_n(stored + i, m) : IO<V, S>::load(stored + i);
+  } else if constexpr (kTable == kBroadcast) {
+    return broadcast;
+  } else {
+    return V::zero();
+  }
 }
 
 template <class V>
@@ -108,60 +147,60 @@ inline losses::Coefficients<T<V>> coefficients(const LossParams& p) {
 }
 
 // Whether each of the n <= kBlock targets from t is 0 or 1 (stops at the first that is not).
-template <class V>
-inline bool all_hard(const T<V>* t, int64_t n) {
+template <class V, class S>
+inline bool all_hard(const S* t, int64_t n) {
   constexpr int L = V::kLanes;
   const F<V> zero = V::zero();
   const F<V> one = V::set1(T<V>(1));
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    const F<V> tv = V::load(t + i);
+    const F<V> tv = IO<V, S>::load(t + i);
     if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
   }
   if (i < n) {
-    const F<V> tv = V::load_n(t + i, V::tail_mask(int(n - i)));  // zeros past the end
+    const F<V> tv = IO<V, S>::load_n(t + i, V::tail_mask(int(n - i)));  // zeros past the end
     if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
   }
   return true;
 }
 
 // The state of one forward run.
-template <class V>
+template <class V, class S>
 struct ForwardState {
-  const Run<T<V>>& run;
+  const Run<S>& run;
   F<V> wb, pb;  // broadcast weight and positive weight
   Smoothing<V> smooth;
   losses::Coefficients<T<V>> k;
   RangeAcc<V> range;
 
-  static ForwardState make(const Run<T<V>>& run, const LossParams& params) {
+  static ForwardState make(const Run<S>& run, const LossParams& params) {
     return {run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw), Smoothing<V>::make(params),
             coefficients<V>(params), {V::as_i(V::zero()), V::as_i(V::zero())}};
   }
 };
 
 // One vector of weighted losses at element i; `m` masks the tail (kTail), whose lanes come out +0.
-template <class V, class E, int kW, int kP, bool kHard, bool kTail>
-inline F<V> weighted_loss(ForwardState<V>& s, int64_t i, typename V::M m) {
-  const Run<T<V>>& r = s.run;
+template <class V, class S, class E, int kW, int kP, bool kHard, bool kTail>
+inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m) {
+  const Run<S>& r = s.run;
   F<V> x, t;
   if constexpr (kTail) {  // masked loads read zeros there (x = t = 0 is in range)
-    x = V::load_n(r.x + i, m);
-    t = V::load_n(r.t + i, m);
+    x = IO<V, S>::load_n(r.x + i, m);
+    t = IO<V, S>::load_n(r.t + i, m);
   } else {
-    x = V::load(r.x + i);
-    t = V::load(r.t + i);
+    x = IO<V, S>::load(r.x + i);
+    t = IO<V, S>::load(r.t + i);
   }
   if constexpr (E::kChecksRange) track_range(s.range, x, t);
   F<V> l;
   if constexpr (kHard) {
     l = E::loss_hard(x, t);
   } else {
-    const F<V> pw = table_value<V, kP>(r.pw.ptr + (kP == kPerElement ? i : 0), s.pb, m, kTail);
+    const F<V> pw = table_value<V, S, kP, kTail>(r.pw, r.pw_stored, i, s.pb, m);
     l = E::template loss<kP != kAbsent>(x, s.smooth.apply(t), pw, s.k);
   }
   if constexpr (kW != kAbsent) {
-    l = V::mul(l, table_value<V, kW>(r.w.ptr + (kW == kPerElement ? i : 0), s.wb, m, kTail));
+    l = V::mul(l, table_value<V, S, kW, kTail>(r.w, r.w_stored, i, s.wb, m));
   }
   if constexpr (kTail) l = V::zero_unless(m, l);
   return l;
@@ -173,8 +212,8 @@ struct SumAcc {
 };
 
 // Adds the losses of the block of n <= kBlock elements at b into acc (n < kBlock only at the end).
-template <class V, class E, int kW, int kP, bool kHard>
-inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) {
+template <class V, class S, class E, int kW, int kP, bool kHard>
+inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& acc) {
   constexpr int L = V::kLanes;
   constexpr int U = kSumLanes / L;
   const typename V::M full = V::tail_mask(L);
@@ -187,7 +226,7 @@ inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) 
     F<V> part[kGroups][U];
     for (int j = 0; j < kGroups; ++j) {
       for (int u = 0; u < U; ++u) {
-        part[j][u] = weighted_loss<V, E, kW, kP, kHard, false>(s, b + i + j * kSumLanes + u * L,
+        part[j][u] = weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + j * kSumLanes + u * L,
                                                                 full);
       }
     }
@@ -197,7 +236,7 @@ inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) 
   }
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
-      block[u] = V::add(block[u], weighted_loss<V, E, kW, kP, kHard, false>(s, b + i + u * L, full));
+      block[u] = V::add(block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
     }
   }
   for (int u = 0; u < U; ++u) {
@@ -205,7 +244,7 @@ inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) 
     if (k < n) {
       const int rest = n - k < L ? int(n - k) : L;
       block[u] = V::add(block[u],
-                        weighted_loss<V, E, kW, kP, kHard, true>(s, b + k, V::tail_mask(rest)));
+                        weighted_loss<V, S, E, kW, kP, kHard, true>(s, b + k, V::tail_mask(rest)));
     }
     V::dadd(acc.total[u], block[u]);
   }
@@ -213,16 +252,16 @@ inline void sum_block(ForwardState<V>& s, int64_t b, int64_t n, SumAcc<V>& acc) 
 
 // Whether the block of n elements at b takes the hard-label path (a loss that has one, no label
 // smoothing, every target 0 or 1).
-template <class V>
-inline bool hard_block(const ForwardState<V>& s, int64_t b, int64_t n) {
-  return !s.smooth.on && all_hard<V>(s.run.t + b, n);
+template <class V, class S>
+inline bool hard_block(const ForwardState<V, S>& s, int64_t b, int64_t n) {
+  return !s.smooth.on && all_hard<V, S>(s.run.t + b, n);
 }
 
 // Calls block.template operator()<kHard>(b, len) for each block of (at most) kBlock elements of
 // the run in turn, kHard where the block takes the loss's hard-label path; then reports the range
 // check into *bad.
-template <class V, class E, class Block>
-inline void for_each_block(ForwardState<V>& s, bool* bad, Block&& block) {
+template <class V, class S, class E, class Block>
+inline void for_each_block(ForwardState<V, S>& s, bool* bad, Block&& block) {
   for (int64_t b = 0; b < s.run.n; b += kBlock) {
     const int64_t len = s.run.n - b < kBlock ? s.run.n - b : kBlock;
     if constexpr (E::kHardPath) {
@@ -238,14 +277,14 @@ inline void for_each_block(ForwardState<V>& s, bool* bad, Block&& block) {
   }
 }
 
-template <class V, class E, int kW, int kP>
-double forward_sum_run(const Run<T<V>>& run, const LossParams& params, bool* bad) {
+template <class V, class S, class E, int kW, int kP>
+double forward_sum_run(const Run<S>& run, const LossParams& params, bool* bad) {
   static_assert(kSumLanes % V::kLanes == 0, "vector width must divide kSumLanes");
-  ForwardState<V> s = ForwardState<V>::make(run, params);
+  ForwardState<V, S> s = ForwardState<V, S>::make(run, params);
   SumAcc<V> acc;
   for (auto& d : acc.total) d = V::dzero();
-  for_each_block<V, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
-    sum_block<V, E, kW, kP, kHard>(s, b, len, acc);
+  for_each_block<V, S, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    sum_block<V, S, E, kW, kP, kHard>(s, b, len, acc);
   });
   double lanes[kSumLanes];
   for (int u = 0; u < kSumLanes / V::kLanes; ++u) V::dstore(acc.total[u], lanes + u * V::kLanes);
@@ -255,59 +294,58 @@ double forward_sum_run(const Run<T<V>>& run, const LossParams& params, bool* bad
   return lanes[0];
 }
 
-template <class V, class E, int kW, int kP, bool kHard>
-inline void none_block(ForwardState<V>& s, int64_t b, int64_t n, T<V>* out) {
+template <class V, class S, class E, int kW, int kP, bool kHard>
+inline void none_block(ForwardState<V, S>& s, int64_t b, int64_t n, S* out) {
   constexpr int L = V::kLanes;
   const typename V::M full = V::tail_mask(L);
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    V::store(out + b + i, weighted_loss<V, E, kW, kP, kHard, false>(s, b + i, full));
+    IO<V, S>::store(out + b + i, weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i, full));
   }
   if (i < n) {
     const typename V::M m = V::tail_mask(int(n - i));
-    V::store_n(out + b + i, weighted_loss<V, E, kW, kP, kHard, true>(s, b + i, m), m);
+    IO<V, S>::store_n(out + b + i, weighted_loss<V, S, E, kW, kP, kHard, true>(s, b + i, m), m);
   }
 }
 
-template <class V, class E, int kW, int kP>
-void forward_none_run(const Run<T<V>>& run, const LossParams& params, T<V>* out, bool* bad) {
-  ForwardState<V> s = ForwardState<V>::make(run, params);
-  for_each_block<V, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
-    none_block<V, E, kW, kP, kHard>(s, b, len, out);
+template <class V, class S, class E, int kW, int kP>
+void forward_none_run(const Run<S>& run, const LossParams& params, S* out, bool* bad) {
+  ForwardState<V, S> s = ForwardState<V, S>::make(run, params);
+  for_each_block<V, S, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    none_block<V, S, E, kW, kP, kHard>(s, b, len, out);
   });
 }
 
 // The state of one backward run.
-template <class V>
+template <class V, class S>
 struct BackwardState {
-  const Run<T<V>>& run;
-  const T<V>* g;
+  const Run<S>& run;
+  const S* g;  // null: gb for every element
   F<V> gb, wb, pb, divisor;
   bool divide;  // dividing by 1 changes nothing (not even a NaN): skipped then
   Smoothing<V> smooth;
   losses::Coefficients<T<V>> k;
-  T<V>* gi;
-  T<V>* gt;
+  S* gi;
+  S* gt;
 };
 
 // One vector of the backward at element i; `m` masks the tail (loads and stores of all lanes when
 // kTail is false).
-template <class V, class E, int kW, int kP, bool kGradBroadcast, bool kTail>
-inline void backward_vector(const BackwardState<V>& s, int64_t i, typename V::M m) {
-  const Run<T<V>>& r = s.run;
-  auto load = [&](const T<V>* p) {
-    if constexpr (kTail) return V::load_n(p, m); else return V::load(p);
+template <class V, class S, class E, int kW, int kP, bool kGradBroadcast, bool kTail>
+inline void backward_vector(const BackwardState<V, S>& s, int64_t i, typename V::M m) {
+  using IOS = IO<V, S>;
+  const Run<S>& r = s.run;
+  auto load = [&](const S* p) {
+    if constexpr (kTail) return IOS::load_n(p, m); else return IOS::load(p);
   };
-  auto store = [&](T<V>* p, F<V> v) {
-    if constexpr (kTail) V::store_n(p, v, m); else V::store(p, v);
+  auto store = [&](S* p, F<V> v) {
+    if constexpr (kTail) IOS::store_n(p, v, m); else IOS::store(p, v);
   };
   const F<V> x = load(r.x + i);
   const F<V> g = kGradBroadcast ? s.gb : load(s.g + i);
-  const F<V> pw = table_value<V, kP>(r.pw.ptr + (kP == kPerElement ? i : 0), s.pb, m, kTail);
+  const F<V> pw = table_value<V, S, kP, kTail>(r.pw, r.pw_stored, i, s.pb, m);
   F<V> w = V::zero();
-  if constexpr (kW != kAbsent) {
-    w = table_value<V, kW>(r.w.ptr + (kW == kPerElement ? i : 0), s.wb, m, kTail);
-  }
+  if constexpr (kW != kAbsent) w = table_value<V, S, kW, kTail>(r.w, r.w_stored, i, s.wb, m);
   // PyTorch's order: the gradient times g, times the weight, then divided by N.
   auto finish = [&](F<V> v) {
     if constexpr (kW != kAbsent) v = V::mul(v, w);
@@ -326,15 +364,15 @@ inline void backward_vector(const BackwardState<V>& s, int64_t i, typename V::M 
   }
 }
 
-template <class V, class E, int kW, int kP, bool kGradBroadcast>
-void backward_run(const BackwardState<V>& s) {
+template <class V, class S, class E, int kW, int kP, bool kGradBroadcast>
+void backward_run(const BackwardState<V, S>& s) {
   constexpr int L = V::kLanes;
   const typename V::M all = V::tail_mask(L);  // unused by the full vectors
   const int64_t n = s.run.n;
   int64_t i = 0;
-  for (; i + L <= n; i += L) backward_vector<V, E, kW, kP, kGradBroadcast, false>(s, i, all);
+  for (; i + L <= n; i += L) backward_vector<V, S, E, kW, kP, kGradBroadcast, false>(s, i, all);
   if (i < n) {
-    backward_vector<V, E, kW, kP, kGradBroadcast, true>(s, i, V::tail_mask(int(n - i)));
+    backward_vector<V, S, E, kW, kP, kGradBroadcast, true>(s, i, V::tail_mask(int(n - i)));
   }
 }
 
@@ -345,74 +383,82 @@ struct TableKind {
   static constexpr int value = kKind;
 };
 
-template <class O>
-constexpr int table_kind(const O& o) {
-  return !o.ptr ? kAbsent : o.stride == 0 ? kBroadcast : kPerElement;
+template <class O, class S>
+constexpr int table_kind(const O& o, const S* stored) {
+  return stored ? kStored : !o.ptr ? kAbsent : o.stride == 0 ? kBroadcast : kPerElement;
 }
 
 // Calls f.template operator()<kW, kP>() for the run's weight and positive-weight kinds (always
-// kAbsent for a loss that takes no such table, so no instance is made for the others).
-template <class E, class R, class Fn>
-inline auto with_tables(const R& run, Fn&& f) {
-  const int w = table_kind(run.w);
-  const int p = E::kPosWeight ? table_kind(run.pw) : kAbsent;
+// kAbsent for a loss that takes no such table, and never kStored where S is T, so no instance is
+// made for those).
+template <class E, class S, class Fn>
+inline auto with_tables(const Run<S>& run, Fn&& f) {
+  constexpr bool kHalf = sizeof(S) == 2;
+  const int w = table_kind(run.w, run.w_stored);
+  const int p = E::kPosWeight ? table_kind(run.pw, run.pw_stored) : kAbsent;
   auto with_p = [&](auto w_kind) {
     constexpr int kW = decltype(w_kind)::value;
     if constexpr (E::kPosWeight) {
       if (p == kBroadcast) return f.template operator()<kW, kBroadcast>();
       if (p == kPerElement) return f.template operator()<kW, kPerElement>();
+      if constexpr (kHalf) {
+        if (p == kStored) return f.template operator()<kW, kStored>();
+      }
     }
     return f.template operator()<kW, kAbsent>();
   };
   if constexpr (E::kTakesWeight) {
     if (w == kBroadcast) return with_p(TableKind<kBroadcast>{});
     if (w == kPerElement) return with_p(TableKind<kPerElement>{});
+    if constexpr (kHalf) {
+      if (w == kStored) return with_p(TableKind<kStored>{});
+    }
   }
   return with_p(TableKind<kAbsent>{});
 }
 
-template <class V, class E>
-double forward_sum(const Run<T<V>>& run, const LossParams& params, bool* bad) {
+template <class V, class S, class E>
+double forward_sum(const Run<S>& run, const LossParams& params, bool* bad) {
   return with_tables<E>(run, [&]<int kW, int kP>() {
-    return forward_sum_run<V, E, kW, kP>(run, params, bad);
+    return forward_sum_run<V, S, E, kW, kP>(run, params, bad);
   });
 }
 
-template <class V, class E>
-void forward_none(const Run<T<V>>& run, const LossParams& params, T<V>* out, bool* bad) {
+template <class V, class S, class E>
+void forward_none(const Run<S>& run, const LossParams& params, S* out, bool* bad) {
   with_tables<E>(run, [&]<int kW, int kP>() {
-    forward_none_run<V, E, kW, kP>(run, params, out, bad);
+    forward_none_run<V, S, E, kW, kP>(run, params, out, bad);
   });
 }
 
-template <class V, class E>
-void backward(const Run<T<V>>& run, const LossParams& params, Operand<T<V>> g, T<V> divisor,
-              T<V>* gi, T<V>* gt) {
-  const BackwardState<V> s{run,
-                           g.ptr,
-                           V::set1(*g.ptr),
-                           broadcast_of<V>(run.w),
-                           broadcast_of<V>(run.pw),
-                           V::set1(divisor),
-                           divisor != T<V>(1),
-                           Smoothing<V>::make(params),
-                           coefficients<V>(params),
-                           gi,
-                           gt};
+template <class V, class S, class E>
+void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_scalar,
+              T<V> divisor, S* gi, S* gt) {
+  const BackwardState<V, S> s{run,
+                              g,
+                              V::set1(g_scalar),
+                              broadcast_of<V>(run.w),
+                              broadcast_of<V>(run.pw),
+                              V::set1(divisor),
+                              divisor != T<V>(1),
+                              Smoothing<V>::make(params),
+                              coefficients<V>(params),
+                              gi,
+                              gt};
   with_tables<E>(run, [&]<int kW, int kP>() {
-    if (g.stride == 0) {
-      backward_run<V, E, kW, kP, true>(s);
+    if (g == nullptr) {
+      backward_run<V, S, E, kW, kP, true>(s);
     } else {
-      backward_run<V, E, kW, kP, false>(s);
+      backward_run<V, S, E, kW, kP, false>(s);
     }
   });
 }
 
-// The Loops of loss E over backend V.
-template <class V, template <class, class> class Loss, class MathV>
-constexpr Loops<T<V>> make_loops(const char* isa) {
+// The Loops of loss E over backend V, for storage type S (T<V> by default).
+template <class V, template <class, class> class Loss, class MathV, class S = T<V>>
+constexpr Loops<S> make_loops(const char* isa) {
   using E = Loss<V, MathV>;
-  return Loops<T<V>>{isa, &forward_sum<V, E>, &forward_none<V, E>, &backward<V, E>};
+  return Loops<S>{isa, &forward_sum<V, S, E>, &forward_none<V, S, E>, &backward<V, S, E>};
 }
 
 }  // namespace loops
