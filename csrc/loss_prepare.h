@@ -56,7 +56,7 @@ struct ForwardArgs {
 };
 // Tables: how prepare_forward/prepare_backward hand a weight (or pos_weight) of the input's half
 // type that has one value per element: converted to float32 (kComputeType: an N-element copy), or
-// as it is (kKeepFullHalf: the CPU driver converts it block by block, like the input).
+// as it is (kKeepFullHalf: the CPU loops convert it in registers, like the input).
 enum class Tables { kComputeType, kKeepFullHalf };
 ForwardArgs prepare_forward(const LossCall& call, Tables tables = Tables::kComputeType);
 

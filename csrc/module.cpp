@@ -90,7 +90,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
           namespace k = bce_ext::cpu::tuning;
           return std::map<std::string, int64_t>{
               {"chunk", k::kChunk},          {"run_block", k::kRunBlock},
-              {"min_run", k::kMinRun},
+              {"min_run", k::kMinRun},       {"min_parallel", k::kMinParallel},
               {"max_short_runs", k::kMaxShortRuns}, {"min_repeat", k::kMinRepeat},
               {"vec_block", k::kVecBlock}};
         }, "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");

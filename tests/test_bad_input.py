@@ -190,7 +190,7 @@ def test_dtype_not_supported(loss, entry, device, dtype):
 @params("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
 def test_values_outside_zero_one_on_the_cpu(loss, entry, where, bad, dtype):
     x, t = probabilities(loss, (70_001,), "cpu", dtype)
-    (x if where == "input" else t)[40_000] = bad  # in the second chunk of 32768 elements
+    (x if where == "input" else t)[40_000] = bad  # in a later chunk, on the second thread
     e = assert_same_error(loss, entry, x, t)
     assert first_line(e) == f"all elements of {where} should be between 0 and 1"
 

@@ -17,8 +17,8 @@ from losses import ALL_LOSSES, leaves, run
 BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
         torch.bfloat16: torch.int16}
 
-# Sizes: vector tails, one block, several 2048-element blocks, and several 32768-element chunks
-# (so that the intra-op threads split the work).
+# Sizes: vector tails, one block, several 2048-element blocks, and more than
+# the one-thread limit of 32768 elements (so that the intra-op threads split the work).
 JOBS = [((7,), torch.float32, "none", None), ((3, 333), torch.float64, "mean", "row"),
         ((70_001,), torch.float32, "sum", None), ((257, 260), torch.float16, "none", "full"),
         ((40, 2049), torch.bfloat16, "mean", "row"), ((100_003,), torch.float64, "none", "full"),

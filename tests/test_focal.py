@@ -20,7 +20,7 @@ INF = math.inf
 OPS = torch.ops.bce_ext
 GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
 ALPHAS = (0.25, -1.0, 0.75, 0.0, 1.0)
-# A tail that is no multiple of a vector width, and one that spans several 32768-element chunks
+# A tail that is no multiple of a vector width, and one past the one-thread limit (32768 elements)
 # (test_thresholds.py crosses every threshold exactly).
 SHAPES = [(), (7,), (3, 5), (2, 40001)]
 

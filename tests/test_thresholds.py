@@ -2,8 +2,8 @@
 forward and both gradients, against the oracle.
 
 The thresholds come from the kernels themselves (bce_ext._C._cpu_thresholds(), from
-csrc/cpu/bce_cpu_tuning.h): the chunk of the parallel loop and of the reduction blocking, the
-conversion block of the half types, the run block of float and double, the vector block (float partial sums and the hard-label
+csrc/cpu/tuning.h): the chunk of the parallel loop and of the reduction blocking, the size below
+which a call runs on one thread, the run block (the loops' calls), the vector block (float partial sums and the hard-label
 decision), the portable loops' sum block, and the weight-table tiling (short runs tiled once a
 call has many of them, short repeats written out). Small random tests never reach most of them:
 a dense weight in a non-identity layout gave wrong results only past the tiling threshold.
@@ -22,6 +22,7 @@ from oracle import REDUCTIONS, assert_loss_matches
 
 T = _C._cpu_thresholds()
 CHUNK, RUN, VEC = T["chunk"], T["run_block"], T["vec_block"]
+MIN_PARALLEL = T["min_parallel"]
 MIN_RUN, MAX_RUNS, MIN_REPEAT = T["min_run"], T["max_short_runs"], T["min_repeat"]
 
 
@@ -41,6 +42,9 @@ def _shapes():
         # N = one chunk exactly, and just over it (the last chunk holds a partial vector block)
         "chunk_exact": (2, 4, 64, CHUNK // 512),
         "chunk_over": (2, 4, 64, CHUNK // 512 + 1),
+        # one thread at most, and just over it (two threads where there are two)
+        "parallel_at": (2, 4, 64, MIN_PARALLEL // 512),
+        "parallel_over": (2, 4, 64, MIN_PARALLEL // 512 + 1),
         # a few loop calls, ending mid vector block
         "run_block": (3, 1, RUN // 64, 64 + VEC // 8 + 3),
     }
@@ -170,10 +174,11 @@ def test_tiling_decisions_cover_both_sides():
 
 
 def test_sizes_cross_the_size_thresholds():
-    """The grid's element counts fall on both sides of the chunk and of a run block, and end inside
-    a vector block, so partial chunks and blocks and tails all run."""
+    """The grid's element counts fall on both sides of the chunk, of the one-thread limit and of a
+    run block, and end inside a vector block, so partial chunks and blocks and tails all run."""
     counts = [torch.Size(s).numel() for s in SHAPES.values()]
     assert any(n <= CHUNK for n in counts) and any(n > CHUNK for n in counts)
     assert any(n == CHUNK for n in counts)
+    assert any(n == MIN_PARALLEL for n in counts) and any(n > MIN_PARALLEL for n in counts)
     assert any(n % RUN and n > RUN for n in counts)
     assert any(n % VEC for n in counts)

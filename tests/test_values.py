@@ -15,7 +15,8 @@ from losses import ALL_LOSSES, BCE, LOSSES
 from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
 
 # Shapes: 0-dim, tiny, a tail that is not a multiple of any vector width, and one that spans
-# several of the kernel's 32768-element chunks (so both threads and the chunk blocking run).
+# many of the kernel's 4096-element chunks, past its one-thread limit of 32768 elements (so both
+# threads and the chunk blocking run).
 SHAPES = [(), (1,), (7,), (3, 5), (2, 3, 4), (3, 40001)]
 WEIGHTS = ["none", "full", "last_dim", "per_sample"]
 

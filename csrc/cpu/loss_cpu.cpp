@@ -190,6 +190,10 @@ void raise_first_bad(const std::vector<char>& chunk_bad, const scalar_t* x, cons
 
 int64_t num_chunks(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
+// Chunks a thread takes at least: one thread up to kMinParallel elements.
+constexpr int64_t kParallelGrain = tuning::kMinParallel / kChunk;
+static_assert(tuning::kMinParallel % kChunk == 0 && kChunk % tuning::kRunBlock == 0);
+
 // Transparent huge pages (2 MiB) for large outputs. A fresh output is first touched by the kernel,
 // one page fault per 4 KiB page: about 10 ms for 40 MB on the development machine, against 1.7 ms
 // with huge pages, where this machine's THP setting is `madvise`.
@@ -224,7 +228,7 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
   std::vector<double> partial(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
-  at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, num_chunks(n), kParallelGrain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       double sum = 0.0;
@@ -274,7 +278,7 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
   const S* wh = as_storage(half_table<scalar_t>(b.weight, n));
   const S* ph = as_storage(half_table<scalar_t>(b.pos_weight, n));
 
-  at::parallel_for(0, num_chunks(n), 1, [&](int64_t c0, int64_t c1) {
+  at::parallel_for(0, num_chunks(n), kParallelGrain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       for (int64_t bb = c * kChunk; bb < end; bb += kRunBlock) {

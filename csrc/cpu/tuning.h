@@ -6,9 +6,13 @@
 
 namespace bce_ext::cpu::tuning {
 
-// Elements per chunk: the unit of work of one thread and of the fixed reduction blocking (so the
-// sum does not depend on the number of threads).
-constexpr int64_t kChunk = int64_t{1} << 15;
+// Elements per chunk: the unit of the fixed reduction blocking (so the sum does not depend on the
+// number of threads) and of the split between threads, which get whole chunks: small, so that the
+// threads get nearly equal shares (at 2^15, N = 1e5 was 3.05 chunks, and one of two threads ran two
+// full chunks: 1.31x its share).
+constexpr int64_t kChunk = int64_t{1} << 12;
+// Elements below which a call runs on one thread: waking the others costs more than they save.
+constexpr int64_t kMinParallel = int64_t{1} << 15;
 // Elements per call of the inner loops (each chunk is run in blocks of at most kRunBlock, split
 // further where a weight table's run ends): fewer calls cost less (512 was 2-6% slower for float
 // and double at N = 1e7, benchmarks/RESULTS.md), and the sum of a chunk adds the calls' results in
