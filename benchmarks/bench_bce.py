@@ -5,8 +5,8 @@ every loss (--losses bce,bce_with_logits,sigmoid_focal_loss).
     python benchmarks/bench_bce.py --losses bce --dtypes float32 --reductions mean --weights none \
         --isas scalar,avx2 --sizes 1e3,1e4,1e5,1e6,1e7  # the float32 mean comparison of RESULTS.md
 
-Each case is timed with torch.utils.benchmark (blocked_autorange; the median is reported) for
-every implementation, at the thread count the table states (--threads; Timer's own default is one
+Each case is timed with torch.utils.benchmark (blocked_autorange; the median is reported, the
+smallest of --rounds passes over the whole grid) for every implementation, at the thread count the table states (--threads; Timer's own default is one
 thread): bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the default is
 the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy{,_with_logits},
 which nn.BCELoss and nn.BCEWithLogitsLoss call; for the focal loss torchvision.ops's
@@ -78,6 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--render", metavar="RESULTS_JSON",
                    help="write results.md again from a results.json of an earlier run, time nothing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=1,
+                   help="passes over the whole grid; each case keeps its smallest median (on a "
+                        "shared machine, a disturbance of a few minutes then spoils one pass only)")
     return p.parse_args(argv)
 
 
@@ -276,7 +279,6 @@ def main(argv=None):
     default_isa = bce_ext._C.cpu_isa()
     impls = Impls()
     os.makedirs(args.out, exist_ok=True)
-    gen = torch.Generator().manual_seed(args.seed)
 
     try:
         from tqdm import tqdm
@@ -289,33 +291,41 @@ def main(argv=None):
              for wk in weights for mode in modes for n in sizes
              if not (wk == "pos_weight" and loss != "bce_with_logits")
              and not (wk != "none" and loss in UNWEIGHTED)]
-    results = []
-    for loss, dt, red, wk, mode, n in tqdm(cases, desc="cases"):
-        x, t, kw = make_case(loss, n, DTYPES[dt], wk, args.device, gen)
-        row = {"loss": loss, "dtype": dt, "reduction": red, "weight": wk, "mode": mode,
-               "n": x.numel(), "times": {}}
-        for impl in names:
-            if not set_isa(impl):
-                continue  # this machine cannot run that ISA
-            try:
-                row["times"][impl] = time_case(impls, loss, impl, mode, x, t, kw, red, args.device,
-                                               args.min_time)
-            except Exception as e:  # e.g. an unsupported dtype in one implementation
-                print(f"  {impl} {loss} {dt} {red} {wk} {mode} n={n}: {type(e).__name__}: {e}",
-                      file=sys.stderr)
-            finally:
-                bce_ext._C._set_cpu_isa(default_isa)
-        if mode == "fwd+bwd":
-            row["touch"] = time_touch(x.numel(), DTYPES[dt], args.device, args.min_time)
-        if calib is not None:
-            row["floors"] = floors(calib, loss, DTYPES[dt], red, wk, mode, x.numel(),
-                                   torch.get_num_threads())
-        results.append(row)
+    results = [None] * len(cases)
+    for rnd in range(args.rounds):
+        for i, (loss, dt, red, wk, mode, n) in enumerate(tqdm(cases, desc=f"round {rnd + 1}")):
+            # the same inputs in every round
+            gen = torch.Generator().manual_seed(args.seed * 1_000_003 + i)
+            x, t, kw = make_case(loss, n, DTYPES[dt], wk, args.device, gen)
+            row = results[i]
+            if row is None:
+                row = results[i] = {"loss": loss, "dtype": dt, "reduction": red, "weight": wk,
+                                    "mode": mode, "n": x.numel(), "times": {}}
+            for impl in names:
+                if not set_isa(impl):
+                    continue  # this machine cannot run that ISA
+                try:
+                    took = time_case(impls, loss, impl, mode, x, t, kw, red, args.device,
+                                     args.min_time)
+                    row["times"][impl] = min(took, row["times"].get(impl, took))
+                except Exception as e:  # e.g. an unsupported dtype in one implementation
+                    print(f"  {impl} {loss} {dt} {red} {wk} {mode} n={n}: {type(e).__name__}: "
+                          f"{e}", file=sys.stderr)
+                finally:
+                    bce_ext._C._set_cpu_isa(default_isa)
+            if rnd > 0:
+                continue
+            if mode == "fwd+bwd":
+                row["touch"] = time_touch(x.numel(), DTYPES[dt], args.device, args.min_time)
+            if calib is not None:
+                row["floors"] = floors(calib, loss, DTYPES[dt], red, wk, mode, x.numel(),
+                                       torch.get_num_threads())
+    results = [r for r in results if r is not None]
 
     meta = {
         "machine": platform.processor() or platform.machine(),
         "cpu_isa": default_isa, "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "device": args.device, "when": time.strftime("%Y-%m-%d %H:%M"),
+        "device": args.device, "when": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds,
         "argv": sys.argv[1:] if argv is None else argv,
     }
     if calib is not None:
@@ -344,7 +354,8 @@ def main(argv=None):
 
 def render(results, names, meta):
     lines = [f"# bce_ext benchmark ({meta['device']}: {meta['machine']}, {meta['threads']} threads, "
-             f"torch {meta['torch']}, bce_ext CPU loops {meta['cpu_isa']}, {meta['when']})", "",
+             f"torch {meta['torch']}, bce_ext CPU loops {meta['cpu_isa']}, {meta['when']}, "
+             f"min of {meta.get('rounds', 1)} rounds)", "",
              "Median times in ms; ns/el = ns per element; xE = speed-up against eager, xC = against "
              "torch.compile (above 1: faster). 'touch' (fwd+bwd only) = allocating and writing one "
              "fresh tensor of N elements, a cost every fwd+bwd figure includes (the new input.grad).",

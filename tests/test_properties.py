@@ -150,8 +150,8 @@ SMALL = st.lists(st.integers(0, 6), max_size=5).map(tuple)
 @st.composite
 def long_shapes(draw):
     """A long dim (vector bodies and tails, several 2048-element blocks, sometimes more than the
-    one-thread limit of 32768 elements, so that both threads run) among up to three short ones: a weight along the
-    short ones repeats hundreds of times (the kernels' tiled weight tables)."""
+    one-thread limit of 32768 elements, so that both threads run) among up to three short ones: a
+    weight along the short ones repeats hundreds of times (the kernels' tiled weight tables)."""
     short = draw(st.lists(st.integers(1, 8), max_size=3))
     long_dim = draw(st.integers(17, 5000))
     at = draw(st.integers(0, len(short)))

@@ -2,8 +2,8 @@
 // The CPU kernels' inner loops, as seen by their host code (loss_cpu.cpp): one call handles one run
 // of contiguous elements of one loss in one storage type (float, double, float16, bfloat16).
 // Implementations: the portable loops (loops_portable.cpp) and the vectorised ones
-// (loops_avx2.cpp, loops_avx512.cpp), all instances of one template (vec/loops_impl.h) over a backend and a loss's element formulas
-// (csrc/losses/).
+// (loops_avx2.cpp, loops_avx512.cpp), all instances of one template (vec/loops_impl.h) over a
+// backend and a loss's element formulas (csrc/losses/).
 //
 // Plain C++, no torch headers: an implementation for a wider instruction set lives in its own file,
 // compiled with its own target flags, and must not share inline functions with the rest of the build.

@@ -22,7 +22,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "../bce_constants.h"
@@ -41,9 +40,6 @@ using tuning::kMinRepeat;
 using tuning::kMinRun;
 using tuning::kRunBlock;
 
-template <typename scalar_t>
-using compute_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
 // The storage type the loops read and write for scalar_t: the half types as their 16 bits (the
 // loops convert them in registers), float and double as they are.
 template <typename scalar_t>
@@ -60,7 +56,11 @@ struct StorageOf<at::BFloat16> {
 };
 template <typename scalar_t>
 using storage_t = typename StorageOf<scalar_t>::type;
-static_assert(sizeof(Float16Bits) == sizeof(at::Half) && sizeof(BFloat16Bits) == sizeof(at::BFloat16));
+static_assert(sizeof(Float16Bits) == sizeof(at::Half));
+static_assert(sizeof(BFloat16Bits) == sizeof(at::BFloat16));
+// The type the loops compute scalar_t in: float for the half types.
+template <typename scalar_t>
+using compute_t = typename ComputeOf<storage_t<scalar_t>>::type;
 
 template <typename scalar_t>
 const storage_t<scalar_t>* as_storage(const scalar_t* p) {

@@ -236,7 +236,8 @@ inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& ac
   }
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
-      block[u] = V::add(block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
+      block[u] = V::add(
+          block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
     }
   }
   for (int u = 0; u < U; ++u) {
