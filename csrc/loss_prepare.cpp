@@ -141,7 +141,8 @@ WeightTable weight_table(const std::optional<at::Tensor>& weight, at::IntArrayRe
       fits = false;
     }
   }
-  // A full weight of the input's half type, kept as it is where the caller converts it per block.
+  // A full weight of the input's half type, kept as it is where the kernels convert it as they read
+  // it (the CPU loops, in registers).
   const bool keep_half = tables == Tables::kKeepFullHalf && w.scalar_type() == storage &&
                          storage != dtype && table.inner == 1 &&
                          table.period == c10::multiply_integers(sizes);

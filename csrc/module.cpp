@@ -77,7 +77,7 @@ at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
   m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_isa()); },
-        "Instruction set of the float32 and float64 CPU kernels on this machine.");
+        "Instruction set of the CPU kernels (every dtype) on this machine.");
   m.def("_cpu_isa_supported", [](const std::string& isa) {
           return bce_ext::cpu::cpu_isa_supported(isa.c_str());
         }, "Whether the CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");

@@ -214,7 +214,7 @@ def test_weights(isa, kind):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_types_through_the_float_loops(isa, dtype):
+def test_half_type_loops_match_the_portable_loops(isa, dtype):
     x, t = inputs(5000, seed=11, labels="mixed")
     x, t = x.to(dtype), t.to(dtype)
     w = (torch.rand(5000, generator=gen(12)) + 0.5).to(dtype)

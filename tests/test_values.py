@@ -340,9 +340,9 @@ def test_float64_weight_beyond_float_range(device, loss, dtype, values):
 @pytest.mark.parametrize("layout", ["same", "transposed", "expanded"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("loss", LOSSES, ids=repr)
-def test_half_full_weight_read_per_block(loss, dtype, layout):
-    """A weight (and pos_weight) of the input's half type with one value per element is read
-    block by block in its own dtype on the CPU (no float32 copy of it); laid out otherwise it is
+def test_half_full_weight_read_in_its_dtype(loss, dtype, layout):
+    """A weight (and pos_weight) of the input's half type with one value per element is read in
+    its own dtype by the CPU loops (no float32 copy of it); laid out otherwise it is
     copied to float32 first. Either way the bits of the float32 computation on the upcast
     operands, rounded once, for the loss and both gradients, across several chunks."""
     shape = (3, 40001)

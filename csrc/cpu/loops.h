@@ -97,6 +97,14 @@ struct Converters {
 // Float16Bits, BFloat16Bits.
 template <typename S>
 const Loops<S>& chosen_loops(LossKind loss);
+template <>
+const Loops<float>& chosen_loops<float>(LossKind loss);
+template <>
+const Loops<double>& chosen_loops<double>(LossKind loss);
+template <>
+const Loops<Float16Bits>& chosen_loops<Float16Bits>(LossKind loss);
+template <>
+const Loops<BFloat16Bits>& chosen_loops<BFloat16Bits>(LossKind loss);
 const char* float_isa();
 
 // The implementations: portable (valid on any CPU), and the vectorised ones (null where not
@@ -123,8 +131,8 @@ MathEvalDoubleFn avx512_math_eval_double(const char* name);
 // Whether the loops of an instruction set ("scalar", "avx2", "avx512") are compiled in and can run
 // on this CPU and OS.
 bool cpu_isa_supported(const char* name);
-// Re-selects the float and double loops (tests): the named set, or the widest supported one below it.
-// Returns the name of the one chosen. Not for use while a kernel runs.
+// Re-selects the loops of every storage type (tests): the named set, or the widest supported one
+// below it. Returns the name of the one chosen. Not for use while a kernel runs.
 const char* select_cpu_isa(const char* name);
 
 }  // namespace bce_ext::cpu

@@ -1,7 +1,6 @@
 #pragma once
 // The AVX2 + FMA backend of the vector loops: 8 float lanes, one-instruction wrappers (and F16C's
-// half conversions). The list of
-// what a backend provides is in csrc/cpu/loss_loops.h. Include only from a file compiled for AVX2
+// half conversions). The list of what a backend provides is in vec/loops_impl.h. Include only from a file compiled for AVX2
 // and FMA (its own `#pragma GCC target`), and only there: no torch or standard headers.
 #include <immintrin.h>
 
@@ -79,8 +78,9 @@ struct Avx2 {
   using H = __m128i;
   static H load_h(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
   static void store_h(uint16_t* p, H v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
-  // AVX2 has no 16-bit masked moves: the first lanes of m (a tail mask) go through a buffer, so
-  // nothing past them is read or written (zeros there).
+  // AVX2 has no 16-bit masked moves: the lanes of m go through a buffer, so nothing past them is
+  // read or written (zeros there). m must be a tail mask (its first lanes), as everywhere in the
+  // loops.
   static int mask_count(M m) { return __builtin_ctz(~unsigned(_mm256_movemask_ps(m))); }
   static H load_hn(const uint16_t* p, M m) {
     alignas(16) uint16_t buf[kLanes] = {};

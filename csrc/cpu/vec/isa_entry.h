@@ -2,8 +2,8 @@
 // The exported entry points of one vectorised instruction set, included last by its file
 // (loops_avx2.cpp, loops_avx512.cpp) after it has named its float and double backends
 // BCE_EXT_ISA_BACKEND and BCE_EXT_ISA_DOUBLE_BACKEND and the name BCE_EXT_ISA_NAME: the Loops of
-// every loss for float and double, the half conversions, and the Math functions for the accuracy
-// tests.
+// every loss for every storage type (float, double, and the half types over the float backend),
+// the half conversions, and the Math functions for the accuracy tests.
 #include "../../losses/bce.h"
 #include "../../losses/bce_with_logits.h"
 #include "../../losses/sigmoid_focal.h"

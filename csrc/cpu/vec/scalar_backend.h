@@ -16,7 +16,7 @@ struct Portable {
   using T = Scalar;
   using F = Scalar;
   using M = bool;
-  // Bits of a value, for the range check (see RangeAcc in loss_loops.h).
+  // Bits of a value, for the range check (see RangeAcc in vec/loops_impl.h).
   using I = std::conditional_t<std::is_same_v<Scalar, double>, uint64_t, uint32_t>;
   using DAcc = double;
   static constexpr int kLanes = 1;
@@ -85,7 +85,8 @@ struct Portable {
   static M is_nan(F v) { return v != v; }
   // IEEE half to float and back, rounding to nearest even: c10's own algorithm
   // (c10/util/Half.h, fp16_ieee_to_fp32_value and fp16_ieee_from_fp32_value, from the FP16
-  // library), so the bits are c10::Half's, NaNs included.
+  // library), so the bits are c10::Half's, NaNs included (the vector conversions keep a NaN's
+  // payload instead: still a NaN).
   static F half_to_f(H h) {
     const uint32_t w = uint32_t{h} << 16;
     const uint32_t sign = w & 0x80000000u;
