@@ -6,19 +6,19 @@ every loss (--losses bce,bce_with_logits,sigmoid_focal_loss).
         --isas scalar,avx2 --sizes 1e3,1e4,1e5,1e6,1e7  # the float32 mean comparison of RESULTS.md
 
 Each case is timed with torch.utils.benchmark (blocked_autorange; the median is reported, the
-smallest of --rounds passes over the whole grid) for every implementation, at the thread count the table states (--threads; Timer's own default is one
-thread): bce_ext (one line per --isas entry, chosen with bce_ext._C._set_cpu_isa; the default is
-the one bce_ext picks), eager PyTorch (torch.nn.functional.binary_cross_entropy{,_with_logits},
-which nn.BCELoss and nn.BCEWithLogitsLoss call; for the focal loss torchvision.ops's
-sigmoid_focal_loss, or its formula in torch ops where torchvision is not installed) and
-torch.compile of that function. Inputs: probabilities for BCE, logits (3 * randn) for the others,
-soft targets (torch.rand; hard 0/1 targets, mostly 0, for the focal loss, as a detector's).
-'fwd' times the loss alone; 'fwd+bwd' the loss and .backward() into a fresh input.grad each call
-(grad set to None first, as optimizer.zero_grad() does): at N = 1e7 that fresh 40 MB float32
-gradient costs about 10 ms of first-touch page faults on its own, and the table's 'touch' column
-times exactly that (torch.empty plus one write pass) for reference; it is included in every
-fwd+bwd figure, not hidden. Each case also gets its floors (see calibrate and floors below;
---no-limits skips them).
+smallest of --rounds passes over the whole grid) for every implementation, at the thread count the
+table states (--threads; Timer's own default is one thread): bce_ext (one line per --isas entry,
+chosen with bce_ext._C._set_cpu_isa; the default is the one bce_ext picks), eager PyTorch
+(torch.nn.functional.binary_cross_entropy{,_with_logits}, which nn.BCELoss and nn.BCEWithLogitsLoss
+call; for the focal loss torchvision.ops's sigmoid_focal_loss, or its formula in torch ops where
+torchvision is not installed) and torch.compile of that function. Inputs: probabilities for BCE,
+logits (3 * randn) for the others, soft targets (torch.rand; hard 0/1 targets, mostly 0, for the
+focal loss, as a detector's). 'fwd' times the loss alone; 'fwd+bwd' the loss and .backward() into a
+fresh input.grad each call (grad set to None first, as optimizer.zero_grad() does): at N = 1e7 that
+fresh 40 MB float32 gradient costs about 10 ms of first-touch page faults on its own, and the
+table's 'touch' column times exactly that (torch.empty plus one write pass) for reference; it is
+included in every fwd+bwd figure, not hidden. Each case also gets its floors (see calibrate and
+floors below; --no-limits skips them).
 
 Writes into --out (default out/bench, ignored by git): results.md (tables with ratios against eager
 and compiled), results.json, and one PNG per case group: time per element against N, log-log, one

@@ -94,17 +94,9 @@ struct Converters {
 // The loops for this CPU, chosen at first use (loops_dispatch.cpp): the widest instruction set this
 // CPU and OS support, or the one named by BCE_EXT_CPU_ISA (scalar, avx2, avx512; an unsupported one
 // falls back to the next narrower). One choice for every storage type. S: float, double,
-// Float16Bits, BFloat16Bits.
+// Float16Bits, BFloat16Bits (instantiated for those four in loops_dispatch.cpp).
 template <typename S>
 const Loops<S>& chosen_loops(LossKind loss);
-template <>
-const Loops<float>& chosen_loops<float>(LossKind loss);
-template <>
-const Loops<double>& chosen_loops<double>(LossKind loss);
-template <>
-const Loops<Float16Bits>& chosen_loops<Float16Bits>(LossKind loss);
-template <>
-const Loops<BFloat16Bits>& chosen_loops<BFloat16Bits>(LossKind loss);
 const char* float_isa();
 
 // The implementations: portable (valid on any CPU), and the vectorised ones (null where not

@@ -79,24 +79,22 @@ int chosen_isa() {
 
 const IsaLoops& chosen() { return *loops_named(kOrder[chosen_isa()]); }
 
+// The array of l for storage type S (the pointer argument only selects the overload).
+const Loops<float>* array_of(const IsaLoops& l, const float*) { return l.f32; }
+const Loops<double>* array_of(const IsaLoops& l, const double*) { return l.f64; }
+const Loops<Float16Bits>* array_of(const IsaLoops& l, const Float16Bits*) { return l.f16; }
+const Loops<BFloat16Bits>* array_of(const IsaLoops& l, const BFloat16Bits*) { return l.bf16; }
+
 }  // namespace
 
-template <>
-const Loops<float>& chosen_loops<float>(LossKind loss) {
-  return chosen().f32[static_cast<int>(loss)];
+template <typename S>
+const Loops<S>& chosen_loops(LossKind loss) {
+  return array_of(chosen(), static_cast<const S*>(nullptr))[static_cast<int>(loss)];
 }
-template <>
-const Loops<double>& chosen_loops<double>(LossKind loss) {
-  return chosen().f64[static_cast<int>(loss)];
-}
-template <>
-const Loops<Float16Bits>& chosen_loops<Float16Bits>(LossKind loss) {
-  return chosen().f16[static_cast<int>(loss)];
-}
-template <>
-const Loops<BFloat16Bits>& chosen_loops<BFloat16Bits>(LossKind loss) {
-  return chosen().bf16[static_cast<int>(loss)];
-}
+template const Loops<float>& chosen_loops(LossKind);
+template const Loops<double>& chosen_loops(LossKind);
+template const Loops<Float16Bits>& chosen_loops(LossKind);
+template const Loops<BFloat16Bits>& chosen_loops(LossKind);
 
 const char* float_isa() { return kOrder[chosen_isa()]; }
 
