@@ -1,14 +1,19 @@
 """Build of bce_ext's native kernels.
 
-It builds the CUDA kernels when the installed torch has CUDA and a CUDA toolkit is found, and a
-CPU-only extension otherwise; it prints which. Switches (environment variables):
+As torchvision and pytorch_scatter do, it builds the CUDA kernels when the installed torch has
+CUDA, a CUDA toolkit is found and a GPU is visible, or when FORCE_CUDA=1; a CPU-only extension
+otherwise. It prints which. Switches (environment variables):
+  FORCE_CUDA=1              build the CUDA kernels without a visible GPU; fail, rather than build CPU
+                            only, when torch has no CUDA or no toolkit is found (a CUDA compile
+                            error always fails the build)
   BCE_EXT_CPU_ONLY=1        never build the CUDA kernels
-  FORCE_CUDA=1              fail, rather than build CPU only, when torch has no CUDA or no toolkit
-                            is found (a CUDA compile error always fails the build)
   CUDA_HOME=/path           the toolkit to use (else the one nvcc on PATH, or /usr/local/cuda*,
                             belongs to, asked of nvcc itself, so a wrapper script is seen through)
-  TORCH_CUDA_ARCH_LIST=...  GPU architectures, e.g. "9.0" (default: Volta to Hopper, 7.0 to 9.0, less
-                            those the installed nvcc no longer supports, with PTX for the newest)
+  TORCH_CUDA_ARCH_LIST=...  GPU architectures, e.g. "9.0" (default: those of the visible GPUs, as
+                            torch's own default; with FORCE_CUDA=1 and no GPU, Volta to Hopper, 7.0
+                            to 9.0, less those the installed nvcc no longer supports, with PTX for
+                            the newest)
+  BCE_EXT_BUILD_DIR=/path   where the compiled objects are kept (default: build/ in the checkout)
   BCE_EXT_DEBUG=1           -O0 -g
   BCE_EXT_SANITIZE=1        AddressSanitizer and UndefinedBehaviorSanitizer in the C++ code (compile
                             and link; every UB report is fatal). Build it into its own folder
@@ -18,8 +23,15 @@ Headers that a bare toolkit lacks (cusparse.h, which ATen's CUDA headers include
 pip-installed toolkit beside torch (site-packages/nvidia/*/include), searched after the toolkit's
 own. The extension must be built against the torch it runs with, so install with
 `pip install --no-build-isolation .` (see README).
+
+The objects are compiled by ninja into a fixed folder named for everything that changes them (the
+Python ABI, the torch version and build, the CPU/CUDA choice with its architectures, the debug and
+sanitizer switches), so a second install of an unchanged tree (the quickstart's second command after
+its first; pip builds an editable install in a fresh temporary folder each time) recompiles nothing,
+and one that changes a source recompiles only what depends on it.
 """
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -96,6 +108,17 @@ def nvcc_archs(cuda_home):
     return {f"{m[:-1]}.{m[-1]}" for m in re.findall(r"compute_(\d+)", out)}
 
 
+def visible_gpu_archs():
+    """The compute capabilities of the visible GPUs, as TORCH_CUDA_ARCH_LIST entries (none: [])."""
+    import torch
+    try:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except RuntimeError:  # a broken driver is no visible GPU
+        return []
+    archs = {"%d.%d" % torch.cuda.get_device_capability(i) for i in range(count)}
+    return sorted(archs, key=lambda a: tuple(map(int, a.split("."))))
+
+
 def cuda_plan():
     """(cuda_home, arch list) when the CUDA kernels are to be built, else (None, reason)."""
     if _flag("BCE_EXT_CPU_ONLY"):
@@ -103,11 +126,16 @@ def cuda_plan():
     import torch
     if torch.version.cuda is None:
         return None, f"torch {torch.__version__} has no CUDA"
+    gpus = visible_gpu_archs()
+    if not gpus and not _flag("FORCE_CUDA"):
+        return None, "no GPU is visible (FORCE_CUDA=1 builds the CUDA kernels anyway)"
     home = find_cuda_home()
     if home is None:
         return None, "no CUDA toolkit (nvcc) found; set CUDA_HOME"
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    if not archs:
+    if not archs and gpus:
+        archs = ";".join(gpus)
+    elif not archs:
         supported = nvcc_archs(home) or set(DEFAULT_ARCHS)
         keep = [a for a in DEFAULT_ARCHS if a in supported]
         archs = ";".join(keep[:-1] + [keep[-1] + "+PTX"])
@@ -153,6 +181,21 @@ def sanitize_flags():
     return SANITIZE_FLAGS, ["-fsanitize=address,undefined"]
 
 
+def build_folder(archs, cxx_flags):
+    """The fixed folder of the compiled objects (see the module docstring): one per set of
+    everything that changes them, so that switching torch or the CUDA choice never reuses stale
+    objects, and switching back finds its own still there."""
+    import torch
+    key = "\n".join([sys.implementation.cache_tag, torch.__version__,
+                     str(torch.version.git_version), str(torch.version.cuda), archs or "cpu",
+                     " ".join(cxx_flags)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    device = "cuda" if archs else "cpu"
+    name = f"{sys.implementation.cache_tag}-torch{torch.__version__}-{device}-{digest}"
+    root = os.environ.get("BCE_EXT_BUILD_DIR") or os.path.join(ROOT, "build")
+    return os.path.join(os.path.abspath(root), "objects", name)
+
+
 def build_extension():
     home, archs = cuda_plan()
     if home is None and _flag("FORCE_CUDA"):
@@ -165,6 +208,8 @@ def build_extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
                      + glob.glob("csrc/meta/*.cpp") + glob.glob("csrc/autocast/*.cpp")
                      + glob.glob("csrc/autograd/*.cpp"))
+    # The CUDA build's kernels, or (without BCE_EXT_WITH_CUDA) the error that says they are missing.
+    sources += ["csrc/cuda/loss_cuda_missing.cpp"]
     debug = _flag("BCE_EXT_DEBUG")
     opt = ["-O0", "-g"] if debug else ["-O3"]
     san_compile, san_link = sanitize_flags()
@@ -172,13 +217,13 @@ def build_extension():
     macros = []
     kwargs = {"extra_link_args": shared_runtime_link_flags() + openmp_flags() + san_link}
     if home is not None:
-        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/instances/*.cu")
-                          + glob.glob("csrc/cuda/*.cpp"))
+        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/instances/*.cu"))
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
         # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
         system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]
         # No --use_fast_math: log, log1p and division stay accurate (docs/behaviour.md).
-        extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo"] + system}
+        # --threads: nvcc compiles a file's architectures in parallel (0: one thread per core).
+        extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo", "--threads=0"] + system}
         ext = CUDAExtension("bce_ext._C", sources, extra_compile_args=extra, define_macros=macros,
                             **kwargs)
         _say(f"building CPU and CUDA kernels (CUDA_HOME={home}, TORCH_CUDA_ARCH_LIST={archs})")
@@ -186,7 +231,21 @@ def build_extension():
         ext = CppExtension("bce_ext._C", sources, extra_compile_args={"cxx": cxx},
                            define_macros=macros, **kwargs)
         _say(f"building CPU kernels only: {archs}")
-    return [ext], {"build_ext": BuildExtension}
+    objects = build_folder(archs if home is not None else None, cxx)
+
+    class BuildExt(BuildExtension):
+        """torch's ninja build, its objects in build_folder() whatever folder setuptools or pip
+        gives (the linked library still goes where they ask)."""
+
+        def finalize_options(self):
+            super().finalize_options()
+            self.build_temp = objects
+
+        def build_extensions(self):
+            _say(f"objects in {objects}")
+            super().build_extensions()
+
+    return [ext], {"build_ext": BuildExt}
 
 
 ext_modules, cmdclass = build_extension()

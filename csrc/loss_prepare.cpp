@@ -2,7 +2,6 @@
 #include "loss_prepare.h"
 
 #include <ATen/ExpandUtils.h>
-#include <torch/version.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include <sstream>
 
 #include "bce_constants.h"
+#include "torch_compat.h"
 
 namespace bce_ext {
 namespace {
@@ -24,15 +24,14 @@ std::string torch_size(c10::SymIntArrayRef sizes) {
 }
 
 // The weight's broadcast against the target, as F.binary_cross_entropy computes it, with its
-// message: torch.broadcast_shapes(target.size(), weight.size()) since PyTorch 2.13 (the shape it
-// reports is the common shape as far as it got); torch._C._infer_size, which is at::infer_size,
-// before. The extension is built against the torch it runs with, so the version is known here.
+// message (torch_compat.h: which function the installed torch uses).
 std::vector<c10::SymInt> broadcast_weight_shape(c10::SymIntArrayRef target,
                                                 c10::SymIntArrayRef weight) {
-#if TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 13)
-  const auto common = at::infer_size_symdimvector(target, weight);
-  return std::vector<c10::SymInt>(common.begin(), common.end());
-#else
+  if constexpr (!torch_compat::kWeightBroadcastShapes) {
+    const auto common = at::infer_size_symdimvector(target, weight);
+    return std::vector<c10::SymInt>(common.begin(), common.end());
+  }
+  // torch.broadcast_shapes: the shape it reports is the common shape as far as it got.
   const size_t ndim = std::max(target.size(), weight.size());
   std::vector<c10::SymInt> common(ndim, c10::SymInt(1));
   const c10::SymIntArrayRef shapes[2] = {target, weight};
@@ -50,7 +49,6 @@ std::vector<c10::SymInt> broadcast_weight_shape(c10::SymIntArrayRef target,
     }
   }
   return common;
-#endif
 }
 
 // Two operands on different devices. A meta tensor among real ones is reported as PyTorch's meta
@@ -269,9 +267,16 @@ void check_bce_with_logits(const LossCall& c) {
   }
   check_same_device(target, self);
   const auto tdtype = target.scalar_type();
-  TORCH_CHECK(tdtype != at::kBool,
-              "Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
-              "`^` or `logical_xor()` operator instead.");
+  if (tdtype == at::kBool) {
+    constexpr const char* kMessage =
+        "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+        "`logical_xor()` operator instead.";
+    if constexpr (torch_compat::kBoolSubtractionNotImplemented) {
+      TORCH_CHECK_NOT_IMPLEMENTED(false, kMessage);
+    } else {
+      TORCH_CHECK(false, kMessage);
+    }
+  }
   TORCH_CHECK(at::isFloatingType(tdtype), "result type ", dtype,
               " can't be cast to the desired output type ", tdtype);
   TORCH_CHECK_NOT_IMPLEMENTED(supported(tdtype),

@@ -35,3 +35,21 @@ def test_formatted_error_message_is_whole():
     with pytest.raises(ValueError) as ours:
         bce_ext.binary_cross_entropy(x, t)
     assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.skipif(bce_ext._C.with_cuda, reason="this build has the CUDA kernels")
+@pytest.mark.parametrize("op", ["binary_cross_entropy", "binary_cross_entropy_with_logits",
+                                "sigmoid_focal_loss"])
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
+def test_build_without_cuda_says_how_to_build_it(op, backward):
+    """A build without the CUDA kernels (setup.py builds them only where a GPU is visible, or with
+    FORCE_CUDA=1) answers a CUDA call with an error that names the fix, not the dispatcher's
+    "could not run ... with arguments from the 'CUDA' backend". The CUDA kernel is reached by
+    dispatching on the CUDA key directly, so this runs without a GPU."""
+    import torch
+    overload = getattr(torch.ops.bce_ext, op + ("_backward" if backward else "")).default
+    x = torch.rand(3)
+    args = (torch.ones(()), x, x) if backward else (x, x)
+    cuda = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    with pytest.raises(RuntimeError, match=r"no CUDA kernels.*FORCE_CUDA=1"):
+        overload.redispatch(cuda, *args)
