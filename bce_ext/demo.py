@@ -97,7 +97,8 @@ def check_device(name):
                          f"(torch {torch.__version__}, torch.version.cuda={torch.version.cuda})")
     if not bce_ext._C.with_cuda:
         raise SystemExit("bce_ext.demo: --device cuda was asked for, but this bce_ext was built "
-                         "without its CUDA kernels (see `python -m bce_ext.info`)")
+                         "without its CUDA kernels (rebuild with FORCE_CUDA=1; see "
+                         "`python -m bce_ext.info`)")
     return device
 
 

@@ -27,7 +27,8 @@ def build_info():
     return [
         ("bce_ext", f"{bce_ext.__version__} ({bce_ext.__file__})"),
         ("torch", f"{torch.__version__} (CUDA {torch.version.cuda})"),
-        ("CUDA kernels", f"compiled for {_C.cuda_archs}" if _C.with_cuda else "not compiled"),
+        ("CUDA kernels", f"compiled for {_C.cuda_archs}" if _C.with_cuda
+         else "not compiled (built where a GPU is visible, or with FORCE_CUDA=1)"),
         ("GPU visible", gpus if gpu else "no"),
         ("CPU kernels", _C.cpu_isa()),
         ("torch threads", str(torch.get_num_threads())),
@@ -39,7 +40,8 @@ def check_devices():
     if not torch.cuda.is_available():
         return ["cpu"], None
     if not _C.with_cuda:
-        return ["cpu"], "a GPU is visible, but bce_ext has no CUDA kernels: cuda not checked"
+        return ["cpu"], ("a GPU is visible, but bce_ext has no CUDA kernels (rebuild with "
+                         "FORCE_CUDA=1): cuda not checked")
     return ["cpu", "cuda"], None
 
 

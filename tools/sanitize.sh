@@ -12,7 +12,8 @@
 #
 # Python is $PYTHON (default: python), with torch, pytest and hypothesis installed; the C++
 # compiler is $CXX (default: c++), the one the build uses, whose libasan.so is preloaded.
-# SANITIZE_BUILD=DIR builds into DIR and keeps it: a second run recompiles only what changed.
+# The objects are kept in build/objects/ under a key of their own (setup.py, build_folder), so a
+# second run recompiles only what changed; SANITIZE_BUILD=DIR keeps the linked library in DIR too.
 set -euo pipefail
 SANITIZE_BUILD=${SANITIZE_BUILD:+$(realpath -m "$SANITIZE_BUILD")}
 cd "$(dirname "$0")/.."
