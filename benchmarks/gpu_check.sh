@@ -187,7 +187,7 @@ sanitize synccheck 0 " and not binary_cross_entropy_with_logits and (not focal o
 
 # 4. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there). Its CPU
 #    cases run too: on the GPU image they found a build defect that CI's machines cannot show
-#    (README, Build options: a statically linked C++ runtime). 74 s on an H200's 16 cores.
+#    (docs/build.md: a statically linked C++ runtime). 74 s on an H200's 16 cores.
 step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${PAR[@]}"} \
   --ignore=tests/test_cuda.py
 

@@ -97,7 +97,7 @@ at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vecto
   return t.expand(sizes).permute(order).contiguous();
 }
 
-// Type in which the kernels compute: float for the half types (beyond PyTorch, see README).
+// Type in which the kernels compute: float for the half types (beyond PyTorch, see docs/behaviour.md).
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }

@@ -4,7 +4,7 @@ loss) raises for the same call, of the same type and, where the reference's text
 contract, with the same first line; never a crash. Each error is followed by a valid call, which
 must give the oracle's loss and gradients.
 
-The errors (the argument checks of the README's "Usage" section): target size, reduction, weight
+The errors (the argument checks of docs/behaviour.md, section 4): target size, reduction, weight
 not broadcastable, dtypes that differ, dtypes not supported, devices that differ, values outside
 [0, 1] on the CPU, a weight that requires grad, bad scalar arguments (the focal loss's alpha and
 gamma); then a request for more memory than there is. Each runs the losses that have what it

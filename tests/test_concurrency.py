@@ -1,7 +1,7 @@
 """Concurrency: Python threads that run every loss forward and backward at once, on different sizes,
 dtypes, weights (for the losses that take one), scalar arguments (the focal loss's alpha and gamma)
 and reductions, get the bits of a serial run; so do 1 and 2 intra-op threads (beyond PyTorch: a
-fixed blocking of the reductions, no float atomics, the README's "Bitwise reproducible").
+fixed blocking of the reductions, no float atomics, docs/behaviour.md, "Bitwise reproducible").
 
 The kernels release the GIL (torch.ops calls do), so the Python threads run the native code at
 the same time, each call with its own at::parallel_for team.

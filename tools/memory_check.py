@@ -10,7 +10,7 @@ then read before, at every tenth of the run and after. A leak of even a few byte
 steady growth over the tenths; a flat line is what a leak-free build gives.
 
 Not a timed test and not part of the test suite: run it by hand after changes to the kernels, the
-host code or the autograd (README, Tests). --max-growth-mib makes it exit 1 when the growth from
+host code or the autograd (docs/contributing.md, Tests). --max-growth-mib makes it exit 1 when the growth from
 before to after exceeds M MiB.
 """
 import argparse

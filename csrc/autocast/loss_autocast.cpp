@@ -3,7 +3,7 @@
 // CPU: as PyTorch (KERNEL_CPU(binary_cross_entropy, fp32), and binary_cross_entropy_with_logits in
 // its fp32 lists, aten/src/ATen/autocast_mode.cpp).
 // CUDA: the logits loss as PyTorch (fp32); BCE beyond PyTorch, which bans it under autocast as
-// unsafe: computed in float32 it is safe (see README).
+// unsafe: computed in float32 it is safe (see docs/behaviour.md).
 #include <ATen/autocast_mode.h>
 #include <torch/library.h>
 

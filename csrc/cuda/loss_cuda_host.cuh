@@ -109,7 +109,7 @@ inline int table_flags(const WeightTable& weight, const WeightTable& pos_weight,
 // any capture underway" only for blocking streams, and PyTorch's are non-blocking); there CUDA
 // refuses strict mode's work even in relaxed capture mode (cudaErrorStreamCaptureUnsupported,
 // seen on an H200), which invalidates that capture: the call raises CUDA's error as a
-// RuntimeError, and the device stays usable (README, strict mode).
+// RuntimeError, and the device stays usable (docs/behaviour.md, strict mode).
 inline void check_strict_allowed(cudaStream_t stream) {
   cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
   const cudaError_t err = cudaStreamIsCapturing(stream, &status);
