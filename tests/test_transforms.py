@@ -129,10 +129,12 @@ from losses import ALL_LOSSES
 loss = [l for l in ALL_LOSSES if l.name == {loss!r}][0]
 x, t, w, extras = T._inputs(loss)
 fn = T._losses(loss, {reduction!r}, w, extras)[{which}]
+counter = torch._dynamo.testing.CompileCounterWithBackend({backend!r})
 try:
-    torch.compile(lambda a, b: T.TRANSFORMS[{name!r}](fn, a, b), backend={backend!r},
+    torch.compile(lambda a, b: T.TRANSFORMS[{name!r}](fn, a, b), backend=counter,
                   fullgraph={fullgraph!r})(x, t)
-    print("OK")
+    # A frame that dynamo skips runs eagerly: that is no compilation either.
+    print("OK" if counter.frame_count >= 1 else "FAIL")
 except Exception:
     print("FAIL")
 """
@@ -157,20 +159,25 @@ def test_transform_under_compile(loss, name, reduction):
     next within a process (seen with PyTorch's own op: a composition that fails after another one
     compiles alone, and the reverse), and some compositions fail for PyTorch's op in any case
     (functionalize, or vmap of hessian, inside a compiled function). bce_ext's must then compile
-    wherever PyTorch's does."""
+    wherever PyTorch's does. Compiling means that dynamo compiled a frame: one it skips runs
+    eagerly, and counts as a failure to compile."""
     x, t, w, extras = _inputs(loss)
     ours, theirs = _losses(loss, reduction, w, extras)
     transform = TRANSFORMS[name]
     compiled, counter = _compiled(transform, ours)
     try:
         result = compiled(x, t)
+        # Dynamo may also skip the frame and run it eagerly (torch 2.14 does for vmap(hessian),
+        # where PyTorch's op raises inside dynamo): no compilation either.
+        did_compile = counter.frame_count >= 1
     except Exception:  # noqa: BLE001 (decided in fresh processes below)
+        did_compile = False
+    if not did_compile:
         if not _compiles_alone(loss, name, reduction, 0):
             assert not _compiles_alone(loss, name, reduction, 1), \
                 "PyTorch's op compiles in this composition and bce_ext's does not"
         return
     _assert_same(result, transform(theirs, x, t))
-    assert counter.frame_count >= 1  # it did compile (no silent fallback to eager)
 
 
 @pytest.mark.parametrize("name", ["grad", "vmap", "jvp"])
