@@ -20,6 +20,19 @@ RTOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bf
 SHAPE = (67, 33)  # not a multiple of any vector width, so the kernels' tails run too
 
 
+def _cpu_model():
+    """The processor's name as the OS reports it (figures name the machine they ran on)."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def build_info():
     """(label, value) pairs describing this build and machine."""
     gpu = torch.cuda.is_available()
@@ -30,6 +43,7 @@ def build_info():
         ("CUDA kernels", f"compiled for {_C.cuda_archs}" if _C.with_cuda
          else "not compiled (built where a GPU is visible, or with FORCE_CUDA=1)"),
         ("GPU visible", gpus if gpu else "no"),
+        ("CPU", _cpu_model()),
         ("CPU kernels", _C.cpu_isa()),
         ("torch threads", str(torch.get_num_threads())),
     ]
