@@ -290,6 +290,51 @@ void check_bce_with_logits(const LossCall& c) {
   }
 }
 
+// ATen's check of a required tensor argument (a None from Python arrives undefined).
+void check_defined(const at::Tensor& t, int index, const char* name) {
+  TORCH_CHECK(t.defined(), "Expected a proper Tensor but got None (or an undefined Tensor in C++) ",
+              "for argument #", index, " '", name, "'");
+}
+
+// Each loss's checks after the reduction's: its shape check, the label smoothing's (beyond
+// PyTorch), then the rest in the order its PyTorch code meets them.
+void check_label_smoothing(const LossCall& c) {
+  const double s = c.params.label_smoothing;
+  TORCH_CHECK_VALUE(s >= 0.0 && s <= 1.0, "label_smoothing must be in [0, 1], got ", s);
+}
+
+void check_same_size_as_logits(const LossCall& c) {
+  TORCH_CHECK_VALUE(c.target.sym_sizes() == c.self.sym_sizes(), "Target size (",
+                    torch_size(c.target.sym_sizes()), ") must be the same as input size (",
+                    torch_size(c.self.sym_sizes()), ")");
+}
+
+void check_loss(Loss<losses::Bce>, const LossCall& c) {
+  TORCH_CHECK_VALUE(c.target.sym_sizes() == c.self.sym_sizes(), "Using a target size (",
+                    torch_size(c.target.sym_sizes()), ") that is different to the input size (",
+                    torch_size(c.self.sym_sizes()),
+                    ") is deprecated. Please ensure they have the same size.");
+  check_label_smoothing(c);
+  check_bce(c);
+}
+
+void check_loss(Loss<losses::BceWithLogits>, const LossCall& c) {
+  check_same_size_as_logits(c);
+  check_label_smoothing(c);
+  check_bce_with_logits(c);
+}
+
+void check_loss(Loss<losses::SigmoidFocal>, const LossCall& c) {
+  check_same_size_as_logits(c);
+  check_label_smoothing(c);
+  // Beyond torchvision, which takes any gamma: the modulating factor (1 - p_t) ** gamma and its
+  // limits are for gamma >= 0; alpha may be anything finite (< 0 turns it off).
+  TORCH_CHECK_VALUE(c.params.gamma >= 0.0 && std::isfinite(c.params.gamma),
+                    "gamma must be a finite number >= 0, got ", c.params.gamma);
+  TORCH_CHECK_VALUE(std::isfinite(c.params.alpha), "alpha must be finite, got ", c.params.alpha);
+  check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
+}
+
 }  // namespace
 
 at::Tensor WeightTable::flat() const {
@@ -298,46 +343,14 @@ at::Tensor WeightTable::flat() const {
   return values.as_strided({period}, {1});
 }
 
-// ATen's check of a required tensor argument (a None from Python arrives undefined).
-static void check_defined(const at::Tensor& t, int index, const char* name) {
-  TORCH_CHECK(t.defined(), "Expected a proper Tensor but got None (or an undefined Tensor in C++) ",
-              "for argument #", index, " '", name, "'");
-}
-
 void check_forward(const LossCall& c, int first_index) {
-  const at::Tensor& self = c.self;
-  const at::Tensor& target = c.target;
-  check_defined(self, first_index, "self");
-  check_defined(target, first_index + 1, "target");
-  const double s = c.params.label_smoothing;
+  check_defined(c.self, first_index, "self");
+  check_defined(c.target, first_index + 1, "target");
   // PyTorch's order for each loss: reduction and shape (torch/nn/functional.py), then the order
-  // in which its ATen code meets the rest. Beyond PyTorch: the label smoothing.
+  // in which its ATen code meets the rest.
   TORCH_CHECK_VALUE(c.reduction >= kReductionNone && c.reduction <= kReductionSum, c.reduction,
                     " is not a valid value for reduction");
-  if (c.kind == LossKind::kBce) {
-    TORCH_CHECK_VALUE(target.sym_sizes() == self.sym_sizes(), "Using a target size (",
-                      torch_size(target.sym_sizes()), ") that is different to the input size (",
-                      torch_size(self.sym_sizes()),
-                      ") is deprecated. Please ensure they have the same size.");
-  } else {
-    TORCH_CHECK_VALUE(target.sym_sizes() == self.sym_sizes(), "Target size (",
-                      torch_size(target.sym_sizes()), ") must be the same as input size (",
-                      torch_size(self.sym_sizes()), ")");
-  }
-  TORCH_CHECK_VALUE(s >= 0.0 && s <= 1.0, "label_smoothing must be in [0, 1], got ", s);
-  if (c.kind == LossKind::kSigmoidFocal) {
-    // Beyond torchvision, which takes any gamma: the modulating factor (1 - p_t) ** gamma and its
-    // limits are for gamma >= 0; alpha may be anything finite (< 0 turns it off).
-    TORCH_CHECK_VALUE(c.params.gamma >= 0.0 && std::isfinite(c.params.gamma),
-                      "gamma must be a finite number >= 0, got ", c.params.gamma);
-    TORCH_CHECK_VALUE(std::isfinite(c.params.alpha), "alpha must be finite, got ",
-                      c.params.alpha);
-  }
-  if (c.kind == LossKind::kBce) {
-    check_bce(c);
-  } else {
-    check_bce_with_logits(c);  // the focal loss is BCE with logits times a factor: the same checks
-  }
+  visit_loss(c.kind, [&](auto loss) { check_loss(loss, c); });
 }
 
 void check_backward(const LossCall& c, const at::Tensor& grad_output) {
@@ -351,20 +364,22 @@ void check_backward(const LossCall& c, const at::Tensor& grad_output) {
 
 // The dtype of a loss's result: PyTorch's (torchvision's for the focal loss).
 static at::ScalarType result_type(const LossCall& c) {
-  switch (c.kind) {
-    case LossKind::kBce:
+  const auto rule = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kResult; });
+  switch (rule) {
+    case losses::ResultDtype::kInput:
       return c.self.scalar_type();
-    case LossKind::kBceWithLogits:  // computed in place on 1 - target
+    case losses::ResultDtype::kTarget:
       return c.target.scalar_type();
-    default:  // torchvision's ce_loss * (1 - p_t) ** gamma: the promoted type
+    case losses::ResultDtype::kPromoted:
       return at::promote_types(c.self.scalar_type(), c.target.scalar_type());
   }
+  __builtin_unreachable();  // every enumerator has its case (-Wswitch)
 }
 
 at::Tensor empty_forward_output(const LossCall& c) {
-  // PyTorch's dtype (result_type), laid out like the input for BCE and the focal loss, like the
-  // target for the logits loss (as PyTorch's is).
-  const at::Tensor& like = c.kind == LossKind::kBceWithLogits ? c.target : c.self;
+  // PyTorch's dtype (result_type) and layout (Traits::kLayout).
+  const auto layout = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
+  const at::Tensor& like = layout == losses::LaidOutLike::kTarget ? c.target : c.self;
   const auto options = like.options().dtype(result_type(c));
   return c.reduction != kReductionNone ? at::empty({}, options) : at::empty_like(like, options);
 }

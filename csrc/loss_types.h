@@ -1,12 +1,12 @@
 #pragma once
-// What names a loss and its scalar parameters, shared by the host code, the CPU loops and the CUDA
-// kernels. Plain C++, no torch headers (the ISA-specific CPU files include it).
+// The losses (LossKind, from their registry) and a call's scalar parameters, shared by the host
+// code, the CPU loops and the CUDA kernels. Plain C++, no torch headers (the ISA-specific CPU files
+// include it).
 #include <cstdint>
 
-namespace bce_ext {
+#include "losses/registry.h"  // LossKind
 
-// The losses, each with its element formulas in csrc/losses/ and its ops in csrc/ops/.
-enum class LossKind : int { kBce = 0, kBceWithLogits = 1, kSigmoidFocal = 2, kCount = 3 };
+namespace bce_ext {
 
 // The scalar parameters of a call (those a loss does not take keep their defaults).
 struct LossParams {

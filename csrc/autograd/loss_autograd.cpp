@@ -102,10 +102,8 @@ struct SavedCall {
 // PyTorch's name of a node: the op's, in CamelCase, then "Backward" (and "Backward" again for the
 // backward op's own node).
 std::string node_name(LossKind kind, const char* suffix) {
-  const char* op = kind == LossKind::kBce             ? "BinaryCrossEntropy"
-                   : kind == LossKind::kBceWithLogits ? "BinaryCrossEntropyWithLogits"
-                                                      : "SigmoidFocalLoss";
-  return std::string(op) + suffix;
+  return std::string(visit_loss(kind, [](auto loss) { return decltype(loss)::Traits::kNode; })) +
+         suffix;
 }
 
 // ---- the forward ops -----------------------------------------------------------------------------

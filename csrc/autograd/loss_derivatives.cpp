@@ -43,8 +43,8 @@ constexpr double kDoubleBackwardEps = 1e-12;
 
 bool defined(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined(); }
 
-at::Tensor bce_partial(BackwardOutput out, BackwardInput in, const at::Tensor& g,
-                       const at::Tensor& x, const at::Tensor& t) {
+at::Tensor partial(Loss<losses::Bce>, const LossCall&, BackwardOutput out, BackwardInput in,
+                   const at::Tensor& g, const at::Tensor& x, const at::Tensor& t) {
   const double eps = kDoubleBackwardEps;
   const at::Tensor one_minus_x = at::rsub(x, 1);
   if (out == BackwardOutput::kGradInput) {
@@ -68,9 +68,10 @@ at::Tensor bce_partial(BackwardOutput out, BackwardInput in, const at::Tensor& g
   return at::Tensor();
 }
 
-at::Tensor bce_with_logits_partial(BackwardOutput out, BackwardInput in, const at::Tensor& g,
-                                   const at::Tensor& x, const at::Tensor& t,
-                                   const std::optional<at::Tensor>& pos_weight) {
+at::Tensor partial(Loss<losses::BceWithLogits>, const LossCall& c, BackwardOutput out,
+                   BackwardInput in, const at::Tensor& g, const at::Tensor& x,
+                   const at::Tensor& t) {
+  const std::optional<at::Tensor>& pos_weight = c.pos_weight;
   const at::Tensor sigma = x.sigmoid();
   const bool pw = defined(pos_weight);
   if (out == BackwardOutput::kGradInput) {
@@ -102,9 +103,11 @@ at::Tensor power(const at::Tensor& m, double e) {
   return e < 0 ? at::where(m > 0, v, at::zeros_like(v)) : v;
 }
 
-at::Tensor sigmoid_focal_partial(BackwardOutput out, BackwardInput in, const at::Tensor& g,
-                                 const at::Tensor& x, const at::Tensor& t, double alpha,
-                                 double gamma) {
+at::Tensor partial(Loss<losses::SigmoidFocal>, const LossCall& c, BackwardOutput out,
+                   BackwardInput in, const at::Tensor& g, const at::Tensor& x,
+                   const at::Tensor& t) {
+  const double alpha = c.params.alpha;
+  const double gamma = c.params.gamma;
   const at::Tensor p = x.sigmoid();
   const at::Tensor q = (-x).sigmoid();
   const at::Tensor C = at::binary_cross_entropy_with_logits(x, t, std::nullopt, std::nullopt,
@@ -162,17 +165,8 @@ at::Tensor backward_partial(const LossCall& c, BackwardOutput out, BackwardInput
   const at::Tensor& x = c.self;
   const double s = c.params.label_smoothing;
   const at::Tensor t = s != 0.0 ? c.target * (1 - s) + s / 2 : c.target;
-  at::Tensor v;
-  switch (c.kind) {
-    case LossKind::kBce:
-      v = bce_partial(out, in, g, x, t);
-      break;
-    case LossKind::kBceWithLogits:
-      v = bce_with_logits_partial(out, in, g, x, t, c.pos_weight);
-      break;
-    default:
-      v = sigmoid_focal_partial(out, in, g, x, t, c.params.alpha, c.params.gamma);
-  }
+  at::Tensor v =
+      visit_loss(c.kind, [&](auto loss) { return partial(loss, c, out, in, g, x, t); });
   if (!v.defined()) return v;
   // d ts / d t, once for a derivative with respect to t and once for grad_target, itself one.
   if (s != 0.0) {

@@ -60,6 +60,7 @@ struct Run {
 template <typename S>
 struct Loops {
   using T = typename ComputeOf<S>::type;
+  LossKind loss;    // whose loops these are: the tables are checked to be keyed by it
   const char* isa;  // "scalar", "avx2", "avx512": reported by bce_ext.info
   // Sum of w * loss over the run, accumulated in blocks of T and combined in double. Sets *bad
   // when the loss checks ranges and an x or t of the run is outside [0, 1] or NaN (the caller
@@ -73,7 +74,17 @@ struct Loops {
                    S* gi, S* gt);
 };
 
-// The loops of every loss (each array indexed by LossKind) of one instruction set, for each
+// Whether a table of every loss's loops holds each loss's at its LossKind (static_asserted where the
+// tables are defined).
+template <typename S>
+constexpr bool keyed_by_loss(const Loops<S> (&table)[kLossCount]) {
+  for (int k = 0; k < kLossCount; ++k) {
+    if (table[k].loss != static_cast<LossKind>(k)) return false;
+  }
+  return true;
+}
+
+// The loops of every loss (each array keyed by LossKind) of one instruction set, for each
 // storage type.
 struct IsaLoops {
   const Loops<float>* f32;

@@ -12,9 +12,7 @@
 
 #include "vec/scalar_backend.h"
 
-#include "../losses/bce.h"
-#include "../losses/bce_with_logits.h"
-#include "../losses/sigmoid_focal.h"
+#include "../losses/registry.h"
 #include "vec/loops_impl.h"
 
 namespace bce_ext::cpu {
@@ -23,15 +21,18 @@ namespace {
 template <typename T>
 using MathOf = vec_math::Math<Portable<T>>;
 
-// Indexed by LossKind; T the lane type, S the storage type.
+// Every loss's loops, keyed by LossKind (generated from the registry's list, and checked); T the
+// lane type, S the storage type.
 template <typename T, typename S = T>
-constexpr Loops<S> kPortableLoops[] = {
-    loops::make_loops<Portable<T>, losses::Bce, MathOf<T>, S>("scalar"),
-    loops::make_loops<Portable<T>, losses::BceWithLogits, MathOf<T>, S>("scalar"),
-    loops::make_loops<Portable<T>, losses::SigmoidFocal, MathOf<T>, S>("scalar"),
+constexpr Loops<S> kPortableLoops[kLossCount] = {
+#define BCE_EXT_PORTABLE_LOOPS(Name) \
+  loops::make_loops<Portable<T>, losses::Name, MathOf<T>, S>("scalar"),
+    BCE_EXT_LOSSES(BCE_EXT_PORTABLE_LOOPS)
+#undef BCE_EXT_PORTABLE_LOOPS
 };
-static_assert(sizeof(kPortableLoops<float>) / sizeof(Loops<float>) ==
-              static_cast<int>(LossKind::kCount));
+static_assert(keyed_by_loss(kPortableLoops<float>) && keyed_by_loss(kPortableLoops<double>) &&
+              keyed_by_loss(kPortableLoops<float, Float16Bits>) &&
+              keyed_by_loss(kPortableLoops<float, BFloat16Bits>));
 
 constexpr IsaLoops kLoops = {kPortableLoops<float>, kPortableLoops<double>,
                              kPortableLoops<float, Float16Bits>,

@@ -6,9 +6,7 @@
 
 #include <array>
 
-#include "../losses/bce.h"
-#include "../losses/bce_with_logits.h"
-#include "../losses/sigmoid_focal.h"
+#include "../losses/registry.h"
 #include "../ops/loss_kernels.h"
 #include "loss_cuda.h"
 
@@ -18,26 +16,24 @@ namespace {
 // The CUDA kernels of every loss op (see ops/loss_kernels.h).
 struct CudaKernels {
   static at::Tensor forward(c10::DispatchKeySet, const LossCall& c) {
-    switch (c.kind) {
-      case LossKind::kBce:
-        return loss_forward_cuda<losses::Bce>(c);
-      case LossKind::kBceWithLogits:
-        return loss_forward_cuda<losses::BceWithLogits>(c);
-      default:
-        return loss_forward_cuda<losses::SigmoidFocal>(c);
-    }
+    return visit_loss(c.kind, [&](auto loss) { return forward_of(loss, c); });
   }
 
   static TensorPair backward(c10::DispatchKeySet, const LossCall& c,
                              const at::Tensor& grad_output, std::array<bool, 2> output_mask) {
-    switch (c.kind) {
-      case LossKind::kBce:
-        return loss_backward_cuda<losses::Bce>(c, grad_output, output_mask);
-      case LossKind::kBceWithLogits:
-        return loss_backward_cuda<losses::BceWithLogits>(c, grad_output, output_mask);
-      default:
-        return loss_backward_cuda<losses::SigmoidFocal>(c, grad_output, output_mask);
-    }
+    return visit_loss(c.kind,
+                      [&](auto loss) { return backward_of(loss, c, grad_output, output_mask); });
+  }
+
+ private:
+  template <template <class, class> class L>
+  static at::Tensor forward_of(Loss<L>, const LossCall& c) {
+    return loss_forward_cuda<L>(c);
+  }
+  template <template <class, class> class L>
+  static TensorPair backward_of(Loss<L>, const LossCall& c, const at::Tensor& grad_output,
+                                std::array<bool, 2> output_mask) {
+    return loss_backward_cuda<L>(c, grad_output, output_mask);
   }
 };
 

@@ -17,6 +17,7 @@
 #include "../bce_constants.h"
 #include "coefficients.h"
 #include "host_device.h"
+#include "traits.h"
 
 namespace bce_ext::losses {
 
@@ -69,6 +70,15 @@ struct Bce {
                              V::set1(T(__builtin_inf())));
     return V::mul(V::neg(logit), g);
   }
+};
+
+// The op and its result: its input's dtype and layout, as PyTorch's.
+template <>
+struct Traits<Bce> {
+  static constexpr const char* kOp = "binary_cross_entropy";
+  static constexpr const char* kNode = "BinaryCrossEntropy";
+  static constexpr ResultDtype kResult = ResultDtype::kInput;
+  static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
 };
 
 }  // namespace bce_ext::losses

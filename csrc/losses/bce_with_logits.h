@@ -15,6 +15,7 @@
 #include "../bce_constants.h"
 #include "coefficients.h"
 #include "host_device.h"
+#include "traits.h"
 
 namespace bce_ext::losses {
 
@@ -88,6 +89,15 @@ struct BceWithLogits {
       return V::mul(V::neg(x), g);
     }
   }
+};
+
+// The op and its result: the target's dtype and layout (PyTorch computes it in place on 1 - target).
+template <>
+struct Traits<BceWithLogits> {
+  static constexpr const char* kOp = "binary_cross_entropy_with_logits";
+  static constexpr const char* kNode = "BinaryCrossEntropyWithLogits";
+  static constexpr ResultDtype kResult = ResultDtype::kTarget;
+  static constexpr LaidOutLike kLayout = LaidOutLike::kTarget;
 };
 
 }  // namespace bce_ext::losses

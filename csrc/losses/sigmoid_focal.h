@@ -31,6 +31,7 @@
 #include "bce_with_logits.h"
 #include "coefficients.h"
 #include "host_device.h"
+#include "traits.h"
 
 namespace bce_ext::losses {
 
@@ -160,6 +161,15 @@ struct SigmoidFocal {
     }
     return V::mul(d, g);
   }
+};
+
+// The op and its result: the promoted dtype (torchvision's chain of ops), laid out like the input.
+template <>
+struct Traits<SigmoidFocal> {
+  static constexpr const char* kOp = "sigmoid_focal_loss";
+  static constexpr const char* kNode = "SigmoidFocalLoss";
+  static constexpr ResultDtype kResult = ResultDtype::kPromoted;
+  static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
 };
 
 }  // namespace bce_ext::losses

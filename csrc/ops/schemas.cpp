@@ -63,14 +63,7 @@ using K = LossKernels<NoImpl>;
 }  // namespace
 
 const char* LossCall::name() const {
-  switch (kind) {
-    case LossKind::kBce:
-      return "binary_cross_entropy";
-    case LossKind::kBceWithLogits:
-      return "binary_cross_entropy_with_logits";
-    default:
-      return "sigmoid_focal_loss";
-  }
+  return visit_loss(kind, [](auto loss) { return decltype(loss)::Traits::kOp; });
 }
 
 LossCall LossCall::with(const at::Tensor& new_self, const at::Tensor& new_target) const {
@@ -80,40 +73,66 @@ LossCall LossCall::with(const at::Tensor& new_self, const at::Tensor& new_target
   return c;
 }
 
-at::Tensor call_forward(const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
-  const double s = c.params.label_smoothing;
-  if (c.kind == LossKind::kBce) {
-    static const auto op = find<SignatureOf<decltype(&K::bce)>>("bce_ext::binary_cross_entropy");
-    return invoke(op, ks, c.self, c.target, c.weight, c.reduction, s);
-  }
-  if (c.kind == LossKind::kSigmoidFocal) {
-    static const auto op =
-        find<SignatureOf<decltype(&K::sigmoid_focal)>>("bce_ext::sigmoid_focal_loss");
-    return invoke(op, ks, c.self, c.target, c.reduction, c.params.alpha, c.params.gamma);
-  }
+namespace {
+
+// Each loss's ops, called with its own arguments.
+at::Tensor forward_of(Loss<losses::Bce>, const LossCall& c,
+                      std::optional<c10::DispatchKeySet> ks) {
+  static const auto op = find<SignatureOf<decltype(&K::bce)>>("bce_ext::binary_cross_entropy");
+  return invoke(op, ks, c.self, c.target, c.weight, c.reduction, c.params.label_smoothing);
+}
+
+at::Tensor forward_of(Loss<losses::BceWithLogits>, const LossCall& c,
+                      std::optional<c10::DispatchKeySet> ks) {
   static const auto op = find<SignatureOf<decltype(&K::bce_with_logits)>>(
       "bce_ext::binary_cross_entropy_with_logits");
-  return invoke(op, ks, c.self, c.target, c.weight, c.pos_weight, c.reduction, s);
+  return invoke(op, ks, c.self, c.target, c.weight, c.pos_weight, c.reduction,
+                c.params.label_smoothing);
+}
+
+at::Tensor forward_of(Loss<losses::SigmoidFocal>, const LossCall& c,
+                      std::optional<c10::DispatchKeySet> ks) {
+  static const auto op =
+      find<SignatureOf<decltype(&K::sigmoid_focal)>>("bce_ext::sigmoid_focal_loss");
+  return invoke(op, ks, c.self, c.target, c.reduction, c.params.alpha, c.params.gamma);
+}
+
+TensorPair backward_of(Loss<losses::Bce>, const LossCall& c, const at::Tensor& grad_output,
+                       std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
+  static const auto op = find<SignatureOf<decltype(&K::bce_backward)>>(
+      "bce_ext::binary_cross_entropy_backward");
+  return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.reduction, output_mask,
+                c.params.label_smoothing);
+}
+
+TensorPair backward_of(Loss<losses::BceWithLogits>, const LossCall& c,
+                       const at::Tensor& grad_output, std::array<bool, 2> output_mask,
+                       std::optional<c10::DispatchKeySet> ks) {
+  static const auto op = find<SignatureOf<decltype(&K::bce_with_logits_backward)>>(
+      "bce_ext::binary_cross_entropy_with_logits_backward");
+  return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.pos_weight, c.reduction,
+                output_mask, c.params.label_smoothing);
+}
+
+TensorPair backward_of(Loss<losses::SigmoidFocal>, const LossCall& c,
+                       const at::Tensor& grad_output, std::array<bool, 2> output_mask,
+                       std::optional<c10::DispatchKeySet> ks) {
+  static const auto op = find<SignatureOf<decltype(&K::sigmoid_focal_backward)>>(
+      "bce_ext::sigmoid_focal_loss_backward");
+  return invoke(op, ks, grad_output, c.self, c.target, c.reduction, output_mask, c.params.alpha,
+                c.params.gamma);
+}
+
+}  // namespace
+
+at::Tensor call_forward(const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
+  return visit_loss(c.kind, [&](auto loss) { return forward_of(loss, c, ks); });
 }
 
 TensorPair call_backward(const LossCall& c, const at::Tensor& grad_output,
                          std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
-  const double s = c.params.label_smoothing;
-  if (c.kind == LossKind::kBce) {
-    static const auto op = find<SignatureOf<decltype(&K::bce_backward)>>(
-        "bce_ext::binary_cross_entropy_backward");
-    return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.reduction, output_mask, s);
-  }
-  if (c.kind == LossKind::kSigmoidFocal) {
-    static const auto op = find<SignatureOf<decltype(&K::sigmoid_focal_backward)>>(
-        "bce_ext::sigmoid_focal_loss_backward");
-    return invoke(op, ks, grad_output, c.self, c.target, c.reduction, output_mask, c.params.alpha,
-                  c.params.gamma);
-  }
-  static const auto op = find<SignatureOf<decltype(&K::bce_with_logits_backward)>>(
-      "bce_ext::binary_cross_entropy_with_logits_backward");
-  return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.pos_weight, c.reduction,
-                output_mask, s);
+  return visit_loss(c.kind,
+                    [&](auto loss) { return backward_of(loss, c, grad_output, output_mask, ks); });
 }
 
 }  // namespace bce_ext

@@ -4,9 +4,7 @@
 // BCE_EXT_ISA_BACKEND and BCE_EXT_ISA_DOUBLE_BACKEND and the name BCE_EXT_ISA_NAME: the Loops of
 // every loss for every storage type (float, double, and the half types over the float backend),
 // the half conversions, and the Math functions for the accuracy tests.
-#include "../../losses/bce.h"
-#include "../../losses/bce_with_logits.h"
-#include "../../losses/sigmoid_focal.h"
+#include "../../losses/registry.h"
 #include "loops_impl.h"
 
 namespace bce_ext::cpu {
@@ -18,15 +16,17 @@ using MathV = vec_math::Math<V>;
 using VD = BCE_EXT_ISA_DOUBLE_BACKEND;
 using MathVD = vec_math_f64::Math<VD>;
 
-// The loops of every loss over backend B for storage type S, indexed by LossKind.
+// The loops of every loss over backend B for storage type S, keyed by LossKind (generated from the
+// registry's list, and checked).
 template <class B, class MathB, class S = typename B::T>
-constexpr Loops<S> kLoopsOf[] = {
-    loops::make_loops<B, losses::Bce, MathB, S>(BCE_EXT_ISA_NAME),
-    loops::make_loops<B, losses::BceWithLogits, MathB, S>(BCE_EXT_ISA_NAME),
-    loops::make_loops<B, losses::SigmoidFocal, MathB, S>(BCE_EXT_ISA_NAME),
+constexpr Loops<S> kLoopsOf[kLossCount] = {
+#define BCE_EXT_ISA_LOOPS(Name) loops::make_loops<B, losses::Name, MathB, S>(BCE_EXT_ISA_NAME),
+    BCE_EXT_LOSSES(BCE_EXT_ISA_LOOPS)
+#undef BCE_EXT_ISA_LOOPS
 };
-static_assert(sizeof(kLoopsOf<V, MathV>) / sizeof(Loops<float>) ==
-              static_cast<int>(LossKind::kCount));
+static_assert(keyed_by_loss(kLoopsOf<V, MathV>) && keyed_by_loss(kLoopsOf<VD, MathVD>) &&
+              keyed_by_loss(kLoopsOf<V, MathV, Float16Bits>) &&
+              keyed_by_loss(kLoopsOf<V, MathV, BFloat16Bits>));
 constexpr IsaLoops kIsaLoops = {kLoopsOf<V, MathV>, kLoopsOf<VD, MathVD>,
                                 kLoopsOf<V, MathV, Float16Bits>, kLoopsOf<V, MathV, BFloat16Bits>};
 

@@ -459,7 +459,8 @@ void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_sc
 template <class V, template <class, class> class Loss, class MathV, class S = T<V>>
 constexpr Loops<S> make_loops(const char* isa) {
   using E = Loss<V, MathV>;
-  return Loops<S>{isa, &forward_sum<V, S, E>, &forward_none<V, S, E>, &backward<V, S, E>};
+  return Loops<S>{KindOf<Loss>::value, isa, &forward_sum<V, S, E>, &forward_none<V, S, E>,
+                  &backward<V, S, E>};
 }
 
 }  // namespace loops
