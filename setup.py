@@ -133,12 +133,16 @@ def cuda_plan():
     if home is None:
         return None, "no CUDA toolkit (nvcc) found; set CUDA_HOME"
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    if not archs and gpus:
+    supported = nvcc_archs(home)
+    known = [a for a in gpus if supported is None or a in supported]
+    if not archs and gpus and len(known) == len(gpus):
         archs = ";".join(gpus)
     elif not archs:
-        supported = nvcc_archs(home) or set(DEFAULT_ARCHS)
-        keep = [a for a in DEFAULT_ARCHS if a in supported]
-        archs = ";".join(keep[:-1] + [keep[-1] + "+PTX"])
+        # No GPU, or one newer than this nvcc knows (as torch's default: the newest supported
+        # architecture with PTX, which the driver compiles for the newer GPU at load time).
+        keep = [a for a in DEFAULT_ARCHS if a in (supported or set(DEFAULT_ARCHS))]
+        archs = ";".join(keep[:-1] + [keep[-1] + "+PTX"]) if not gpus else \
+            ";".join(known + [keep[-1] + "+PTX"])
     return home, archs
 
 
@@ -222,8 +226,9 @@ def build_extension():
         # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
         system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]
         # No --use_fast_math: log, log1p and division stay accurate (docs/behaviour.md).
-        # --threads: nvcc compiles a file's architectures in parallel (0: one thread per core).
-        extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo", "--threads=0"] + system}
+        # --threads: nvcc compiles a file's architectures two at a time (more, beside ninja's one
+        # job per core, can run a small machine out of memory).
+        extra = {"cxx": cxx + system, "nvcc": opt + ["-lineinfo", "--threads=2"] + system}
         ext = CUDAExtension("bce_ext._C", sources, extra_compile_args=extra, define_macros=macros,
                             **kwargs)
         _say(f"building CPU and CUDA kernels (CUDA_HOME={home}, TORCH_CUDA_ARCH_LIST={archs})")

@@ -373,7 +373,7 @@ static at::ScalarType result_type(const LossCall& c) {
     case losses::ResultDtype::kPromoted:
       return at::promote_types(c.self.scalar_type(), c.target.scalar_type());
   }
-  __builtin_unreachable();  // every enumerator has its case (-Wswitch)
+  __builtin_trap();  // a value outside the enumeration (each enumerator has its case: -Wswitch)
 }
 
 at::Tensor empty_forward_output(const LossCall& c) {

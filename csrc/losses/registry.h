@@ -55,7 +55,7 @@ decltype(auto) visit_loss(LossKind kind, F&& f) {
     BCE_EXT_LOSSES(BCE_EXT_LOSS_CASE)
 #undef BCE_EXT_LOSS_CASE
   }
-  __builtin_unreachable();  // every enumerator has its case (-Wswitch)
+  __builtin_trap();  // a value outside the enumeration (each enumerator has its case: -Wswitch)
 }
 
 }  // namespace bce_ext
