@@ -18,7 +18,7 @@ otherwise. It prints which. Switches (environment variables):
   BCE_EXT_SANITIZE=1        AddressSanitizer and UndefinedBehaviorSanitizer in the C++ code (compile
                             and link; every UB report is fatal). Build it into its own folder
                             (`setup.py build --build-base DIR`) and run it with the sanitizer
-                            runtime preloaded: tools/sanitize.sh does both (see docs/contributing.md)
+                            runtime preloaded: tools/sanitize.sh does both (docs/contributing.md)
 Headers that a bare toolkit lacks (cusparse.h, which ATen's CUDA headers include) are taken from a
 pip-installed toolkit beside torch (site-packages/nvidia/*/include), searched after the toolkit's
 own. The extension must be built against the torch it runs with, so install with

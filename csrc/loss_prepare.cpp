@@ -97,7 +97,8 @@ at::Tensor in_order(const at::Tensor& t, at::IntArrayRef sizes, const std::vecto
   return t.expand(sizes).permute(order).contiguous();
 }
 
-// Type in which the kernels compute: float for the half types (beyond PyTorch, see docs/behaviour.md).
+// Type in which the kernels compute: float for the half types (beyond PyTorch, see
+// docs/behaviour.md).
 at::ScalarType compute_type(at::ScalarType t) {
   return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
 }
@@ -378,7 +379,8 @@ static at::ScalarType result_type(const LossCall& c) {
 
 at::Tensor empty_forward_output(const LossCall& c) {
   // PyTorch's dtype (result_type) and layout (Traits::kLayout).
-  const auto layout = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
+  const auto layout =
+      visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
   const at::Tensor& like = layout == losses::LaidOutLike::kTarget ? c.target : c.self;
   const auto options = like.options().dtype(result_type(c));
   return c.reduction != kReductionNone ? at::empty({}, options) : at::empty_like(like, options);

@@ -74,8 +74,8 @@ struct Loops {
                    S* gi, S* gt);
 };
 
-// Whether a table of every loss's loops holds each loss's at its LossKind (static_asserted where the
-// tables are defined).
+// Whether a table of every loss's loops holds each loss's at its LossKind (static_asserted where
+// the tables are defined).
 template <typename S>
 constexpr bool keyed_by_loss(const Loops<S> (&table)[kLossCount]) {
   for (int k = 0; k < kLossCount; ++k) {

@@ -27,9 +27,9 @@
 //   Reduction ('mean', 'sum'): head = 0 and the grid depends only on the device and N (and the
 //   dtype's group size): which thread adds which elements, in which order, is then a function of N
 //   alone, not of the operands' alignment nor of the kernel variant (strict or not, weighted or
-//   not), so the same values give the same bits (docs/behaviour.md). Each thread adds its elements in float in
-//   runs of kFoldGroups groups, each run into a double; blocks add their threads in double in a
-//   fixed tree (partials), and one block adds the partials in order (finish_kernel).
+//   not), so the same values give the same bits (docs/behaviour.md). Each thread adds its elements
+//   in float in runs of kFoldGroups groups, each run into a double; blocks add their threads in
+//   double in a fixed tree (partials), and one block adds the partials in order (finish_kernel).
 //   Element-wise ('none', backward): head is chosen so that most operands are aligned from there on
 //   (elements 0 .. head-1 are done one per thread): peeled to alignment.
 // The grid is one wave of kBlocksPerSm blocks per SM at most (grid-stride loops cover the rest).

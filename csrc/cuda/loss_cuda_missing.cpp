@@ -13,8 +13,8 @@ namespace {
 
 [[noreturn]] void missing(const LossCall& c) {
   TORCH_CHECK(false, "bce_ext::", c.name(), " got CUDA tensors, but this build of bce_ext has no ",
-              "CUDA kernels: setup.py builds them when torch has CUDA, a CUDA toolkit is found and ",
-              "a GPU is visible. Build them anyway with FORCE_CUDA=1, e.g. `FORCE_CUDA=1 pip ",
+              "CUDA kernels: setup.py builds them when torch has CUDA, a CUDA toolkit is found ",
+              "and a GPU is visible. Build them anyway with FORCE_CUDA=1, e.g. `FORCE_CUDA=1 pip ",
               "install --no-build-isolation -e .` (TORCH_CUDA_ARCH_LIST chooses the GPU ",
               "architectures); `python -m bce_ext.info` shows what was built.");
 }

@@ -91,7 +91,8 @@ struct BceWithLogits {
   }
 };
 
-// The op and its result: the target's dtype and layout (PyTorch computes it in place on 1 - target).
+// The op and its result: the target's dtype and layout (PyTorch computes it in place on
+// 1 - target).
 template <>
 struct Traits<BceWithLogits> {
   static constexpr const char* kOp = "binary_cross_entropy_with_logits";

@@ -1,8 +1,9 @@
 #pragma once
 // Every loss, declared once. A loss is its header (formulas and Traits), included below, and one
-// entry X(Name) of BCE_EXT_LOSSES, Name the formulas' class template in bce_ext::losses. The list is an X-macro: it generates LossKind, the CPU loop tables and
-// visit_loss, the one switch on the loss kind, from which every other site dispatches to an
-// overload per loss (so a site missing a loss fails to compile: no default, no catch-all else).
+// entry X(Name) of BCE_EXT_LOSSES, Name the formulas' class template in bce_ext::losses. The list
+// is an X-macro: it generates LossKind, the CPU loop tables and visit_loss, the one switch on the
+// loss kind, from which every other site dispatches to an overload per loss (so a site missing a
+// loss fails to compile: no default, no catch-all else).
 // Plain C++, no torch headers (the CPU files with their own target flags include it; they use the
 // list and KindOf, never visit_loss, a host function).
 #include "bce.h"
