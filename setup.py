@@ -3,9 +3,9 @@
 As torchvision and pytorch_scatter do, it builds the CUDA kernels when the installed torch has
 CUDA, a CUDA toolkit is found and a GPU is visible, or when FORCE_CUDA=1; a CPU-only extension
 otherwise. It prints which. Switches (environment variables):
-  FORCE_CUDA=1              build the CUDA kernels without a visible GPU; fail, rather than build CPU
-                            only, when torch has no CUDA or no toolkit is found (a CUDA compile
-                            error always fails the build)
+  FORCE_CUDA=1              build the CUDA kernels without a visible GPU; fail, rather than build
+                            CPU only, when torch has no CUDA or no toolkit is found (a CUDA
+                            compile error always fails the build)
   BCE_EXT_CPU_ONLY=1        never build the CUDA kernels
   CUDA_HOME=/path           the toolkit to use (else the one nvcc on PATH, or /usr/local/cuda*,
                             belongs to, asked of nvcc itself, so a wrapper script is seen through)
@@ -74,7 +74,8 @@ def find_cuda_home():
         home = os.environ.get(var)
         if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
             return home
-    candidates = [shutil.which("nvcc")] + sorted(glob.glob("/usr/local/cuda*/bin/nvcc"), reverse=True)
+    candidates = ([shutil.which("nvcc")]
+                  + sorted(glob.glob("/usr/local/cuda*/bin/nvcc"), reverse=True))
     for nvcc in filter(None, candidates):
         home = _nvcc_toolkit(nvcc)
         if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
@@ -209,9 +210,9 @@ def build_extension():
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
-    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp") + glob.glob("csrc/cpu/*.cpp")
-                     + glob.glob("csrc/meta/*.cpp") + glob.glob("csrc/autocast/*.cpp")
-                     + glob.glob("csrc/autograd/*.cpp"))
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp")
+                     + glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/meta/*.cpp")
+                     + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
     # The CUDA build's kernels, or (without BCE_EXT_WITH_CUDA) the error that says they are missing.
     sources += ["csrc/cuda/loss_cuda_missing.cpp"]
     debug = _flag("BCE_EXT_DEBUG")

@@ -28,6 +28,8 @@ import warnings
 
 import torch
 
+from ._registry import LOSSES
+
 __all__ = ["OPS", "ShardedOp", "install", "registered_ops"]
 
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
@@ -51,15 +53,10 @@ class ShardedOp:
     scale: object = "weight"
 
 
-# An op that this build lacks is skipped; an op of the library missing here fails the tests.
-OPS = (
-    ShardedOp("binary_cross_entropy"),
-    ShardedOp("binary_cross_entropy_backward"),
-    ShardedOp("binary_cross_entropy_with_logits", broadcast=("weight", "pos_weight")),
-    ShardedOp("binary_cross_entropy_with_logits_backward", broadcast=("weight", "pos_weight")),
-    ShardedOp("sigmoid_focal_loss", broadcast=(), scale=None),
-    ShardedOp("sigmoid_focal_loss_backward", broadcast=(), scale=None),
-)
+# Every loss's forward and backward ops (bce_ext/_registry.py). An op that this build lacks is
+# skipped; an op of the library missing here fails the tests.
+OPS = tuple(ShardedOp(op, broadcast=entry.tensors, scale=entry.scale)
+            for entry in LOSSES for op in (entry.name, entry.name + "_backward"))
 
 _registered = {}   # op name -> OpOverload, once registered
 _skipped = {}      # op name -> why its schema could not be read

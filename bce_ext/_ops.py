@@ -8,6 +8,7 @@ order and forward mode, as PyTorch's own ops have; csrc/autograd).
 import torch
 
 from . import _C  # noqa: F401  (loading the library registers torch.ops.bce_ext.*)
+from ._registry import LOSSES
 
 forward_op = torch.ops.bce_ext.binary_cross_entropy.default
 backward_op = torch.ops.bce_ext.binary_cross_entropy_backward.default
@@ -18,8 +19,7 @@ REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 
 # Each loss op: how many broadcast tensors (weight, pos_weight) follow input and target in its
 # schema. Its backward op has the same arguments after grad_output, and output_mask after reduction.
-LOSS_OPS = {"binary_cross_entropy": 1, "binary_cross_entropy_with_logits": 2,
-            "sigmoid_focal_loss": 0}
+LOSS_OPS = {entry.name: len(entry.tensors) for entry in LOSSES}
 
 
 def _batch_first(value, bdim, batch_size):

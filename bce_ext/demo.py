@@ -23,15 +23,20 @@ from contextlib import contextmanager
 import torch
 
 import bce_ext
+from bce_ext import _registry
 
 INSTALL_HINT = 'pip install --no-build-isolation "bce_ext[demo]"'
 # (what pip installs, what the demo imports)
 EXTRAS = (("scikit-learn", "sklearn.datasets"), ("tqdm", "tqdm"),
           ("matplotlib", "matplotlib.figure"))
 PNG_NAME = "bce_ext_demo.png"
-# --loss: bce_ext's module, PyTorch's, and whether the model ends in a sigmoid.
-LOSSES = {"bce": (bce_ext.BCELoss, torch.nn.BCELoss, True),
-          "logits": (bce_ext.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, False)}
+# --loss (a loss's name or alias, bce_ext/_registry.py): bce_ext's module, PyTorch's, and whether
+# the model ends in a sigmoid.
+LOSSES = {"binary_cross_entropy": (bce_ext.BCELoss, torch.nn.BCELoss, True),
+          "binary_cross_entropy_with_logits": (bce_ext.BCEWithLogitsLoss,
+                                               torch.nn.BCEWithLogitsLoss, False)}
+LOSS_NAMES = sorted(key for entry in _registry.LOSSES if entry.name in LOSSES
+                    for key in (entry.name,) + entry.aliases)
 
 
 @dataclasses.dataclass
@@ -44,7 +49,7 @@ class DemoResult:
     png_path: str             # written by the first process only
     device: str
     world_size: int = 1       # processes that trained together (torchrun)
-    loss: str = "bce"         # --loss
+    loss: str = "binary_cross_entropy"  # --loss, by its one name
 
 
 def import_extras():
@@ -64,9 +69,10 @@ def import_extras():
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bce_ext.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--loss", choices=sorted(LOSSES), default="bce",
+    p.add_argument("--loss", choices=LOSS_NAMES, default="bce", metavar="{bce,logits}",
                    help="bce: BCELoss on the model's sigmoid outputs; logits: BCEWithLogitsLoss "
-                        "on its logits (no final sigmoid)")
+                        "on its logits (no final sigmoid); or the losses' own names, "
+                        "binary_cross_entropy and binary_cross_entropy_with_logits")
     p.add_argument("--epochs", type=int, default=40, help="epochs of each run")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
@@ -79,6 +85,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if min(args.epochs, args.batch_size, args.threads, args.limit or 1) < 1:
         p.error("--epochs, --batch-size, --threads and --limit must be positive")
+    args.loss = _registry.canonical(args.loss)
     return args
 
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 import bce_ext
 from bce_ext import _C
+from bce_ext._registry import LOSSES
 
 REDUCTIONS = ("none", "mean", "sum")
 # Relative tolerance, scaled by the largest reference value: float32 and float64 differ from torch
@@ -59,40 +59,11 @@ def check_devices():
     return ["cpu", "cuda"], None
 
 
-def sigmoid_focal_loss_formula(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss's formula in torch ops (for where torchvision is not
-    installed): the focal loss's reference."""
-    p = torch.sigmoid(inputs)
-    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    # torchvision's order: only the reduction asked for (the benchmarks time this as eager), then
-    # its error, after the work as there.
-    if reduction == "none":
-        return loss
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
-                     "modes: 'none', 'mean', 'sum'")
-
-
-try:
-    from torchvision.ops import sigmoid_focal_loss as torchvision_sigmoid_focal_loss
-except ImportError:
-    torchvision_sigmoid_focal_loss = sigmoid_focal_loss_formula
-
-
-# Each loss: the functional's name in bce_ext (and in torch.nn.functional, looked up at each check,
-# unless a reference is given), its inputs from uniform [0, 1) values u, and the reference.
-LOSSES = {
-    # Kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
-    "bce": ("binary_cross_entropy", lambda u: u * 0.98 + 0.01, None),
-    "logits": ("binary_cross_entropy_with_logits", lambda u: 16 * u - 8, None),
-    "focal": ("sigmoid_focal_loss", lambda u: 16 * u - 8, torchvision_sigmoid_focal_loss),
-}
+# How each loss's inputs are drawn from uniform [0, 1) values u, by its input's domain.
+# Probabilities kept clear of 0 and 1, where the log clamps make the comparison one of inf and -100.
+DRAW = {"probability": lambda u: u * 0.98 + 0.01, "logit": lambda u: 16 * u - 8}
+# Other values of its scalar parameters, for the loss that takes no weight (its "weighted" case).
+OTHER_PARAMS = {"alpha": 0.75, "gamma": 0.5}
 
 
 def _grads(fn, x, t, reduction, g, **kwargs):
@@ -104,16 +75,15 @@ def _grads(fn, x, t, reduction, g, **kwargs):
 def check_case(loss, device, dtype, reduction, weighted, gen):
     """Max error / tolerance over forward, grad_input and grad_target (<= 1 passes), and the names
     of what failed."""
-    name, inputs, reference = LOSSES[loss]
-    ours, theirs = getattr(bce_ext, name), reference or getattr(F, name)
-    x = inputs(torch.rand(SHAPE, generator=gen)).to(device, dtype)
+    ours, theirs = loss.function, loss.replaced()
+    x = DRAW[loss.input](torch.rand(SHAPE, generator=gen)).to(device, dtype)
     t = torch.rand(SHAPE, generator=gen).to(device, dtype)
     kw = {}
-    if weighted and loss == "focal":  # no weight: other alpha and gamma
-        kw = {"alpha": 0.75, "gamma": 0.5}
+    if weighted and not loss.tensors:  # no weight: other values of its parameters
+        kw = {name: OTHER_PARAMS[name] for name, _ in loss.params}
     elif weighted:
         kw["weight"] = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype)
-        if loss == "logits":
+        if "pos_weight" in loss.tensors:
             kw["pos_weight"] = (3 * torch.rand(SHAPE[-1], generator=gen)).to(device, dtype)
     g = torch.randn(SHAPE if reduction == "none" else (), generator=gen).to(device, dtype)
     got = _grads(ours, x, t, reduction, g, **kw)
@@ -146,16 +116,22 @@ def self_check(print_fn=print, seed=0):
     if note:
         print_fn(f"NOTE {note}")
     ok = True
+    for loss in LOSSES:
+        if loss.replaced() is None:
+            library = loss.replaces.partition(".")[0]
+            print_fn(f"SKIP {loss.name}: {library} is not installed (its oracle)")
+    checked = [loss for loss in LOSSES if loss.replaced() is not None]
     for loss, device, dtype, reduction, weighted in itertools.product(
-            LOSSES, devices, RTOL, REDUCTIONS, (False, True)):
+            checked, devices, RTOL, REDUCTIONS, (False, True)):
         try:
             worst, failed = check_case(loss, device, dtype, reduction, weighted, gen)
         except Exception as e:  # a crash of one case is a FAIL line, not the end of the check
             reason = str(e).partition("\n")[0]
             worst, failed = float("nan"), [f"{type(e).__name__}: {reason}"]
         ok = ok and not failed
-        print_fn(f"{loss:6} {device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
-                 f"{('alpha, gamma' if loss == 'focal' else 'weights') if weighted else 'defaults':12} "
+        varied = ", ".join(name for name, _ in loss.params) if not loss.tensors else "weights"
+        print_fn(f"{loss.name:32} {device:4} {str(dtype).replace('torch.', ''):8} {reduction:4} "
+                 f"{varied if weighted else 'defaults':16} "
                  f"forward+grads err/tol {worst:.2g}  "
                  + ("PASS" if not failed else "FAIL " + "; ".join(failed)))
     return ok

@@ -1,5 +1,5 @@
 """bce_ext against eager PyTorch and torch.compile on the CPU (or CUDA with --device cuda), for
-every loss (--losses bce,bce_with_logits,sigmoid_focal_loss).
+every loss (--losses all, or a list of names: bce_ext/_registry.py's, or their aliases).
 
     python benchmarks/bench_bce.py --threads 2           # everything (long: dozens of minutes)
     python benchmarks/bench_bce.py --losses bce --dtypes float32 --reductions mean --weights none \
@@ -36,47 +36,43 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from _losses import baseline, canonical, get, inputs, parse_losses  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
-import bce_ext  # noqa: E402
-from bce_ext.info import torchvision_sigmoid_focal_loss  # noqa: E402
+import bce_ext  # noqa: E402,F401
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
-# Each loss: bce_ext's function and PyTorch's.
-LOSSES = {"bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy),
-          "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
-                              F.binary_cross_entropy_with_logits),
-          "sigmoid_focal_loss": (bce_ext.sigmoid_focal_loss, torchvision_sigmoid_focal_loss)}
-# Losses that take no weight (the weight cases other than 'none' skip them).
-UNWEIGHTED = {"sigmoid_focal_loss"}
 # Columns of the (C,) broadcast weight; inputs are then (N / C, C).
 BROADCAST_C = 1000
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--losses", default="bce,bce_with_logits,sigmoid_focal_loss")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--losses", default="all")
     p.add_argument("--sizes", default="1e3,1e4,1e5,1e6,1e7", help="element counts, comma-separated")
     p.add_argument("--dtypes", default="float32,float64,float16,bfloat16")
     p.add_argument("--reductions", default="mean,sum,none")
     p.add_argument("--weights", default="none,broadcast,full",
                    help="none, broadcast (a (C,) weight over (N/C, C) inputs), full (one per "
-                        "element), pos_weight (the logits loss: a (C,) weight and a (C,) pos_weight)")
+                        "element), pos_weight (the logits loss: a (C,) weight and a (C,) "
+                        "pos_weight)")
     p.add_argument("--modes", default="fwd,fwd+bwd")
     p.add_argument("--impls", default="bce_ext,eager,compiled")
     p.add_argument("--isas", default="",
                    help="bce_ext CPU loops to time, comma-separated (scalar, avx2, avx512); "
                         "default: the one bce_ext chooses")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: as is)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: as is)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per measurement")
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench"))
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-limits", action="store_true", help="skip the floors (limit column)")
     p.add_argument("--render", metavar="RESULTS_JSON",
-                   help="write results.md again from a results.json of an earlier run, time nothing")
+                   help="write results.md again from a results.json of an earlier run, "
+                        "time nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=1,
                    help="passes over the whole grid; each case keeps its smallest median (on a "
@@ -90,15 +86,7 @@ def make_case(loss, n, dtype, weight_kind, device, gen):
         shape = (max(1, n // BROADCAST_C), BROADCAST_C)
     else:
         shape = (n,)
-    # Probabilities away from exactly 0 and 1 (or logits), soft labels (torch.rand).
-    x = torch.rand(shape, generator=gen)
-    if loss != "bce":
-        x = 3 * torch.randn(shape, generator=gen)
-    x = x.to(device=device, dtype=dtype)
-    t = torch.rand(shape, generator=gen)
-    if loss == "sigmoid_focal_loss":
-        t = (t < 0.1).float()
-    t = t.to(device=device, dtype=dtype)
+    x, t = inputs(get(loss), shape, gen, device, dtype)
     kw = {}
     if weight_kind in ("broadcast", "pos_weight"):
         kw["weight"] = (torch.rand(BROADCAST_C, generator=gen) + 0.5).to(device=device, dtype=dtype)
@@ -123,11 +111,13 @@ class Impls:
                      "accumulated_recompile_limit"):
             if hasattr(cfg, name):
                 setattr(cfg, name, max(getattr(cfg, name), 4096))
-        self.compiled = {name: torch.compile(theirs, dynamic=False)
-                         for name, (_, theirs) in LOSSES.items()}
+        self.compiled = {}
 
     def fn(self, loss, impl):
-        ours, theirs = LOSSES[loss]
+        entry = get(loss)
+        ours, theirs = entry.function, baseline(entry)
+        if loss not in self.compiled:
+            self.compiled[loss] = torch.compile(theirs, dynamic=False)
         if impl.startswith("bce_ext"):
             return ours
         if impl == "eager":
@@ -193,10 +183,10 @@ def time_touch(n, dtype, device, min_time):
 #   one thread, less the call's fixed cost), divided by the thread count.
 # The floor is the larger of the two (perfect overlap); 'x floor' is bce_ext's time over it.
 MATH_PER_ELEMENT = {
-    ("bce", "fwd"): ("log01", "log1m"),              # soft labels: both logs
-    ("bce", "bwd"): (),                              # divisions only
-    ("bce_with_logits", "fwd"): ("exp", "log1p01"),  # log(1 + exp(-|x|))
-    ("bce_with_logits", "bwd"): ("sigmoid",),
+    ("binary_cross_entropy", "fwd"): ("log01", "log1m"),  # soft labels: both logs
+    ("binary_cross_entropy", "bwd"): (),                  # divisions only
+    ("binary_cross_entropy_with_logits", "fwd"): ("exp", "log1p01"),  # log(1 + exp(-|x|))
+    ("binary_cross_entropy_with_logits", "bwd"): ("sigmoid",),
     ("sigmoid_focal_loss", "fwd"): ("exp", "log1p01"),  # gamma = 2: (1 - p_t)^2 is a product
     ("sigmoid_focal_loss", "bwd"): ("exp", "log1p01"),  # the cross entropy again
 }
@@ -215,8 +205,10 @@ def calibrate(min_time):
             for name, (lo, hi) in MATH_DOMAIN.items():
                 m = 1 << 15
                 x = lo + (hi - lo) * torch.rand(m, dtype=dtype)
-                fixed = timer(lambda: bce_ext._C._cpu_math(isa, name, one), min_time / 4)
-                full = timer(lambda: bce_ext._C._cpu_math(isa, name, x), min_time / 4)
+                fixed = timer(lambda name=name, one=one: bce_ext._C._cpu_math(isa, name, one),
+                              min_time / 4)
+                full = timer(lambda name=name, x=x: bce_ext._C._cpu_math(isa, name, x),
+                             min_time / 4)
                 cost[(dtype, name)] = max(full - fixed, 0.0) / m
     return {"bandwidth": {}, "math": cost, "isa": isa, "min_time": min_time}
 
@@ -258,6 +250,8 @@ def main(argv=None):
     if args.render:
         with open(args.render) as fh:
             data = json.load(fh)
+        for r in data["results"]:  # results saved under older names
+            r["loss"] = canonical(r["loss"])
         names = list(dict.fromkeys(k for r in data["results"] for k in r["times"]))
         with open(os.path.join(os.path.dirname(args.render), "results.md"), "w") as fh:
             fh.write(render(data["results"], names, data["meta"]))
@@ -265,7 +259,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
-    losses = [v for v in args.losses.split(",") if v]
+    losses = [entry.name for entry in parse_losses(args.losses)]
     dtypes = [d for d in args.dtypes.split(",") if d]
     reductions = [r for r in args.reductions.split(",") if r]
     weights = [w for w in args.weights.split(",") if w]
@@ -289,8 +283,8 @@ def main(argv=None):
     calib = calibrate(args.min_time) if args.device == "cpu" and not args.no_limits else None
     cases = [(loss, dt, red, wk, mode, n) for loss in losses for dt in dtypes for red in reductions
              for wk in weights for mode in modes for n in sizes
-             if not (wk == "pos_weight" and loss != "bce_with_logits")
-             and not (wk != "none" and loss in UNWEIGHTED)]
+             if not (wk == "pos_weight" and "pos_weight" not in get(loss).tensors)
+             and not (wk != "none" and not get(loss).takes_weight)]
     results = [None] * len(cases)
     for rnd in range(args.rounds):
         for i, (loss, dt, red, wk, mode, n) in enumerate(tqdm(cases, desc=f"round {rnd + 1}")):
@@ -353,12 +347,13 @@ def main(argv=None):
 
 
 def render(results, names, meta):
-    lines = [f"# bce_ext benchmark ({meta['device']}: {meta['machine']}, {meta['threads']} threads, "
-             f"torch {meta['torch']}, bce_ext CPU loops {meta['cpu_isa']}, {meta['when']}, "
-             f"min of {meta.get('rounds', 1)} rounds)", "",
-             "Median times in ms; ns/el = ns per element; xE = speed-up against eager, xC = against "
-             "torch.compile (above 1: faster). 'touch' (fwd+bwd only) = allocating and writing one "
-             "fresh tensor of N elements, a cost every fwd+bwd figure includes (the new input.grad).",
+    lines = [f"# bce_ext benchmark ({meta['device']}: {meta['machine']}, {meta['threads']} "
+             f"threads, torch {meta['torch']}, bce_ext CPU loops {meta['cpu_isa']}, "
+             f"{meta['when']}, min of {meta.get('rounds', 1)} rounds)", "",
+             "Median times in ms; ns/el = ns per element; xE = speed-up against eager, xC = "
+             "against torch.compile (above 1: faster). 'touch' (fwd+bwd only) = allocating and "
+             "writing one fresh tensor of N elements, a cost every fwd+bwd figure includes (the "
+             "new input.grad).",
              ""]
     if "copy_GBps" in meta:
         math = ", ".join(f"{k} {v:.3f}" for k, v in meta["math_ns"].items())

@@ -28,12 +28,14 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-import bce_ext
-# torchvision's focal loss, or its formula in torch ops where torchvision is not installed: the
-# eager and compiled baselines of the focal loss (the same function as bench_bce.py's).
-from bce_ext.info import torchvision_sigmoid_focal_loss
+import bce_ext  # noqa: F401
+
+# The installed bce_ext, imported before _losses puts this checkout first on sys.path.
+# isort: split
+# Each loss's eager and compiled baseline: the function it replaces, or its formula in torch ops
+# where that library is not installed (the same as bench_bce.py's).
+from _losses import baseline, get, parse_losses
 
 TARGET_LOG2 = 28            # targets are judged at N = 2^28, 'mean'
 TARGET_FRACTION = 0.85      # of the copy bandwidth, forward and forward+backward
@@ -43,16 +45,9 @@ BYTES_PER_ELEMENT = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5,
                      ("fwd+bwd", False): 7}
 
 
-# Each loss: bce_ext's function, PyTorch's (torchvision's formula for the focal loss), and how its
-# input is drawn from uniform [0, 1) values. Every function is called with reduction= given (the
-# focal loss's default is 'none', the others' 'mean').
-LOSSES = {
-    "bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy, lambda u: u),
-    "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
-                        F.binary_cross_entropy_with_logits, lambda u: 16 * u - 8),
-    "sigmoid_focal_loss": (bce_ext.sigmoid_focal_loss, torchvision_sigmoid_focal_loss,
-                           lambda u: 16 * u - 8),
-}
+# How a loss's input is drawn from uniform [0, 1) values, by its domain. Every function is called
+# with reduction= given (the losses' defaults differ).
+DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
 
 
 def timed(fn, repeats, warmup=3):
@@ -90,7 +85,8 @@ def main():
     parser.add_argument("--sizes", default="16,18,20,22,24,26,28",
                         help="log2 of N, comma-separated")
     parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--losses", default="all",
+                        help="names or aliases (bce_ext/_registry.py), or all")
     parser.add_argument("--reductions", default="mean,none")
     parser.add_argument("--budget-s", type=float, default=300.0,
                         help="no new torch.compile compilations after this many seconds")
@@ -103,7 +99,7 @@ def main():
     began = time.monotonic()
     sizes = sorted((int(s) for s in args.sizes.split(",")), reverse=True)
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    losses = args.losses.split(",")
+    losses = [entry.name for entry in parse_losses(args.losses)]
     reductions = args.reductions.split(",")
     props = torch.cuda.get_device_properties(0)
     copy_bw = copy_bandwidth()
@@ -114,21 +110,19 @@ def main():
     # Largest size first, so that the targets' size gets torch.compile within the time budget.
     for log2 in sizes:
         for loss in losses:
-            ours_fn, eager_fn, draw = LOSSES[loss]
+            entry = get(loss)
+            ours_fn, eager_fn, draw = entry.function, baseline(entry), DRAW[entry.input]
             for dtype in dtypes:
                 n = 1 << log2
                 gen = torch.Generator("cuda").manual_seed(log2)
                 x = draw(torch.rand(n, device="cuda", generator=gen)).to(dtype)
                 t = torch.rand(n, device="cuda", generator=gen).to(dtype)
                 x_grad = x.clone().requires_grad_()
-                # Cross-check the values ('mean') before timing them. torchvision's formula rounds
-                # each of its steps to the dtype (1 - p_t cancels in bfloat16): the focal loss's
-                # eager value is computed in float32 from the same inputs.
+                # Cross-check the values ('mean') before timing them, against the baseline in
+                # float32 on the same inputs, as bce_ext computes (a formula of several ops
+                # rounds each step to the dtype: the focal loss's 1 - p_t cancels in bfloat16).
                 ours = ours_fn(x, t, reduction="mean")
-                if loss == "sigmoid_focal_loss":
-                    eager = eager_fn(x.float(), t.float(), reduction="mean")
-                else:
-                    eager = eager_fn(x, t, reduction="mean")
+                eager = eager_fn(x.float(), t.float(), reduction="mean")
                 tol = 1e-5 if dtype == torch.float32 else 2e-2
                 if not torch.allclose(ours.float(), eager.float(), rtol=tol, atol=tol):
                     failures.append(f"values differ: {loss} {dtype} 2^{log2}: {ours.item()} vs "
@@ -190,7 +184,7 @@ def main():
 
 def bench_case(args, began, copy_bw, loss, dtype, log2, reduction, x, t, x_grad):
     """The fwd and fwd+bwd rows of one case: bce_ext, eager and (within the budget) compiled."""
-    ours_fn, eager_fn, _ = LOSSES[loss]
+    ours_fn, eager_fn = get(loss).function, baseline(get(loss))
     n = x.numel()
     impls = {"bce_ext": ours_fn, "eager": eager_fn}
     compiled_note = ""

@@ -5,24 +5,40 @@ so that a before/after comparison of a kernel change runs on one machine under t
     python benchmarks/compare_builds.py --builds /work/main,. --dtype float64 \\
         --sizes 1e5,1e7 --reductions mean,none --modes fwd,fwd+bwd --threads 1
 
-Cases: every --losses entry (bce: probabilities; bce_with_logits and sigmoid_focal: logits 3 *
-randn; soft targets torch.rand) times sizes, modes and reductions. 'fwd' times the loss; 'fwd+bwd'
-the loss and .backward() into a fresh input.grad (set to None first). Each figure is the median of
-torch.utils.benchmark's blocked_autorange at --threads threads; with --rounds R the builds take
-turns R times and each case keeps its smallest median (on a shared machine, the least disturbed
-round). --eager adds PyTorch's own function and --compiled-sizes torch.compile of it at those sizes
-(each case compiles once, untimed), both timed once, in the first build's first round. Prints one
-markdown table: ms per call, and each build's speedup over the first.
+Cases: every --losses entry (names or aliases of bce_ext/_registry.py, or all; probabilities or
+logits 3 * randn by the loss's input, soft targets torch.rand) times sizes, modes and reductions.
+'fwd' times the loss; 'fwd+bwd' the loss and .backward() into a fresh input.grad (set to None
+first). Each figure is the median of torch.utils.benchmark's blocked_autorange at --threads
+threads; with --rounds R the builds take turns R times and each case keeps its smallest median (on
+a shared machine, the least disturbed round). --eager adds PyTorch's own function and
+--compiled-sizes torch.compile of it at those sizes (each case compiles once, untimed), both timed
+once, in the first build's first round. Prints one markdown table: ms per call, and each build's
+speedup over the first.
 """
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _registry():
+    """This checkout's list of losses, loaded from its file: a build being compared may be older
+    (no registry, other names), and its bce_ext is the one imported."""
+    path = os.path.join(HERE, os.pardir, "bce_ext", "_registry.py")
+    spec = importlib.util.spec_from_file_location("bce_ext_registry", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def cases(args):
-    for loss in args.losses.split(","):
+    registry = _registry()
+    names = registry.names() if args.losses == "all" else args.losses.split(",")
+    for loss in (registry.canonical(name) for name in names if name):
         for n in args.sizes.split(","):
             for mode in args.modes.split(","):
                 for reduction in args.reductions.split(","):
@@ -34,30 +50,24 @@ def worker(args):
     root = os.path.abspath(args.worker)
     sys.path.insert(0, root)
     import torch
-    import torch.nn.functional as F
     from torch.utils import benchmark
 
     import bce_ext
     assert os.path.abspath(bce_ext.__file__).startswith(root + os.sep), bce_ext.__file__
 
-    def focal_reference(x, t, reduction):
-        # torchvision's (or its formula), looked up only when called: an older build being
-        # compared may not have it, and only the first build times the reference.
-        from bce_ext.info import torchvision_sigmoid_focal_loss
-        return torchvision_sigmoid_focal_loss(x, t, reduction=reduction)
+    registry = _registry()
 
-    losses = {
-        "bce": (bce_ext.binary_cross_entropy, F.binary_cross_entropy, False),
-        "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits,
-                            F.binary_cross_entropy_with_logits, True),
-        "sigmoid_focal": (lambda x, t, reduction: bce_ext.sigmoid_focal_loss(
-            x, t, reduction=reduction), focal_reference, True),
-    }
+    def reference(name):
+        # Looked up only when called (only the first build times the reference): the function
+        # the loss replaces, or this checkout's formula of it (tests/references.py).
+        sys.path.insert(0, os.path.join(HERE, os.pardir, "tests"))
+        from references import reference
+        return reference(name)
     dtype = getattr(torch, args.dtype)
     compiled_sizes = {int(float(n)) for n in args.compiled_sizes.split(",") if n}
     out = {"isa": bce_ext._C.cpu_isa(), "file": bce_ext.__file__, "times": {}}
     for loss, n, mode, reduction in cases(args):
-        ours, theirs, logits = losses[loss]
+        ours, logits = getattr(bce_ext, loss), registry.get(loss).input == "logit"
         gen = torch.Generator().manual_seed(0)
         x = (3 * torch.randn(n, generator=gen) if logits else torch.rand(n, generator=gen)
              .clamp(1e-6, 1 - 1e-6)).to(dtype).requires_grad_(mode == "fwd+bwd")
@@ -65,9 +75,9 @@ def worker(args):
         g = torch.ones(n, dtype=dtype) if reduction == "none" else torch.ones((), dtype=dtype)
         impls = {"bce_ext": ours}
         if args.eager:
-            impls["eager"] = theirs
+            impls["eager"] = reference(loss)
         if n in compiled_sizes:
-            impls["compiled"] = torch.compile(theirs)
+            impls["compiled"] = torch.compile(reference(loss))
         for name, fn in impls.items():
             stmt = ("x.grad = None; fn(x, t, reduction=r).backward(g)" if mode == "fwd+bwd"
                     else "fn(x, t, reduction=r)")
@@ -84,7 +94,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--builds", default=".",
                    help="checkouts with a built bce_ext, comma-separated, each optionally @isa")
-    p.add_argument("--losses", default="bce,bce_with_logits,sigmoid_focal")
+    p.add_argument("--losses", default="all")
     p.add_argument("--dtype", default="float64")
     p.add_argument("--sizes", default="1e5,1e7")
     p.add_argument("--modes", default="fwd,fwd+bwd")
@@ -99,8 +109,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    # "path@isa" times that build with BCE_EXT_CPU_ISA=isa (the portable loops of one build, "@scalar",
-    # are the before of a vectorisation).
+    # "path@isa" times that build with BCE_EXT_CPU_ISA=isa (the portable loops of one build,
+    # "@scalar", are the before of a vectorisation).
     specs = [b.partition("@") for b in args.builds.split(",")]
     builds = [os.path.abspath(path) for path, _, _ in specs]
     results = [None] * len(builds)

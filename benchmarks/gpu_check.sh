@@ -132,7 +132,8 @@ step build build.log env FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCH" MAX_JOBS="$(n
   "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || STOPPED="build failed"
 step import build.log "$PY" -c \
   "import torch, bce_ext; assert bce_ext._C.with_cuda, 'built without CUDA'
-for op in ('binary_cross_entropy', 'binary_cross_entropy_with_logits', 'sigmoid_focal_loss'):
+from bce_ext._registry import names
+for op in names():
     for name in (op, op + '_backward'):
         assert torch._C._dispatch_has_kernel_for_dispatch_key('bce_ext::' + name, 'CUDA'), name
 print('cuda_archs', bce_ext._C.cuda_archs)" \

@@ -9,19 +9,17 @@ replays every kernel it profiles, from a flushed cache, so no warm-up is needed.
 """
 import torch
 
-import bce_ext
+from bce_ext._registry import LOSSES
 
 N = 1 << 26
-LOSSES = {
-    "bce": (bce_ext.binary_cross_entropy, lambda u: u),
-    "bce_with_logits": (bce_ext.binary_cross_entropy_with_logits, lambda u: 16 * u - 8),
-    "sigmoid_focal_loss": (bce_ext.sigmoid_focal_loss, lambda u: 16 * u - 8),
-}
+# How a loss's input is drawn from uniform [0, 1) values, by its domain.
+DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
 
 
 def main():
     torch.manual_seed(0)
-    for name, (fn, draw) in LOSSES.items():
+    for entry in LOSSES:
+        name, fn, draw = entry.name, entry.function, DRAW[entry.input]
         for dtype in (torch.float32, torch.bfloat16):
             x = draw(torch.rand(N, device="cuda")).to(dtype).requires_grad_()
             t = torch.rand(N, device="cuda").to(dtype)

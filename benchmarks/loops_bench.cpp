@@ -1,8 +1,8 @@
 // Speed of the CPU inner loops alone (no torch, one thread): ns per element of forward_sum,
 // forward_none and backward (grad_input only, a scalar gradient, the mean's divisor) of every loss
-// and every instruction set this CPU runs, on a cache-resident run (compute rate) and on a large one
-// (memory). The variants are timed in alternation, round after round, so that the load of a shared
-// machine falls on all of them alike; the minimum (the undisturbed speed: on a shared 2-core
+// and every instruction set this CPU runs, on a cache-resident run (compute rate) and on a large
+// one (memory). The variants are timed in alternation, round after round, so that the load of a
+// shared machine falls on all of them alike; the minimum (the undisturbed speed: on a shared 2-core
 // machine another process often halves ours) and the median are reported.
 //
 //   g++ -O2 -std=c++20 -Icsrc benchmarks/loops_bench.cpp csrc/cpu/loops_portable.cpp \
@@ -67,8 +67,8 @@ int main(int argc, char** argv) {
   std::printf("%-16s %-13s %10s %12s %12s\n", "loops", "kind", "N", "min ns/el", "median ns/el");
   for (int64_t n : sizes) {
     // times[variant][kind][round]
-    std::vector<std::vector<std::vector<double>>> times(
-        variants.size(), std::vector<std::vector<double>>(3));
+    std::vector<std::vector<std::vector<double>>> times(variants.size(),
+                                                        std::vector<std::vector<double>>(3));
     const int reps = n < 100000 ? 2000 : 3;
     for (int r = 0; r < rounds; ++r) {
       for (size_t v = 0; v < variants.size(); ++v) {
@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
           for (int i = 0; i < reps; ++i) {
             if (k == 0) sink = L.forward_sum(run, params, &bad);
             if (k == 1) L.forward_none(run, params, out.data(), &bad);
-            if (k == 2) L.backward(run, params, {&g, 0}, static_cast<float>(n), out.data(), nullptr);
+            if (k == 2)
+              L.backward(run, params, {&g, 0}, static_cast<float>(n), out.data(), nullptr);
           }
           const auto end = std::chrono::steady_clock::now();
           times[v][k].push_back(std::chrono::duration<double, std::nano>(end - start).count() /

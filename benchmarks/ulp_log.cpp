@@ -63,11 +63,12 @@ void print(const char* what, const Stats& s) {
   auto one = [&](const char* name, const Stat& t) {
     uint32_t bits;
     std::memcpy(&bits, &t.worst_x, 4);
-    std::printf("  %-22s max %.3f ulp (at x=%.9g, bits 0x%08x), mean %.4f ulp, >1 ulp: %lld of "
-                "%lld, clamp failures %lld, special failures %lld\n",
-                name, t.max_ulp, double(t.worst_x), bits,
-                t.count ? t.sum_ulp / double(t.count) : 0.0, (long long)t.over_1,
-                (long long)t.count, (long long)t.clamp_fail, (long long)t.special_fail);
+    std::printf(
+        "  %-22s max %.3f ulp (at x=%.9g, bits 0x%08x), mean %.4f ulp, >1 ulp: %lld of "
+        "%lld, clamp failures %lld, special failures %lld\n",
+        name, t.max_ulp, double(t.worst_x), bits, t.count ? t.sum_ulp / double(t.count) : 0.0,
+        (long long)t.over_1, (long long)t.count, (long long)t.clamp_fail,
+        (long long)t.special_fail);
   };
   std::printf("%s\n", what);
   one("log(x)", s.log_x);
@@ -133,11 +134,13 @@ void run_all(LogEvalFn fn) {
 }
 
 void run_edges(LogEvalFn fn) {
-  const float edges[] = {0.0f, -0.0f, 1e-45f, 1e-40f, 1.1754942e-38f, 1.17549435e-38f, 1e-30f,
-                         1e-10f, 1e-8f, 5.9604645e-8f, 1e-7f, 1.1920929e-7f, 1e-6f, 1e-5f, 1e-4f,
-                         1e-3f, 0.1f, 0.29289320f, 0.29289323f, 0.3f, 0.49999997f, 0.5f,
-                         0.50000006f, 0.70710677f, 0.7071068f, 0.9f, 0.999f, 0.9999f, 0.99999f,
-                         0.9999999f, 0.99999994f, 1.0f};
+  const float edges[] = {
+      0.0f,        -0.0f,  1e-45f,      1e-40f,        1.1754942e-38f, 1.17549435e-38f,
+      1e-30f,      1e-10f, 1e-8f,       5.9604645e-8f, 1e-7f,          1.1920929e-7f,
+      1e-6f,       1e-5f,  1e-4f,       1e-3f,         0.1f,           0.29289320f,
+      0.29289323f, 0.3f,   0.49999997f, 0.5f,          0.50000006f,    0.70710677f,
+      0.7071068f,  0.9f,   0.999f,      0.9999f,       0.99999f,       0.9999999f,
+      0.99999994f, 1.0f};
   std::printf("edges: x, log(x) ours / libm, log1p(-x) ours / libm, backward log(x) ours\n");
   for (float x : edges) {
     float a, b, c;

@@ -10,8 +10,8 @@ namespace bce_ext {
 constexpr float kLogClamp = -100.0f;
 
 // Lower bound of the gradient's denominator max(x * (1 - x), EPSILON).
-// Source: `constexpr float EPSILON = 1e-12;` in Loss.cpp and cuda/Loss.cu. It is a float literal, so
-// widened to double it is 9.999999960041972e-13, which is what PyTorch's float64 gradient uses.
+// Source: `constexpr float EPSILON = 1e-12;` in Loss.cpp and cuda/Loss.cu. It is a float literal,
+// so widened to double it is 9.999999960041972e-13, which is what PyTorch's float64 gradient uses.
 constexpr float kGradEpsilon = 1e-12f;
 
 // Reduction codes of ATen (at::Reduction::Reduction).

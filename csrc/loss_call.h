@@ -1,7 +1,8 @@
 #pragma once
-// One call of a loss op as the host code sees it, whatever the loss (the ops' own signatures differ:
-// csrc/ops/loss_kernels.h turns each into a LossCall), and calls of the ops through the dispatcher, for code that
-// needs an op from C++ (autograd, autocast, the promoted paths of loss_prepare.cpp).
+// One call of a loss op as the host code sees it, whatever the loss (the ops' own signatures
+// differ: csrc/ops/loss_kernels.h turns each into a LossCall), and calls of the ops through the
+// dispatcher, for code that needs an op from C++ (autograd, autocast, the promoted paths of
+// loss_prepare.cpp).
 #include <ATen/ATen.h>
 
 #include <array>
@@ -27,8 +28,7 @@ struct LossCall {
 
 // The loss's forward op, from the top of the dispatcher (autograd, autocast and all), or
 // redispatched below the key set ks (an autograd kernel's call of the kernels below it).
-at::Tensor call_forward(const LossCall& call,
-                        std::optional<c10::DispatchKeySet> ks = std::nullopt);
+at::Tensor call_forward(const LossCall& call, std::optional<c10::DispatchKeySet> ks = std::nullopt);
 // Its backward op: (grad_input, grad_target), an unwanted one an empty tensor.
 std::tuple<at::Tensor, at::Tensor> call_backward(
     const LossCall& call, const at::Tensor& grad_output, std::array<bool, 2> output_mask,

@@ -13,12 +13,12 @@
 namespace bce_ext {
 
 // A broadcast operand (weight, pos_weight): the value for element i (in kernel order) is
-// flat()[(i / inner) % period]. `values` is the operand's own distinct elements in the compute type,
-// not an N-sized copy, whenever the broadcast allows it: either a contiguous 1-D table, or (to save
-// the dispatches of a copy or a view on every call) the tensor itself when its memory already holds
-// the table, densely, in kernel order, whatever its logical strides (a channels_last or transposed
-// weight, say). The kernels read values.data_ptr() in memory order; code that needs a tensor of the
-// table calls flat().
+// flat()[(i / inner) % period]. `values` is the operand's own distinct elements in the compute
+// type, not an N-sized copy, whenever the broadcast allows it: either a contiguous 1-D table, or
+// (to save the dispatches of a copy or a view on every call) the tensor itself when its memory
+// already holds the table, densely, in kernel order, whatever its logical strides (a channels_last
+// or transposed weight, say). The kernels read values.data_ptr() in memory order; code that needs a
+// tensor of the table calls flat().
 struct WeightTable {
   at::Tensor values;  // undefined: no such operand
   int64_t inner = 1;
@@ -62,7 +62,8 @@ ForwardArgs prepare_forward(const LossCall& call, Tables tables = Tables::kCompu
 
 // A backward call, checked and laid out: gi and gt are the results (laid out like the input; an
 // unwanted one is an empty tensor) and gi_flat/gt_flat their kernel-order views (undefined when
-// unwanted). done(): nothing left for the kernel (empty input, no gradient wanted, or computed here).
+// unwanted). done(): nothing left for the kernel (empty input, no gradient wanted, or computed
+// here).
 struct BackwardArgs {
   at::Tensor gi, gt, gi_flat, gt_flat, x, t;
   IncomingGrad grad;

@@ -11,6 +11,7 @@
 #include "cpu/loops.h"
 #include "cpu/loss_cpu.h"
 #include "cpu/tuning.h"
+#include "losses/registry.h"
 
 #ifndef BCE_EXT_CUDA_ARCHS
 #define BCE_EXT_CUDA_ARCHS ""
@@ -30,9 +31,9 @@ at::Tensor math_eval(const std::string& isa, const std::string& name, const at::
                                            : nullptr;
   TORCH_CHECK(f32 != nullptr && f64 != nullptr && cpu::cpu_isa_supported(isa.c_str()),
               "no vector math '", name, "' for ", isa, " on this CPU");
-  TORCH_CHECK((in.scalar_type() == at::kFloat || in.scalar_type() == at::kDouble) &&
-                  in.device().is_cpu(),
-              "a CPU float32 or float64 tensor");
+  TORCH_CHECK(
+      (in.scalar_type() == at::kFloat || in.scalar_type() == at::kDouble) && in.device().is_cpu(),
+      "a CPU float32 or float64 tensor");
   const at::Tensor x = in.contiguous();
   at::Tensor out = at::empty_like(x);
   if (x.scalar_type() == at::kFloat) {
@@ -46,8 +47,8 @@ at::Tensor math_eval(const std::string& isa, const std::string& name, const at::
 // One instruction set's conversion of a half-type or float tensor (tests): float16/bfloat16 to
 // float32, or float32 to `to` (float16 or bfloat16).
 at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType to) {
-  const bce_ext::cpu::Converters* c = isa == "avx512" ? bce_ext::cpu::avx512_converters()
-                                      : isa == "avx2"  ? bce_ext::cpu::avx2_converters()
+  const bce_ext::cpu::Converters* c = isa == "avx512"   ? bce_ext::cpu::avx512_converters()
+                                      : isa == "avx2"   ? bce_ext::cpu::avx2_converters()
                                       : isa == "scalar" ? &bce_ext::cpu::portable_converters()
                                                         : nullptr;
   TORCH_CHECK(c != nullptr && bce_ext::cpu::cpu_isa_supported(isa.c_str()),
@@ -76,24 +77,32 @@ at::Tensor convert(const std::string& isa, const at::Tensor& in, at::ScalarType 
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bce_ext native kernels (ops are under torch.ops.bce_ext)";
-  m.def("cpu_isa", [] { return std::string(bce_ext::cpu::float_isa()); },
-        "Instruction set of the CPU kernels (every dtype) on this machine.");
-  m.def("_cpu_isa_supported", [](const std::string& isa) {
-          return bce_ext::cpu::cpu_isa_supported(isa.c_str());
-        }, "Whether the CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
-  m.def("_set_cpu_isa", [](const std::string& isa) {
-          return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str()));
-        }, "Re-selects the CPU loops of every dtype (tests): `isa`, or the widest supported "
-           "one below it ('scalar': the portable loops). Returns the one chosen. Not while a "
-           "kernel runs.");
-  m.def("_cpu_thresholds", [] {
-          namespace k = bce_ext::cpu::tuning;
-          return std::map<std::string, int64_t>{
-              {"chunk", k::kChunk},          {"run_block", k::kRunBlock},
-              {"min_run", k::kMinRun},       {"min_parallel", k::kMinParallel},
-              {"max_short_runs", k::kMaxShortRuns}, {"min_repeat", k::kMinRepeat},
-              {"vec_block", k::kVecBlock}};
-        }, "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");
+  m.def(
+      "cpu_isa", [] { return std::string(bce_ext::cpu::float_isa()); },
+      "Instruction set of the CPU kernels (every dtype) on this machine.");
+  m.def(
+      "_cpu_isa_supported",
+      [](const std::string& isa) { return bce_ext::cpu::cpu_isa_supported(isa.c_str()); },
+      "Whether the CPU loops of `isa` (scalar, avx2, avx512) can run here (tests).");
+  m.def(
+      "_set_cpu_isa",
+      [](const std::string& isa) { return std::string(bce_ext::cpu::select_cpu_isa(isa.c_str())); },
+      "Re-selects the CPU loops of every dtype (tests): `isa`, or the widest supported "
+      "one below it ('scalar': the portable loops). Returns the one chosen. Not while a "
+      "kernel runs.");
+  m.def(
+      "_cpu_thresholds",
+      [] {
+        namespace k = bce_ext::cpu::tuning;
+        return std::map<std::string, int64_t>{{"chunk", k::kChunk},
+                                              {"run_block", k::kRunBlock},
+                                              {"min_run", k::kMinRun},
+                                              {"min_parallel", k::kMinParallel},
+                                              {"max_short_runs", k::kMaxShortRuns},
+                                              {"min_repeat", k::kMinRepeat},
+                                              {"vec_block", k::kVecBlock}};
+      },
+      "The size thresholds of the CPU kernels (csrc/cpu/tuning.h), for the tests.");
   m.def("_cpu_weight_plan", &bce_ext::cpu::weight_plan,
         "(inner, period, write_repeats, copies) of the CPU kernels' weight table for a forward "
         "call (tests).");
@@ -108,6 +117,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("with_cuda") = false;
 #endif
   m.attr("cuda_archs") = std::string(BCE_EXT_CUDA_ARCHS);
+  // The losses of csrc/losses/registry.h by their ops' names, in its order (bce_ext/_registry.py
+  // must list the same: a test compares).
+  std::vector<std::string> losses;
+#define BCE_EXT_LOSS_NAME(Name) \
+  losses.emplace_back(bce_ext::losses::Traits<bce_ext::losses::Name>::kOp);
+  BCE_EXT_LOSSES(BCE_EXT_LOSS_NAME)
+#undef BCE_EXT_LOSS_NAME
+  m.attr("losses") = pybind11::tuple(pybind11::cast(losses));
   m.def("set_strict", &bce_ext::set_strict_mode, "Strict mode on or off (see bce_ext.set_strict).");
   m.def("is_strict", &bce_ext::strict_mode, "Whether strict mode is on.");
 }

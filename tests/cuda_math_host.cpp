@@ -140,19 +140,22 @@ Result sweep(uint32_t every) {
   }
   Result all;
   for (auto& f : futures) all.merge(f.get());
-  const float edges[] = {-0.0f, 0.0f, 1e-45f, 1e-40f, 1.1754942e-38f, 1.17549435e-38f, 1e-30f,
-                         1e-10f, 5.9604645e-8f, 1e-7f, 1e-3f, 0.1f, 0.29289320f, 0.29289323f,
-                         0.2928933f, 0.3f, 0.49999997f, 0.5f, 0.50000006f, 0.70710677f,
-                         0.7071068f, 0.9f, 0.999f, 0.9999999f, 0.99999994f, 1.0f};
+  const float edges[] = {
+      -0.0f,       0.0f,        1e-45f,        1e-40f, 1.1754942e-38f, 1.17549435e-38f,
+      1e-30f,      1e-10f,      5.9604645e-8f, 1e-7f,  1e-3f,          0.1f,
+      0.29289320f, 0.29289323f, 0.2928933f,    0.3f,   0.49999997f,    0.5f,
+      0.50000006f, 0.70710677f, 0.7071068f,    0.9f,   0.999f,         0.9999999f,
+      0.99999994f, 1.0f};
   for (float x : edges) check_x(x, all.lx, all.l1, all.hard, all.formula);
   return all;
 }
 
 bool report_logs(const char* name, const LogStat& s) {
-  std::printf("%s: %s max %.3f ulp at x=%.9g, >1 ulp %lld of %lld, wrong infinities or zeros "
-              "%lld, unclamped %lld\n",
-              name, s.ok() ? "PASS" : "FAIL", s.max_ulp, double(s.worst_x), (long long)s.over_1,
-              (long long)s.count, (long long)s.special_fail, (long long)s.clamp_fail);
+  std::printf(
+      "%s: %s max %.3f ulp at x=%.9g, >1 ulp %lld of %lld, wrong infinities or zeros "
+      "%lld, unclamped %lld\n",
+      name, s.ok() ? "PASS" : "FAIL", s.max_ulp, double(s.worst_x), (long long)s.over_1,
+      (long long)s.count, (long long)s.special_fail, (long long)s.clamp_fail);
   return s.ok();
 }
 
@@ -223,8 +226,8 @@ double logits_reference(double x, double t, double pw) {
 // +-inf (0 where the limit is 0, never NaN), NaN for a NaN logit.
 bool check_logits() {
   Failures f;
-  const float xs[] = {-100.0f, -30.0f, -8.0f, -1.0f, -1e-3f, -0.0f, 0.0f, 1e-3f, 1.0f, 8.0f,
-                      30.0f, 100.0f};
+  const float xs[] = {-100.0f, -30.0f, -8.0f, -1.0f, -1e-3f, -0.0f,
+                      0.0f,    1e-3f,  1.0f,  8.0f,  30.0f,  100.0f};
   for (float x : xs) {
     for (float t : {0.0f, 0.25f, 0.5f, 1.0f}) {
       for (float pw : {-1.0f, 0.0f, 0.5f, 3.0f}) {
@@ -236,8 +239,8 @@ bool check_logits() {
         const double s = 1.0 / (1.0 + std::exp(-double(x)));
         const double p = pw < 0 ? 1.0 : pw;
         const double gi_want = ((p * t + 1.0 - t) * s - p * t) * 0.5;
-        const float gi = pw < 0 ? L::grad_input<false>(0.5f, x, t, 1.0f)
-                                : L::grad_input<true>(0.5f, x, t, pw);
+        const float gi =
+            pw < 0 ? L::grad_input<false>(0.5f, x, t, 1.0f) : L::grad_input<true>(0.5f, x, t, pw);
         if (!(std::fabs(gi - gi_want) <= 1e-6 * std::fabs(gi_want) + 1e-7)) {
           f.add(describe("grad_input", x, t, gi, float(gi_want)));
         }
@@ -258,8 +261,8 @@ bool check_logits() {
       if (plus != want_plus) f.add(describe("loss(+inf)", INFINITY, t, plus, want_plus));
       if (minus != want_minus) f.add(describe("loss(-inf)", -INFINITY, t, minus, want_minus));
       for (float x : {INFINITY, -INFINITY}) {
-        const float gi = pw < 0 ? L::grad_input<false>(1.0f, x, t, 1.0f)
-                                : L::grad_input<true>(1.0f, x, t, pw);
+        const float gi =
+            pw < 0 ? L::grad_input<false>(1.0f, x, t, 1.0f) : L::grad_input<true>(1.0f, x, t, pw);
         if (!std::isfinite(gi)) f.add(describe("grad_input(inf)", x, t, gi, 0));
       }
     }

@@ -4,8 +4,8 @@ Shared by both sides: the test process builds the same inputs and computes the s
 result (the oracle); the workers (`python dist_cases.py`, one per rank, joined through a file
 store) run each case on a 2-rank gloo mesh or under DistributedDataParallel and save what they got.
 
-Table-driven: a loss op is a row of LOSS_OPS (a row whose op this build lacks is skipped), and the
-DTensor cases are every row x shape x placement x weight x reduction.
+Table-driven: every loss of bce_ext/_registry.py is a row of LOSS_OPS (a row whose op this build
+lacks is skipped), and the DTensor cases are every row x shape x placement x weight x reduction.
 """
 import dataclasses
 import itertools
@@ -21,6 +21,7 @@ if __name__ == "__main__" and sys.argv[1] == "1":
     import torch.distributed.tensor  # noqa: F401
 DTENSOR_LOADED_BEFORE_BCE_EXT = "torch.distributed.tensor" in sys.modules
 import bce_ext  # noqa: E402
+import bce_ext._registry as registry  # noqa: E402
 
 WORLD_SIZE = 2
 REDUCTIONS = ("none", "mean", "sum")
@@ -29,36 +30,35 @@ REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 
 @dataclasses.dataclass(frozen=True)
 class LossOp:
-    """A loss op of torch.ops.bce_ext, its backward op, the public functional and module that run
-    it, and the class of the DDP oracle (torch.nn's, or one defined here: oracle_module).
-    `broadcast` names the optional operands that broadcast right-aligned against the target (each
-    case gives all of them the same shape)."""
-    key: str
-    op: str
-    backward: str
-    functional: str
-    module: str
+    """A loss of bce_ext/_registry.py as the distributed cases run it: its ops, functional and
+    module (`entry`), the class of its DDP oracle (torch.nn's, or one defined here:
+    oracle_module), and values of its scalar arguments other than their defaults. `broadcast`
+    names the optional operands that broadcast right-aligned against the target (each case gives
+    all of them the same shape)."""
+    entry: object
     torch_module: str
-    logits: bool              # input is logits (any real), not probabilities
-    broadcast: tuple
     kwargs: tuple = ()        # further (name, value) arguments of the ops and the functional
+
+    key = property(lambda self: self.entry.name)
+    op = property(lambda self: self.entry.name)
+    backward = property(lambda self: self.entry.name + "_backward")
+    functional = property(lambda self: self.entry.name)
+    module = property(lambda self: self.entry.module)
+    logits = property(lambda self: self.entry.input == "logit")  # input is any real
+    broadcast = property(lambda self: self.entry.tensors)
 
     def available(self):
         return all(hasattr(torch.ops.bce_ext, name) for name in (self.op, self.backward)) and \
             all(hasattr(bce_ext, name) for name in (self.functional, self.module))
 
 
-LOSS_OPS = (
-    LossOp("bce", "binary_cross_entropy", "binary_cross_entropy_backward",
-           "binary_cross_entropy", "BCELoss", "BCELoss", False, ("weight",),
-           (("label_smoothing", 0.1),)),
-    LossOp("logits", "binary_cross_entropy_with_logits",
-           "binary_cross_entropy_with_logits_backward", "binary_cross_entropy_with_logits",
-           "BCEWithLogitsLoss", "BCEWithLogitsLoss", True, ("weight", "pos_weight"),
-           (("label_smoothing", 0.1),)),
-    LossOp("focal", "sigmoid_focal_loss", "sigmoid_focal_loss_backward", "sigmoid_focal_loss",
-           "SigmoidFocalLoss", "TorchvisionFocalLoss", True, (), (("alpha", 0.75), ("gamma", 1.5))),
-)
+# What the cases need of each loss beyond the registry (a loss missing here fails at import).
+PARTICULAR = {
+    "binary_cross_entropy": ("BCELoss", (("label_smoothing", 0.1),)),
+    "binary_cross_entropy_with_logits": ("BCEWithLogitsLoss", (("label_smoothing", 0.1),)),
+    "sigmoid_focal_loss": ("TorchvisionFocalLoss", (("alpha", 0.75), ("gamma", 1.5))),
+}
+LOSS_OPS = tuple(LossOp(entry, *PARTICULAR[entry.name]) for entry in registry.LOSSES)
 
 
 class TorchvisionFocalLoss(torch.nn.Module):
@@ -69,8 +69,8 @@ class TorchvisionFocalLoss(torch.nn.Module):
         self.reduction = reduction
 
     def forward(self, inputs, targets):
-        from bce_ext.info import torchvision_sigmoid_focal_loss
-        return torchvision_sigmoid_focal_loss(inputs, targets, reduction=self.reduction)
+        from references import reference
+        return reference("sigmoid_focal_loss")(inputs, targets, reduction=self.reduction)
 
 
 def oracle_module(loss):

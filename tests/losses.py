@@ -12,9 +12,11 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from oracle import assert_matches, compute_dtype, probabilities
+from references import composite_sigmoid_focal_loss, reference
 
 import bce_ext
-from oracle import assert_matches, compute_dtype, probabilities
+import bce_ext._registry as registry
 
 # Values that the kernels treat specially: exact 0 and 1 (the -100 clamp of each log, the 1e-12
 # floor of the gradient's denominator, the infinite target gradient), -0.0, subnormal and tiny
@@ -98,7 +100,8 @@ def focal_extra(draw, shape, dtype, device):
 @dataclass(frozen=True)
 class Loss:
     name: str
-    ours: Callable  # bce_ext's functional: (input, target, weight=None, ..., reduction=..., **extra)
+    # bce_ext's functional: (input, target, weight=None, ..., reduction=..., **extra)
+    ours: Callable
     reference: Callable  # PyTorch's functional, the same signature: the oracle
     module: type
     reference_module: type
@@ -150,52 +153,35 @@ class Loss:
         return self.name
 
 
-BCE = Loss(
-    name="binary_cross_entropy",
-    ours=bce_ext.binary_cross_entropy,
+def row(name, **particular):
+    """The table's row of the loss called `name`: what bce_ext/_registry.py says of it (its
+    functional, module, ops, broadcast tensors) and what is `particular` to it here."""
+    entry = registry.get(name)
+    return Loss(**{"name": entry.name, "ours": entry.function, "module": entry.module_class,
+                   "forward_op": entry.op, "backward_op": entry.backward_op,
+                   "extras": tuple(v for v in entry.tensors if v != "weight"),
+                   "takes_weight": entry.takes_weight, **particular})
+
+
+BCE = row(
+    "binary_cross_entropy",
     reference=F.binary_cross_entropy,
-    module=bce_ext.BCELoss,
     reference_module=torch.nn.BCELoss,
-    forward_op=torch.ops.bce_ext.binary_cross_entropy.default,
-    backward_op=torch.ops.bce_ext.binary_cross_entropy_backward.default,
 )
 
-BCE_WITH_LOGITS = Loss(
-    name="binary_cross_entropy_with_logits",
-    ours=bce_ext.binary_cross_entropy_with_logits,
+BCE_WITH_LOGITS = row(
+    "binary_cross_entropy_with_logits",
     reference=F.binary_cross_entropy_with_logits,
-    module=bce_ext.BCEWithLogitsLoss,
     reference_module=torch.nn.BCEWithLogitsLoss,
-    forward_op=torch.ops.bce_ext.binary_cross_entropy_with_logits.default,
-    backward_op=torch.ops.bce_ext.binary_cross_entropy_with_logits_backward.default,
     input_values=logit_values,
     checks_range=False,
     extra=pos_weight_extra,
-    extras=("pos_weight",),
     pytorch_layouts=False,
     inputs=logits,
 )
 
 # The losses of PyTorch's own API, with weights (and label smoothing): every suite runs them.
 LOSSES = [BCE, BCE_WITH_LOGITS]
-
-
-# The oracle of the focal loss: torchvision.ops.sigmoid_focal_loss where torchvision is installed,
-# else its formula in torch ops (torchvision 0.29's).
-from bce_ext.info import torchvision_sigmoid_focal_loss  # noqa: E402
-
-
-def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
-    """torchvision's formula with the cross entropy in elementary ops (max(x, 0) - x t +
-    log1p(exp(-|x|))): F.binary_cross_entropy_with_logits raises "ZeroTensors are immutable" under
-    jacfwd(jacfwd), a PyTorch limitation, so the nested forward-mode transforms compare to this."""
-    p = torch.sigmoid(inputs)
-    ce_loss = inputs.clamp_min(0) - inputs * targets + torch.log1p(torch.exp(-inputs.abs()))
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce_loss * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 
 def _focal(fn):
@@ -210,21 +196,17 @@ def _focal(fn):
 
 # The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites run it where
 # an argument it has is tested (ALL_LOSSES), and test_focal.py what only it has.
-FOCAL = Loss(
-    name="sigmoid_focal_loss",
+FOCAL = row(
+    "sigmoid_focal_loss",
     ours=_focal(bce_ext.sigmoid_focal_loss),
-    reference=_focal(torchvision_sigmoid_focal_loss),
+    reference=_focal(reference("sigmoid_focal_loss")),
     composite_reference=_focal(composite_sigmoid_focal_loss),
-    module=bce_ext.SigmoidFocalLoss,
     reference_module=None,
-    forward_op=torch.ops.bce_ext.sigmoid_focal_loss.default,
-    backward_op=torch.ops.bce_ext.sigmoid_focal_loss_backward.default,
     input_values=logit_values,
     checks_range=False,
     extra=focal_extra,
     pytorch_layouts=False,
     loss_like="input",
-    takes_weight=False,
     limits_beyond_reference=True,
     oracle_strides=False,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
@@ -234,6 +216,9 @@ FOCAL = Loss(
     inputs=logits,
 )
 ALL_LOSSES = LOSSES + [FOCAL]
+# A loss of the registry without its row here would go untested.
+assert [loss.name for loss in ALL_LOSSES] == list(registry.names()), \
+    "tests/losses.py: a row per loss"
 
 
 def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):

@@ -117,7 +117,7 @@ def assert_loss_matches(x, t, w, reduction, g=None, loss=None, strides=False, **
         **{n: float64_of(v) for n, v in kwargs.items()}))
     for k, (a, e) in enumerate(zip(actual, expected)):
         if x.dtype == torch.float32:
-            assert_as_accurate(a, e, lambda: reference()[k], f"output {k}")
+            assert_as_accurate(a, e, lambda k=k: reference()[k], f"output {k}")
         else:
             assert_matches(a, e)
         if strides and a.dim():

@@ -14,7 +14,6 @@ mark is removed with the fix.
 """
 import pytest
 import torch
-
 from conftest import DEVICES
 from losses import ALL_LOSSES, assert_valid_call_works
 
@@ -183,7 +182,8 @@ def test_dtype_not_supported(loss, entry, device, dtype):
     assert_same_error(loss, entry, x, x.clone())
 
 
-@params("entry", ["functional", "module", "forward_op"])  # the backward checks no values (PyTorch's neither)
+# the backward checks no values (PyTorch's neither)
+@params("entry", ["functional", "module", "forward_op"])
 @params("loss", [loss for loss in ALL_LOSSES if loss.checks_range], ids=repr)  # others take any
 @params("where", ["input", "target"])
 @params("bad", [-0.5, 1.5, float("nan"), float("inf"), -float("inf")])

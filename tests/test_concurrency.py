@@ -11,7 +11,6 @@ import threading
 
 import pytest
 import torch
-
 from losses import ALL_LOSSES, leaves, run
 
 BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
@@ -96,7 +95,7 @@ def test_python_threads_get_the_serial_bits(loss):
     if errors:
         raise errors[0]
     assert len(results) == threads * rounds * len(JOBS)
-    for (k, r, i), result in results.items():
+    for (_k, _r, i), result in results.items():
         assert_bitwise_equal(result, serial[i])
 
 

@@ -6,7 +6,6 @@ and AVX-512. Their math is within 1 ulp (test_cpu_math.py), so they stay within 
 tolerances of PyTorch (oracle.tolerances)."""
 import pytest
 import torch
-
 from losses import ALL_LOSSES, MIXES, run
 from oracle import tolerances
 from test_cpu_simd import SUPPORTED, isa_params, use_isa
@@ -53,7 +52,7 @@ def test_matches_the_portable_loops(isa, loss, mix):
                 for a, e in zip(results(isa, *args), results("scalar", *args)):
                     assert a.dtype == torch.float64
                     torch.testing.assert_close(a, e, equal_nan=True, **tolerances(torch.float64),
-                                               msg=lambda m: f"{params} n={n} {reduction}: {m}")
+                                               msg=lambda m: f"{params} n={n} {reduction}: {m}")  # noqa: B023 (called at once)
 
 
 @pytest.mark.skipif(len(SUPPORTED) < 2, reason="needs both AVX2 and AVX-512")

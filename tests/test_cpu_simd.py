@@ -73,13 +73,15 @@ def assert_close_ulp(actual, expected, rtol=RTOL):
     diff = (a - e).abs()[~special]
     bound = (rtol * e.abs() + 1e-30)[~special]
     bad = diff > bound
-    assert not bad.any(), f"{int(bad.sum())} elements off; worst {(diff / e.abs()[~special].clamp_min(1e-30)).max().item():.3g} relative"
+    assert not bad.any(), (
+        f"{int(bad.sum())} elements off; worst "
+        f"{(diff / e.abs()[~special].clamp_min(1e-30)).max().item():.3g} relative")
 
 
 def boundary_values():
-    tiny = [0.0, -0.0, 1e-45, 1e-40, 1.1754942e-38, 1.17549435e-38, 1e-30, 1e-10, 1e-7, 1.1920929e-7,
-            1e-4, 0.29289320, 0.29289323, 0.49999997, 0.5, 0.50000006, 0.70710677, 0.7071068, 0.9999,
-            0.9999999, 0.99999994, 1.0]
+    tiny = [0.0, -0.0, 1e-45, 1e-40, 1.1754942e-38, 1.17549435e-38, 1e-30, 1e-10, 1e-7,
+            1.1920929e-7, 1e-4, 0.29289320, 0.29289323, 0.49999997, 0.5, 0.50000006, 0.70710677,
+            0.7071068, 0.9999, 0.9999999, 0.99999994, 1.0]
     return torch.tensor(tiny, dtype=torch.float32)
 
 
@@ -356,7 +358,8 @@ def test_backward_tails_and_specials(isa):
         assert_close_ulp(gt_v, gt_s)
     # x = 0 and 1: the epsilon of grad_input, +-inf grad_target; a NaN or out-of-range x (the
     # backward does not check) propagates as in the scalar loops.
-    x = torch.tensor([0.0, 1.0, -0.0, 1e-40, 0.5, 1.0, 0.0, 0.99999994, float("nan"), 1.5, -0.5] * 3)
+    x = torch.tensor([0.0, 1.0, -0.0, 1e-40, 0.5, 1.0, 0.0, 0.99999994, float("nan"), 1.5, -0.5]
+                     * 3)
     t = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.5, 0.0, 1.0, 1.0, 0.5, 0.5, 0.5] * 3)
     for g, reduction in [(torch.full_like(x, 0.5), "none"), (torch.tensor(0.5), "mean")]:
         gi_v, gt_v = backward(isa, g, x, t, None, reduction)
@@ -395,11 +398,13 @@ def test_bad_values_every_position(isa, labels):
             for bad in BAD:
                 x = x0.clone()
                 x[pos] = bad
-                with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+                with pytest.raises(RuntimeError,
+                                   match="all elements of input should be between 0 and 1"):
                     forward(isa, x, t0, reduction=reduction)
                 t = t0.clone()
                 t[pos] = bad
-                with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+                with pytest.raises(RuntimeError,
+                                   match="all elements of target should be between 0 and 1"):
                     forward(isa, x0, t, reduction=reduction)
         # and the next call works
         assert_close_ulp(forward(isa, x0, t0), F.binary_cross_entropy(x0, t0, reduction="none"))

@@ -26,9 +26,9 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
+from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS, FOCAL, LOSSES
 
 import bce_ext
-from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS, FOCAL, LOSSES
 
 CUDA = torch.cuda.is_available() and bce_ext._C.with_cuda
 needs_cuda = pytest.mark.skipif(
@@ -702,7 +702,7 @@ def test_reduction_bits_do_not_depend_on_alignment_or_variant(device, loss, dtyp
     weighted = loss.takes_weight
     for reduction in ("mean", "sum"):
         def f(x, t, w=None, **kw):
-            return loss.ours(x, t, w, reduction=reduction, **kw)
+            return loss.ours(x, t, w, reduction=reduction, **kw)  # noqa: B023 (used in this iteration)
         ref = f(aligned[0], aligned[1])
         ref_w = f(aligned[0], aligned[1], aligned[2]) if weighted else ref
         for xi, ti, wi in [(0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]:  # which are misaligned
@@ -874,12 +874,12 @@ def test_first_call_ever_inside_a_graph_capture():
     """In a fresh process whose first bce_ext call is being captured: no query or allocation of the
     host code may break the capture (the grid comes from a constant per SM, not an occupancy query;
     kernels load lazily during a capture on CUDA 12.3+ drivers). Every loss, forward and
-    backward (the focal loss against torchvision's formula, bce_ext.info's)."""
+    backward (the focal loss against torchvision's formula, tests/references.py's)."""
     script = textwrap.dedent("""
         import functools
         import torch, bce_ext
         import torch.nn.functional as F
-        from bce_ext.info import sigmoid_focal_loss_formula
+        from references import sigmoid_focal_loss_formula
 
         focal = functools.partial(sigmoid_focal_loss_formula, alpha=0.75, gamma=0.5,
                                   reduction="mean")
@@ -914,7 +914,9 @@ def test_first_call_ever_inside_a_graph_capture():
     """)
     env = dict(os.environ)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(bce_ext.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    tests_dir = os.path.dirname(os.path.abspath(__file__))  # references.py
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, tests_dir,
+                                                      env.get("PYTHONPATH")]))
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and "first capture ok" in out.stdout, out.stderr[-3000:]

@@ -95,7 +95,7 @@ def test_logits_flag(tmp_path):
     needs_extras()
     result = demo.main(["--loss", "logits", "--epochs", "3", "--limit", "128", "--batch-size", "32",
                         "--out", str(tmp_path)])
-    assert result.loss == "logits"
+    assert result.loss == "binary_cross_entropy_with_logits"
     assert result.losses_bce_ext[-1] < result.losses_bce_ext[0]
     assert result.max_abs_diff < 1e-4 * max(result.losses_torch)
     assert not isinstance(demo.build_model(0, sigmoid=False)[-1], torch.nn.Sigmoid)

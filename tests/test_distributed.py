@@ -13,13 +13,13 @@ import subprocess
 import sys
 import time
 
+import dist_cases
 import pytest
 import torch
 import torch.distributed as dist
+from dist_cases import WORLD_SIZE
 
 import bce_ext
-import dist_cases
-from dist_cases import WORLD_SIZE
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -147,7 +147,8 @@ def test_nothing_registered_without_torch_distributed():
     # As on a torch built without distributed support: no import hook, and the loss still works.
     code = ("import sys, torch; torch.distributed.is_available = lambda: False; import bce_ext; "
             "x = torch.full((3,), 0.5); print(bce_ext.binary_cross_entropy(x, x).item(), "
-            "[type(f).__name__ for f in sys.meta_path if type(f).__module__.startswith('bce_ext')])")
+            "[type(f).__name__ for f in sys.meta_path "
+            "if type(f).__module__.startswith('bce_ext')])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [f"{0.6931471824645996}", "[]"]
 
@@ -187,7 +188,7 @@ def test_dtensor(results, case):
         assert [p for _, p in got[path]] == expected_placements(case, path), path
         for (value, _), want in zip(got[path], values):
             torch.testing.assert_close(value, want.detach(), **tolerances(case.dtype),
-                                       msg=lambda m: f"{path}: {m}")
+                                       msg=lambda m, path=path: f"{path}: {m}")
     # Every rank gathered the same tensors.
     other = ok(results[1]["dtensor"][case.id])
     for path in expected:

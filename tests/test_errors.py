@@ -5,10 +5,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
-import bce_ext
 from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS
 from oracle import assert_matches
+
+import bce_ext
 
 
 def raised(fn, *args, **kwargs):
@@ -101,7 +101,8 @@ def test_reduction_code_of_the_op(device):
 
 
 @pytest.mark.parametrize("shape,wshape", [((2, 3), (5,)), ((2, 4), (3, 4)), ((2, 1), (3, 4)),
-                                          ((5,), (2, 3)), ((2, 3), (2, 5, 3)), ((4, 2, 3), (3, 1, 1))],
+                                          ((5,), (2, 3)), ((2, 3), (2, 5, 3)),
+                                          ((4, 2, 3), (3, 1, 1))],
                          ids=str)
 def test_weight_not_broadcastable(device, shape, wshape):
     """PyTorch's message, from torch.broadcast_shapes in its functional (the shape it reports is the

@@ -34,13 +34,11 @@ import pytest
 import torch
 
 pytest.importorskip("hypothesis", reason="the property tests need hypothesis (the test extra)")
+from conftest import DEVICES  # noqa: E402
 from hypothesis import currently_in_test_context, given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-
-from conftest import DEVICES  # noqa: E402
-from losses import (ALL_LOSSES, FOCAL, MIXES, assert_valid_call_works, expected,  # noqa: E402
-                    leaves, run)
-from oracle import REDUCTIONS, assert_as_accurate, compute_dtype, float64_of  # noqa: E402
+from losses import ALL_LOSSES, FOCAL, MIXES, assert_valid_call_works, expected, leaves, run  # noqa: E402
+from oracle import REDUCTIONS, assert_as_accurate, float64_of  # noqa: E402
 
 # None: the input's dtype, the common case (drawn more often).
 WEIGHT_DTYPES = (None, None, None, torch.float32, torch.float64, torch.float16, torch.bfloat16,
@@ -142,7 +140,7 @@ def integer_weight(shape, mix, generator):
     return torch.randint(0, 4, shape, generator=generator).double()
 
 
-# --- shapes ----------------------------------------------------------------------------------------
+# --- shapes --------------------------------------------------------------------------------------
 
 SMALL = st.lists(st.integers(0, 6), max_size=5).map(tuple)
 
@@ -171,7 +169,7 @@ def broadcastable_weight_shapes(draw, shape, keep=(True, False)):
     return tuple(s if draw(st.sampled_from(keep)) else 1 for s in suffix)
 
 
-# --- running and checking --------------------------------------------------------------------------
+# --- running and checking ------------------------------------------------------------------------
 
 def storage_bytes(t):
     """Every byte of t's storage, gaps of a sliced tensor included."""
@@ -198,7 +196,7 @@ class Example:
                 if isinstance(v, torch.Tensor)]
 
 
-def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighted=st.booleans(),
+def draw_example(data, loss, device, shapes=SHAPES, alike=st.booleans(), weighted=st.booleans(),  # noqa: B008 (strategies are immutable)
                  weight_dtypes=WEIGHT_DTYPES, weight_layout=True, weight_keep=(True, False),
                  input_layouts=None):
     """One example, drawn step by step (each draw is reported when a test fails). `alike`: whether
@@ -272,8 +270,8 @@ def check(loss, ex):
         if currently_in_test_context():  # check() also serves plain tests
             note(f"{name}: ours strides {a.stride()}, PyTorch's {s.stride()}")
         if loss.limits_beyond_reference and name != "loss":
-            v = with_limits(a, v, lambda: float64_ref()[k])
-        assert_as_accurate(a, v, lambda: float64_ref()[k], name)
+            v = with_limits(a, v, lambda k=k: float64_ref()[k])
+        assert_as_accurate(a, v, lambda k=k: float64_ref()[k], name)
         assert significant_strides(a) == significant_strides(layout_of(loss, name, ex, s)), (
             name, a.stride(), s.stride())
 

@@ -5,20 +5,20 @@ The thresholds come from the kernels themselves (bce_ext._C._cpu_thresholds(), f
 csrc/cpu/tuning.h): the chunk of the parallel loop and of the reduction blocking, the size below
 which a call runs on one thread, the run block (the loops' calls), the vector block (float partial
 sums and the hard-label decision), the portable loops' sum block, and the weight-table tiling
-(short runs tiled once a call has many of them, short repeats written out). Small random tests never reach most of them:
-a dense weight in a non-identity layout gave wrong results only past the tiling threshold.
-test_tiling_decisions_cover_both_sides checks, through the kernels' own plan, that the sizes here
-do land on both sides of each tiling threshold.
+(short runs tiled once a call has many of them, short repeats written out). Small random tests
+never reach most of them: a dense weight in a non-identity layout gave wrong results only past the
+tiling threshold. test_tiling_decisions_cover_both_sides checks, through the kernels' own plan,
+that the sizes here do land on both sides of each tiling threshold.
 """
 import itertools
 import zlib
 
 import pytest
 import torch
-
-from bce_ext import _C
 from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, assert_loss_matches
+
+from bce_ext import _C
 
 T = _C._cpu_thresholds()
 CHUNK, RUN, VEC = T["chunk"], T["run_block"], T["vec_block"]

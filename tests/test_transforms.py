@@ -12,10 +12,9 @@ import sys
 import pytest
 import torch
 import torch._dynamo.testing
-from torch import func
-
 from losses import ALL_LOSSES, BCE
 from oracle import REDUCTIONS, probabilities
+from torch import func
 
 leaves = torch.utils._pytree.tree_leaves
 

@@ -10,8 +10,8 @@ then read before, at every tenth of the run and after. A leak of even a few byte
 steady growth over the tenths; a flat line is what a leak-free build gives.
 
 Not a timed test and not part of the test suite: run it by hand after changes to the kernels, the
-host code or the autograd (docs/contributing.md, Tests). --max-growth-mib makes it exit 1 when the growth from
-before to after exceeds M MiB.
+host code or the autograd (docs/contributing.md, Tests). --max-growth-mib makes it exit 1 when the
+growth from before to after exceeds M MiB.
 """
 import argparse
 import gc
@@ -33,7 +33,8 @@ def rss_mib():
 
 
 def make_calls():
-    """A list of zero-argument calls, each one call of bce_ext (a few run two: forward, backward)."""
+    """A list of zero-argument calls, each one call of bce_ext (a few run two: forward,
+    backward)."""
     gen = torch.Generator().manual_seed(0)
     calls = []
     for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):

@@ -87,8 +87,13 @@ struct SavedCall {
   }
 
   LossCall unpack() const {
-    return {kind,      self.unpack(), target.unpack(), optional_of(weight.unpack()),
-            optional_of(pos_weight.unpack()), reduction, params};
+    return {kind,
+            self.unpack(),
+            target.unpack(),
+            optional_of(weight.unpack()),
+            optional_of(pos_weight.unpack()),
+            reduction,
+            params};
   }
 
   void reset() {
@@ -106,7 +111,8 @@ std::string node_name(LossKind kind, const char* suffix) {
          suffix;
 }
 
-// ---- the forward ops -----------------------------------------------------------------------------
+// ---- the forward ops
+// -----------------------------------------------------------------------------
 
 struct ForwardBackward : public Node {
   std::string name() const override { return node_name(call.kind, "Backward"); }
@@ -141,11 +147,11 @@ at::Tensor forward_tangent(const LossCall& c, const at::Tensor& result) {
   if (t_t.defined()) add_to(tangent, std::get<1>(call_backward(primal, t_t, {false, true})));
   tangent = reduce(tangent, c.reduction);
   // Inputs of two dtypes (the logits loss): the tangent in the result's.
-  return tangent.scalar_type() == result.scalar_type() ? tangent
-                                                        : tangent.to(result.scalar_type());
+  return tangent.scalar_type() == result.scalar_type() ? tangent : tangent.to(result.scalar_type());
 }
 
-// ---- the backward ops ----------------------------------------------------------------------------
+// ---- the backward ops
+// ----------------------------------------------------------------------------
 
 constexpr BackwardOutput kOutputs[2] = {BackwardOutput::kGradInput, BackwardOutput::kGradTarget};
 constexpr BackwardInput kInputs[3] = {BackwardInput::kGradOutput, BackwardInput::kInput,

@@ -110,8 +110,8 @@ at::Tensor partial(Loss<losses::SigmoidFocal>, const LossCall& c, BackwardOutput
   const double gamma = c.params.gamma;
   const at::Tensor p = x.sigmoid();
   const at::Tensor q = (-x).sigmoid();
-  const at::Tensor C = at::binary_cross_entropy_with_logits(x, t, std::nullopt, std::nullopt,
-                                                            kReductionNone);
+  const at::Tensor C =
+      at::binary_cross_entropy_with_logits(x, t, std::nullopt, std::nullopt, kReductionNone);
   const at::Tensor m = t * q + (1 - t) * p;
   const at::Tensor pq = p * q;
   const at::Tensor m_x = (1 - 2 * t) * pq;
@@ -119,8 +119,8 @@ at::Tensor partial(Loss<losses::SigmoidFocal>, const LossCall& c, BackwardOutput
   // M and its derivatives; gamma = 0: M = 1, gamma = 1: no second-order power.
   const at::Tensor M = gamma == 0.0 ? at::ones_like(m) : power(m, gamma);
   const at::Tensor d1 = gamma == 0.0 ? at::zeros_like(m) : gamma * power(m, gamma - 1);
-  const at::Tensor d2 =
-      (gamma == 0.0 || gamma == 1.0) ? at::zeros_like(m) : gamma * (gamma - 1) * power(m, gamma - 2);
+  const at::Tensor d2 = (gamma == 0.0 || gamma == 1.0) ? at::zeros_like(m)
+                                                       : gamma * (gamma - 1) * power(m, gamma - 2);
   const at::Tensor M_x = d1 * m_x;
   const at::Tensor M_t = d1 * m_t;
   const bool weighted = alpha >= 0.0;
@@ -165,8 +165,7 @@ at::Tensor backward_partial(const LossCall& c, BackwardOutput out, BackwardInput
   const at::Tensor& x = c.self;
   const double s = c.params.label_smoothing;
   const at::Tensor t = s != 0.0 ? c.target * (1 - s) + s / 2 : c.target;
-  at::Tensor v =
-      visit_loss(c.kind, [&](auto loss) { return partial(loss, c, out, in, g, x, t); });
+  at::Tensor v = visit_loss(c.kind, [&](auto loss) { return partial(loss, c, out, in, g, x, t); });
   if (!v.defined()) return v;
   // d ts / d t, once for a derivative with respect to t and once for grad_target, itself one.
   if (s != 0.0) {

@@ -6,7 +6,8 @@
 // backend and a loss's element formulas (csrc/losses/).
 //
 // Plain C++, no torch headers: an implementation for a wider instruction set lives in its own file,
-// compiled with its own target flags, and must not share inline functions with the rest of the build.
+// compiled with its own target flags, and must not share inline functions with the rest of the
+// build.
 #include <cstdint>
 
 #include "../loss_types.h"

@@ -1,16 +1,17 @@
 // CPU kernels of every loss op (forward and backward), on one driver: the loss only chooses the
 // inner loops (loops.h), whose element formulas are in csrc/losses/.
 //
-// Python reference (N = input.numel(), d = N for 'mean' else 1; loss, gi, gt of the loss's formulas):
+// Python reference (N = input.numel(), d = N for 'mean' else 1; loss, gi, gt of the loss's
+// formulas):
 //   out = (w * loss(x, t, pw)).sum() / d      # 'none': w * loss
 //   gi  = gi(g, x, t, pw) * w / d
 //   gt  = gt(g, x, pw) * w / d
 //
-// One pass over the inputs. Elements are split into fixed chunks of kChunk; each chunk's partial sum
-// lands in its own slot and the slots are added in order, so the result does not depend on how many
-// threads ran. The range checks (of the losses that make them) run in the same pass; a chunk that
-// saw a bad value is searched again afterwards for the first bad element, so the message is the one
-// PyTorch's serial loop would raise.
+// One pass over the inputs. Elements are split into fixed chunks of kChunk; each chunk's partial
+// sum lands in its own slot and the slots are added in order, so the result does not depend on how
+// many threads ran. The range checks (of the losses that make them) run in the same pass; a chunk
+// that saw a bad value is searched again afterwards for the first bad element, so the message is
+// the one PyTorch's serial loop would raise.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -71,8 +72,8 @@ storage_t<scalar_t>* as_storage(scalar_t* p) {
   return reinterpret_cast<storage_t<scalar_t>*>(p);
 }
 
-// The weight table, reshaped so that the inner loops get long runs: a short real run is tiled, and a
-// value repeated only a few times is written out repeated (at most N values, and only then).
+// The weight table, reshaped so that the inner loops get long runs: a short real run is tiled, and
+// a value repeated only a few times is written out repeated (at most N values, and only then).
 template <typename T>
 struct CpuWeight {
   at::Tensor values;
@@ -236,14 +237,15 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
       for (int64_t b = c * kChunk; b < end; b += kRunBlock) {
         for_each_run(w, pw, b, std::min(b + kRunBlock, end),
                      [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
-          const Run<S> run{xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
+                       const Run<S> run{
+                           xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
                            len};
-          if (op) {
-            L.forward_none(run, params, op + i, &bad);
-          } else {
-            sum += L.forward_sum(run, params, &bad);
-          }
-        });
+                       if (op) {
+                         L.forward_none(run, params, op + i, &bad);
+                       } else {
+                         sum += L.forward_sum(run, params, &bad);
+                       }
+                     });
       }
       partial[c] = sum;
       chunk_bad[c] = bad;
@@ -284,11 +286,12 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
       for (int64_t bb = c * kChunk; bb < end; bb += kRunBlock) {
         for_each_run(w, pw, bb, std::min(bb + kRunBlock, end),
                      [&](int64_t i, int64_t len, Operand<T> wo, Operand<T> po) {
-          const Run<S> run{xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
+                       const Run<S> run{
+                           xp + i, tp + i, wo, po, wh ? wh + i : nullptr, ph ? ph + i : nullptr,
                            len};
-          L.backward(run, params, gp ? gp + i : nullptr, g_scalar, divisor,
-                     gip ? gip + i : nullptr, gtp ? gtp + i : nullptr);
-        });
+                       L.backward(run, params, gp ? gp + i : nullptr, g_scalar, divisor,
+                                  gip ? gip + i : nullptr, gtp ? gtp + i : nullptr);
+                     });
       }
     }
   });
@@ -300,9 +303,9 @@ struct CpuKernels {
     const ForwardArgs a = prepare_forward(c, Tables::kKeepFullHalf);
     if (a.done()) return a.out;
     if (c.reduction == kReductionNone) advise_huge_pages(a.out);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.x.scalar_type(), "cpu_forward", [&] {
-      forward_kernel<scalar_t>(c.kind, a, c.reduction, c.params);
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, a.x.scalar_type(), "cpu_forward",
+        [&] { forward_kernel<scalar_t>(c.kind, a, c.reduction, c.params); });
     return a.out;
   }
 
@@ -312,9 +315,9 @@ struct CpuKernels {
     if (b.done()) return {b.gi, b.gt};
     advise_huge_pages(b.gi);
     advise_huge_pages(b.gt);
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, b.x.scalar_type(), "cpu_backward", [&] {
-      backward_kernel<scalar_t>(c.kind, b, c.reduction, c.params);
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND2(
+        at::kHalf, at::kBFloat16, b.x.scalar_type(), "cpu_backward",
+        [&] { backward_kernel<scalar_t>(c.kind, b, c.reduction, c.params); });
     return {b.gi, b.gt};
   }
 };
@@ -323,8 +326,8 @@ struct CpuKernels {
 
 std::array<int64_t, 4> weight_plan(const at::Tensor& self, const at::Tensor& target,
                                    const std::optional<at::Tensor>& weight, int64_t reduction) {
-  const ForwardArgs a = prepare_forward({LossKind::kBce, self, target, weight, std::nullopt,
-                                         reduction, {}});
+  const ForwardArgs a =
+      prepare_forward({LossKind::kBce, self, target, weight, std::nullopt, reduction, {}});
   if (a.done() || !a.weight.values.defined()) return {0, 0, 0, 0};
   const TilePlan plan = tile_plan(a.weight.inner, a.weight.period, a.x.numel());
   return {a.weight.inner, a.weight.period, plan.write_repeats, plan.copies};

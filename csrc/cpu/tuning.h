@@ -26,9 +26,9 @@ constexpr int64_t kMaxShortRuns = 256;
 // A weight value repeated fewer than kMinRepeat times in a row (a (C, 1, 1) weight over a small
 // H x W) is written out repeated, under the same kMaxShortRuns condition.
 constexpr int64_t kMinRepeat = 16;
-// The loops (portable and vectorised alike): the sum runs over kSumLanes virtual lanes, each adding kSumIters elements in
-// float before its double; kVecBlock elements are also the unit of the hard-label decision (a
-// block whose targets are all 0 or 1 takes one log per element).
+// The loops (portable and vectorised alike): the sum runs over kSumLanes virtual lanes, each adding
+// kSumIters elements in float before its double; kVecBlock elements are also the unit of the
+// hard-label decision (a block whose targets are all 0 or 1 takes one log per element).
 constexpr int kSumLanes = 16;
 constexpr int kSumIters = 16;
 constexpr int64_t kVecBlock = int64_t{kSumLanes} * kSumIters;

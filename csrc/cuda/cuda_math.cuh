@@ -53,15 +53,25 @@ BCE_EXT_HD float nan_unless(bool ok, float v) { return ok ? v : NAN; }
 BCE_EXT_HD double nan_unless(bool ok, double v) { return ok ? v : NAN; }
 #else
 template <typename T>
-inline T mul(T a, T b) { return a * b; }
+inline T mul(T a, T b) {
+  return a * b;
+}
 template <typename T>
-inline T add(T a, T b) { return a + b; }
+inline T add(T a, T b) {
+  return a + b;
+}
 template <typename T>
-inline T sub(T a, T b) { return a - b; }
+inline T sub(T a, T b) {
+  return a - b;
+}
 template <typename T>
-inline T div(T a, T b) { return a / b; }
+inline T div(T a, T b) {
+  return a / b;
+}
 template <typename T>
-inline T fma(T a, T b, T c) { return std::fma(a, b, c); }
+inline T fma(T a, T b, T c) {
+  return std::fma(a, b, c);
+}
 inline int32_t bits(float v) {
   int32_t b;
   std::memcpy(&b, &v, sizeof b);
@@ -73,13 +83,21 @@ inline float from_bits(int32_t b) {
   return v;
 }
 template <typename T>
-inline T log(T v) { return std::log(v); }
+inline T log(T v) {
+  return std::log(v);
+}
 template <typename T>
-inline T log1p(T v) { return std::log1p(v); }
+inline T log1p(T v) {
+  return std::log1p(v);
+}
 template <typename T>
-inline T exp(T v) { return std::exp(v); }
+inline T exp(T v) {
+  return std::exp(v);
+}
 template <typename T>
-inline T nan_unless(bool ok, T v) { return ok ? v : T(NAN); }
+inline T nan_unless(bool ok, T v) {
+  return ok ? v : T(NAN);
+}
 #endif
 }  // namespace rn
 

@@ -19,8 +19,8 @@ struct CudaKernels {
     return visit_loss(c.kind, [&](auto loss) { return forward_of(loss, c); });
   }
 
-  static TensorPair backward(c10::DispatchKeySet, const LossCall& c,
-                             const at::Tensor& grad_output, std::array<bool, 2> output_mask) {
+  static TensorPair backward(c10::DispatchKeySet, const LossCall& c, const at::Tensor& grad_output,
+                             std::array<bool, 2> output_mask) {
     return visit_loss(c.kind,
                       [&](auto loss) { return backward_of(loss, c, grad_output, output_mask); });
   }

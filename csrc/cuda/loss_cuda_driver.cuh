@@ -255,8 +255,8 @@ __device__ __forceinline__ bool all_hard(const T (&t)[K]) {
 // What one thread of the forward carries from element to element.
 template <typename T>
 struct ForwardState {
-  double total = 0.0;  // runs added so far
-  T run = T(0);        // the current run, in the compute type
+  double total = 0.0;    // runs added so far
+  T run = T(0);          // the current run, in the compute type
   int64_t bad_x, bad_t;  // strict mode: this thread's first bad index of x and of t (n: none)
 };
 
@@ -424,8 +424,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
         forward_elements<E, scalar_t, 1, false, kFlags>(x, t, out, p, c, i, s);
       },
       [&](auto all_vec, C& c) {
-        forward_groups<E, scalar_t, decltype(all_vec)::value, kFlags>(x, t, out, p, c, tid,
-                                                                      stride, s);
+        forward_groups<E, scalar_t, decltype(all_vec)::value, kFlags>(x, t, out, p, c, tid, stride,
+                                                                      s);
       });
   if constexpr ((kFlags & kStrict) != 0) {
     const int64_t n = p.layout.n;
@@ -455,8 +455,8 @@ __global__ void __launch_bounds__(kThreads)
 // instructions are those of the outputs asked for.
 template <class E, typename scalar_t, int K, bool kAllVec, int kFlags>
 __device__ __forceinline__ void backward_elements(
-    const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
-    const scalar_t* __restrict__ t, scalar_t* __restrict__ gi, scalar_t* __restrict__ gt,
+    const scalar_t* __restrict__ g, const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
+    scalar_t* __restrict__ gi, scalar_t* __restrict__ gt,
     const Params<at::opmath_type<scalar_t>>& p, Cursor<at::opmath_type<scalar_t>, kFlags>& c,
     at::opmath_type<scalar_t> g0, at::opmath_type<scalar_t> scale, int64_t i) {
   using T = at::opmath_type<scalar_t>;
@@ -503,8 +503,8 @@ __device__ __forceinline__ void backward_elements(
 
 template <class E, typename scalar_t, bool kAllVec, int kFlags>
 __device__ __forceinline__ void backward_groups(
-    const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
-    const scalar_t* __restrict__ t, scalar_t* __restrict__ gi, scalar_t* __restrict__ gt,
+    const scalar_t* __restrict__ g, const scalar_t* __restrict__ x, const scalar_t* __restrict__ t,
+    scalar_t* __restrict__ gi, scalar_t* __restrict__ gt,
     const Params<at::opmath_type<scalar_t>>& p, Cursor<at::opmath_type<scalar_t>, kFlags>& c,
     at::opmath_type<scalar_t> g0, at::opmath_type<scalar_t> scale, int64_t tid, int64_t stride) {
   constexpr int V = kVec<scalar_t>;

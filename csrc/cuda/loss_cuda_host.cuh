@@ -79,8 +79,7 @@ DeviceWeight<T> device_weight(const WeightTable& table, int blocks, int64_t vec)
 template <typename scalar_t>
 Params<at::opmath_type<scalar_t>> make_params(const Layout& layout, int blocks,
                                               const WeightTable& weight,
-                                              const WeightTable& pos_weight,
-                                              const LossParams& lp) {
+                                              const WeightTable& pos_weight, const LossParams& lp) {
   using T = at::opmath_type<scalar_t>;
   Params<T> p;
   p.layout = layout;
@@ -143,8 +142,8 @@ struct Driver {
   using E = Formulas<Loss, at::opmath_type<scalar_t>>;
   using EFloat = Formulas<Loss, float>;
   // The variants this loss has.
-  static constexpr int kTables = (EFloat::kTakesWeight ? kWeighted | kSmooth : 0) |
-                                 (EFloat::kPosWeight ? kPosWeighted : 0);
+  static constexpr int kTables =
+      (EFloat::kTakesWeight ? kWeighted | kSmooth : 0) | (EFloat::kPosWeight ? kPosWeighted : 0);
   static constexpr int kForward = kTables | kReduce | (EFloat::kChecksRange ? kStrict : 0);
   static constexpr int kBackward = kTables | kGradScalar;
 

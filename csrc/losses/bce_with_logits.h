@@ -33,9 +33,7 @@ struct BceWithLogits {
   static constexpr bool kGradTargetUsesTarget = false;
 
   // log1p(exp(-|x|)), the smooth part of softplus, from |x|: in (0, ln 2].
-  BCE_EXT_HD static F softplus_tail_abs(F ax) {
-    return MathV::log1p01(MathV::exp(V::neg(ax)));
-  }
+  BCE_EXT_HD static F softplus_tail_abs(F ax) { return MathV::log1p01(MathV::exp(V::neg(ax))); }
   BCE_EXT_HD static F softplus_tail(F x) { return softplus_tail_abs(V::abs(x)); }
 
   // The loss where some lane's x is +-inf: its limit there (the formula's 0 * inf and inf - inf

@@ -38,10 +38,10 @@ struct Loss {
 // compiled with their own target flags must share no inline code).
 template <template <class, class> class L>
 struct KindOf;
-#define BCE_EXT_LOSS_KIND_OF(Name)                          \
-  template <>                                               \
-  struct KindOf<losses::Name> {                             \
-    static constexpr LossKind value = LossKind::k##Name;    \
+#define BCE_EXT_LOSS_KIND_OF(Name)                       \
+  template <>                                            \
+  struct KindOf<losses::Name> {                          \
+    static constexpr LossKind value = LossKind::k##Name; \
   };
 BCE_EXT_LOSSES(BCE_EXT_LOSS_KIND_OF)
 #undef BCE_EXT_LOSS_KIND_OF

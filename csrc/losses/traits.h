@@ -1,8 +1,8 @@
 #pragma once
 // What a loss declares about itself beside its element formulas: `Traits<Loss>`, specialised in
 // the loss's own header (csrc/losses/<loss>.h) next to its formulas, and read by every site that
-// differs by loss (losses/registry.h lists the losses). Plain C++, no torch headers: the CPU files compiled
-// with their own target flags and the CUDA kernels include it.
+// differs by loss (losses/registry.h lists the losses). Plain C++, no torch headers: the CPU files
+// compiled with their own target flags and the CUDA kernels include it.
 
 namespace bce_ext::losses {
 

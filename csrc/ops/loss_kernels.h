@@ -1,8 +1,8 @@
 #pragma once
-// Every loss op's C++ signature, in one place: LossKernels<Impl> turns generic kernels of a LossCall
-// (Impl::forward and Impl::backward) into the typed kernels of each op, and registers them for one
-// dispatch key (cpu/, cuda/, meta/, autograd/, autocast/). A new loss adds its two signatures here.
-// The schemas themselves are in schemas.cpp.
+// Every loss op's C++ signature, in one place: LossKernels<Impl> turns generic kernels of a
+// LossCall (Impl::forward and Impl::backward) into the typed kernels of each op, and registers them
+// for one dispatch key (cpu/, cuda/, meta/, autograd/, autocast/). A new loss adds its two
+// signatures here. The schemas themselves are in schemas.cpp.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -24,17 +24,17 @@ struct LossKernels {
   static at::Tensor bce(c10::DispatchKeySet ks, const at::Tensor& self, const at::Tensor& target,
                         const std::optional<at::Tensor>& weight, int64_t reduction,
                         double label_smoothing) {
-    return Impl::forward(ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction,
-                              {label_smoothing}});
+    return Impl::forward(
+        ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction, {label_smoothing}});
   }
 
   static TensorPair bce_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
                                  const at::Tensor& self, const at::Tensor& target,
                                  const std::optional<at::Tensor>& weight, int64_t reduction,
                                  std::array<bool, 2> output_mask, double label_smoothing) {
-    return Impl::backward(ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction,
-                               {label_smoothing}},
-                          grad_output, output_mask);
+    return Impl::backward(
+        ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction, {label_smoothing}},
+        grad_output, output_mask);
   }
 
   static at::Tensor bce_with_logits(c10::DispatchKeySet ks, const at::Tensor& self,
@@ -42,33 +42,47 @@ struct LossKernels {
                                     const std::optional<at::Tensor>& weight,
                                     const std::optional<at::Tensor>& pos_weight, int64_t reduction,
                                     double label_smoothing) {
-    return Impl::forward(ks, {LossKind::kBceWithLogits, self, target, weight, pos_weight,
-                              reduction, {label_smoothing}});
+    return Impl::forward(
+        ks,
+        {LossKind::kBceWithLogits, self, target, weight, pos_weight, reduction, {label_smoothing}});
   }
 
-  static TensorPair bce_with_logits_backward(
-      c10::DispatchKeySet ks, const at::Tensor& grad_output, const at::Tensor& self,
-      const at::Tensor& target, const std::optional<at::Tensor>& weight,
-      const std::optional<at::Tensor>& pos_weight, int64_t reduction,
-      std::array<bool, 2> output_mask, double label_smoothing) {
-    return Impl::backward(ks, {LossKind::kBceWithLogits, self, target, weight, pos_weight,
-                               reduction, {label_smoothing}},
-                          grad_output, output_mask);
+  static TensorPair bce_with_logits_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
+                                             const at::Tensor& self, const at::Tensor& target,
+                                             const std::optional<at::Tensor>& weight,
+                                             const std::optional<at::Tensor>& pos_weight,
+                                             int64_t reduction, std::array<bool, 2> output_mask,
+                                             double label_smoothing) {
+    return Impl::backward(
+        ks,
+        {LossKind::kBceWithLogits, self, target, weight, pos_weight, reduction, {label_smoothing}},
+        grad_output, output_mask);
   }
 
   static at::Tensor sigmoid_focal(c10::DispatchKeySet ks, const at::Tensor& self,
                                   const at::Tensor& target, int64_t reduction, double alpha,
                                   double gamma) {
-    return Impl::forward(ks, {LossKind::kSigmoidFocal, self, target, std::nullopt, std::nullopt,
-                              reduction, {0.0, alpha, gamma}});
+    return Impl::forward(ks, {LossKind::kSigmoidFocal,
+                              self,
+                              target,
+                              std::nullopt,
+                              std::nullopt,
+                              reduction,
+                              {0.0, alpha, gamma}});
   }
 
   static TensorPair sigmoid_focal_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
                                            const at::Tensor& self, const at::Tensor& target,
                                            int64_t reduction, std::array<bool, 2> output_mask,
                                            double alpha, double gamma) {
-    return Impl::backward(ks, {LossKind::kSigmoidFocal, self, target, std::nullopt, std::nullopt,
-                               reduction, {0.0, alpha, gamma}},
+    return Impl::backward(ks,
+                          {LossKind::kSigmoidFocal,
+                           self,
+                           target,
+                           std::nullopt,
+                           std::nullopt,
+                           reduction,
+                           {0.0, alpha, gamma}},
                           grad_output, output_mask);
   }
 

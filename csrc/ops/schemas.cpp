@@ -10,22 +10,28 @@ TORCH_LIBRARY(bce_ext, m) {
   // trailing label smoothing (0 keeps PyTorch's results). The backward ops return the gradients of
   // input and target in one pass; output_mask says which are wanted (an unwanted one comes back as
   // an empty tensor).
-  m.def("binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, "
-        "float label_smoothing=0.0) -> Tensor");
-  m.def("binary_cross_entropy_backward(Tensor grad_output, Tensor self, Tensor target, "
-        "Tensor? weight=None, int reduction=1, bool[2] output_mask=[True, False], "
-        "float label_smoothing=0.0) -> (Tensor, Tensor)");
-  m.def("binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, "
-        "Tensor? pos_weight=None, int reduction=1, float label_smoothing=0.0) -> Tensor");
-  m.def("binary_cross_entropy_with_logits_backward(Tensor grad_output, Tensor self, "
-        "Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1, "
-        "bool[2] output_mask=[True, False], float label_smoothing=0.0) -> (Tensor, Tensor)");
+  m.def(
+      "binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, "
+      "float label_smoothing=0.0) -> Tensor");
+  m.def(
+      "binary_cross_entropy_backward(Tensor grad_output, Tensor self, Tensor target, "
+      "Tensor? weight=None, int reduction=1, bool[2] output_mask=[True, False], "
+      "float label_smoothing=0.0) -> (Tensor, Tensor)");
+  m.def(
+      "binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, "
+      "Tensor? pos_weight=None, int reduction=1, float label_smoothing=0.0) -> Tensor");
+  m.def(
+      "binary_cross_entropy_with_logits_backward(Tensor grad_output, Tensor self, "
+      "Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1, "
+      "bool[2] output_mask=[True, False], float label_smoothing=0.0) -> (Tensor, Tensor)");
   // torchvision.ops.sigmoid_focal_loss's arguments (its reduction as a code, 'none' by default).
-  m.def("sigmoid_focal_loss(Tensor self, Tensor target, int reduction=0, float alpha=0.25, "
-        "float gamma=2.0) -> Tensor");
-  m.def("sigmoid_focal_loss_backward(Tensor grad_output, Tensor self, Tensor target, "
-        "int reduction=0, bool[2] output_mask=[True, False], float alpha=0.25, float gamma=2.0) "
-        "-> (Tensor, Tensor)");
+  m.def(
+      "sigmoid_focal_loss(Tensor self, Tensor target, int reduction=0, float alpha=0.25, "
+      "float gamma=2.0) -> Tensor");
+  m.def(
+      "sigmoid_focal_loss_backward(Tensor grad_output, Tensor self, Tensor target, "
+      "int reduction=0, bool[2] output_mask=[True, False], float alpha=0.25, float gamma=2.0) "
+      "-> (Tensor, Tensor)");
 }
 
 namespace bce_ext {
@@ -76,16 +82,15 @@ LossCall LossCall::with(const at::Tensor& new_self, const at::Tensor& new_target
 namespace {
 
 // Each loss's ops, called with its own arguments.
-at::Tensor forward_of(Loss<losses::Bce>, const LossCall& c,
-                      std::optional<c10::DispatchKeySet> ks) {
+at::Tensor forward_of(Loss<losses::Bce>, const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
   static const auto op = find<SignatureOf<decltype(&K::bce)>>("bce_ext::binary_cross_entropy");
   return invoke(op, ks, c.self, c.target, c.weight, c.reduction, c.params.label_smoothing);
 }
 
 at::Tensor forward_of(Loss<losses::BceWithLogits>, const LossCall& c,
                       std::optional<c10::DispatchKeySet> ks) {
-  static const auto op = find<SignatureOf<decltype(&K::bce_with_logits)>>(
-      "bce_ext::binary_cross_entropy_with_logits");
+  static const auto op =
+      find<SignatureOf<decltype(&K::bce_with_logits)>>("bce_ext::binary_cross_entropy_with_logits");
   return invoke(op, ks, c.self, c.target, c.weight, c.pos_weight, c.reduction,
                 c.params.label_smoothing);
 }
@@ -99,8 +104,8 @@ at::Tensor forward_of(Loss<losses::SigmoidFocal>, const LossCall& c,
 
 TensorPair backward_of(Loss<losses::Bce>, const LossCall& c, const at::Tensor& grad_output,
                        std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
-  static const auto op = find<SignatureOf<decltype(&K::bce_backward)>>(
-      "bce_ext::binary_cross_entropy_backward");
+  static const auto op =
+      find<SignatureOf<decltype(&K::bce_backward)>>("bce_ext::binary_cross_entropy_backward");
   return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.reduction, output_mask,
                 c.params.label_smoothing);
 }
@@ -114,9 +119,8 @@ TensorPair backward_of(Loss<losses::BceWithLogits>, const LossCall& c,
                 output_mask, c.params.label_smoothing);
 }
 
-TensorPair backward_of(Loss<losses::SigmoidFocal>, const LossCall& c,
-                       const at::Tensor& grad_output, std::array<bool, 2> output_mask,
-                       std::optional<c10::DispatchKeySet> ks) {
+TensorPair backward_of(Loss<losses::SigmoidFocal>, const LossCall& c, const at::Tensor& grad_output,
+                       std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
   static const auto op = find<SignatureOf<decltype(&K::sigmoid_focal_backward)>>(
       "bce_ext::sigmoid_focal_loss_backward");
   return invoke(op, ks, grad_output, c.self, c.target, c.reduction, output_mask, c.params.alpha,

@@ -1,7 +1,8 @@
 #pragma once
 // The AVX2 + FMA backend of the vector loops: 8 float lanes, one-instruction wrappers (and F16C's
-// half conversions). The list of what a backend provides is in vec/loops_impl.h. Include only from a file compiled for AVX2
-// and FMA (its own `#pragma GCC target`), and only there: no torch or standard headers.
+// half conversions). The list of what a backend provides is in vec/loops_impl.h. Include only from
+// a file compiled for AVX2 and FMA (its own `#pragma GCC target`), and only there: no torch or
+// standard headers.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -76,7 +77,9 @@ struct Avx2 {
 
   // Eight 16-bit values, widened to lanes and narrowed back (the half conversions).
   using H = __m128i;
-  static H load_h(const uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static H load_h(const uint16_t* p) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  }
   static void store_h(uint16_t* p, H v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
   // AVX2 has no 16-bit masked moves: the lanes of m go through a buffer, so nothing past them is
   // read or written (zeros there). m must be a tail mask (its first lanes), as everywhere in the
@@ -102,8 +105,7 @@ struct Avx2 {
   static I slli16(I a) { return _mm256_slli_epi32(a, 16); }
   static I and1_i(I a) { return _mm256_and_si256(a, _mm256_set1_epi32(1)); }
   static I blend_i(M m, I a, I b) {
-    return _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
   }
   static M is_nan(F v) { return _mm256_cmp_ps(v, v, _CMP_UNORD_Q); }
 };

@@ -16,7 +16,7 @@ struct Avx2Double {
   static constexpr int kLanes = 4;
   using F = __m256d;
   using I = __m256i;
-  using M = __m256d;  // all-ones lanes
+  using M = __m256d;     // all-ones lanes
   using DAcc = __m256d;  // the lanes are doubles already
 
   static F zero() { return _mm256_setzero_pd(); }

@@ -50,16 +50,14 @@ struct BFloat16 {
 
 template <class V, class Conv>
 void to_float(const uint16_t* in, float* out, int64_t n) {
-  in_vectors<V>(in, out, n, [](const uint16_t* a, float* b) {
-    V::store(b, Conv::to_f(V::load_h(a)));
-  });
+  in_vectors<V>(in, out, n,
+                [](const uint16_t* a, float* b) { V::store(b, Conv::to_f(V::load_h(a))); });
 }
 
 template <class V, class Conv>
 void from_float(const float* in, uint16_t* out, int64_t n) {
-  in_vectors<V>(in, out, n, [](const float* a, uint16_t* b) {
-    V::store_h(b, Conv::from_f(V::load(a)));
-  });
+  in_vectors<V>(in, out, n,
+                [](const float* a, uint16_t* b) { V::store_h(b, Conv::from_f(V::load(a))); });
 }
 
 template <class V>

@@ -2,8 +2,8 @@
 // The CPU inner loops (loops.h), generic over a backend V and a loss's element formulas E (csrc/
 // losses/): one template for every loss, instruction set and element type. Included by one file
 // per backend (loops_portable.cpp, loops_avx2.cpp, loops_avx512.cpp) after the backend and its
-// Math; everything is in an anonymous namespace, so each file gets its own copy compiled for its own
-// target. No standard library header.
+// Math; everything is in an anonymous namespace, so each file gets its own copy compiled for its
+// own target. No standard library header.
 //
 // Each loop also takes the storage type S of the run's per-element operands: T itself, or a half
 // type, which IO<V, S> converts to and from float in registers as it loads and stores.
@@ -174,8 +174,12 @@ struct ForwardState {
   RangeAcc<V> range;
 
   static ForwardState make(const Run<S>& run, const LossParams& params) {
-    return {run, broadcast_of<V>(run.w), broadcast_of<V>(run.pw), Smoothing<V>::make(params),
-            coefficients<V>(params), {V::as_i(V::zero()), V::as_i(V::zero())}};
+    return {run,
+            broadcast_of<V>(run.w),
+            broadcast_of<V>(run.pw),
+            Smoothing<V>::make(params),
+            coefficients<V>(params),
+            {V::as_i(V::zero()), V::as_i(V::zero())}};
   }
 };
 
@@ -226,8 +230,8 @@ inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& ac
     F<V> part[kGroups][U];
     for (int j = 0; j < kGroups; ++j) {
       for (int u = 0; u < U; ++u) {
-        part[j][u] = weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + j * kSumLanes + u * L,
-                                                                full);
+        part[j][u] =
+            weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + j * kSumLanes + u * L, full);
       }
     }
     for (int j = 0; j < kGroups; ++j) {
@@ -236,8 +240,8 @@ inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& ac
   }
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
-      block[u] = V::add(
-          block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
+      block[u] =
+          V::add(block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
     }
   }
   for (int u = 0; u < U; ++u) {
@@ -337,10 +341,16 @@ inline void backward_vector(const BackwardState<V, S>& s, int64_t i, typename V:
   using IOS = IO<V, S>;
   const Run<S>& r = s.run;
   auto load = [&](const S* p) {
-    if constexpr (kTail) return IOS::load_n(p, m); else return IOS::load(p);
+    if constexpr (kTail)
+      return IOS::load_n(p, m);
+    else
+      return IOS::load(p);
   };
   auto store = [&](S* p, F<V> v) {
-    if constexpr (kTail) IOS::store_n(p, v, m); else IOS::store(p, v);
+    if constexpr (kTail)
+      IOS::store_n(p, v, m);
+    else
+      IOS::store(p, v);
   };
   const F<V> x = load(r.x + i);
   const F<V> g = kGradBroadcast ? s.gb : load(s.g + i);
@@ -420,21 +430,19 @@ inline auto with_tables(const Run<S>& run, Fn&& f) {
 
 template <class V, class S, class E>
 double forward_sum(const Run<S>& run, const LossParams& params, bool* bad) {
-  return with_tables<E>(run, [&]<int kW, int kP>() {
-    return forward_sum_run<V, S, E, kW, kP>(run, params, bad);
-  });
+  return with_tables<E>(
+      run, [&]<int kW, int kP>() { return forward_sum_run<V, S, E, kW, kP>(run, params, bad); });
 }
 
 template <class V, class S, class E>
 void forward_none(const Run<S>& run, const LossParams& params, S* out, bool* bad) {
-  with_tables<E>(run, [&]<int kW, int kP>() {
-    forward_none_run<V, S, E, kW, kP>(run, params, out, bad);
-  });
+  with_tables<E>(
+      run, [&]<int kW, int kP>() { forward_none_run<V, S, E, kW, kP>(run, params, out, bad); });
 }
 
 template <class V, class S, class E>
-void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_scalar,
-              T<V> divisor, S* gi, S* gt) {
+void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_scalar, T<V> divisor,
+              S* gi, S* gt) {
   const BackwardState<V, S> s{run,
                               g,
                               V::set1(g_scalar),

@@ -95,7 +95,9 @@ struct Math {
   using F = typename V::F;
   using M = typename V::M;
 
-  static F log01(F x) { return log_core<V, false>(V::fma(x, V::set1(kTwo24), V::zero()), V::zero()); }
+  static F log01(F x) {
+    return log_core<V, false>(V::fma(x, V::set1(kTwo24), V::zero()), V::zero());
+  }
 
   static F log1m(F x) {
     const F u = V::sub(V::set1(1.0f), x);
@@ -122,9 +124,9 @@ struct Math {
     const F zero = V::zero();
     const F r = log_core<V, false>(V::fma(q, V::set1(kTwo24), zero), zero);
     // Where q is not a finite positive number: -inf at zero, q itself at +inf and NaN, else NaN.
-    const F special = V::blend(V::eq(q, zero),
-                               V::blend(V::ge(q, zero), V::set1(__builtin_nanf("")), q),
-                               V::set1(-__builtin_inff()));
+    const F special =
+        V::blend(V::eq(q, zero), V::blend(V::ge(q, zero), V::set1(__builtin_nanf("")), q),
+                 V::set1(-__builtin_inff()));
     const M finite_pos = V::mand(V::gt(q, zero), V::gt(V::set1(__builtin_inff()), q));
     return V::blend(finite_pos, special, r);
   }

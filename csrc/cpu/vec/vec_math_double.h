@@ -131,8 +131,7 @@ struct Math {
 
   static F log01(F x) {
     // fma(x, 2^52, +0) turns -0 into +0 (the scaled bits of -0 would be garbage).
-    return log_core<V, false>(V::fma(x, V::set1(kTwo52), V::zero()), V::zero(),
-                              V::set1(kNegKBias));
+    return log_core<V, false>(V::fma(x, V::set1(kTwo52), V::zero()), V::zero(), V::set1(kNegKBias));
   }
 
   static F log1m(F x) {
@@ -161,12 +160,12 @@ struct Math {
     // Only subnormal q are scaled: 2^52 q overflows for q above 2^971.
     const M tiny = V::gt(V::set1(kMinNormal), q);
     const F s = V::mul(q, V::blend(tiny, V::set1(1.0), V::set1(kTwo52)));
-    const F r = log_core<V, false>(
-        s, zero, V::blend(tiny, V::set1(kNegKBiasUnscaled), V::set1(kNegKBias)));
+    const F r =
+        log_core<V, false>(s, zero, V::blend(tiny, V::set1(kNegKBiasUnscaled), V::set1(kNegKBias)));
     // Where q is not a finite positive number: -inf at zero, q itself at +inf and NaN, else NaN.
-    const F special = V::blend(V::eq(q, zero),
-                               V::blend(V::ge(q, zero), V::set1(__builtin_nan("")), q),
-                               V::set1(-__builtin_inf()));
+    const F special =
+        V::blend(V::eq(q, zero), V::blend(V::ge(q, zero), V::set1(__builtin_nan("")), q),
+                 V::set1(-__builtin_inf()));
     const M finite_pos = V::mand(V::gt(q, zero), V::gt(V::set1(__builtin_inf()), q));
     return V::blend(finite_pos, special, r);
   }

@@ -5,7 +5,7 @@
 
 namespace bce_ext::cuda {
 
-template TensorPair loss_backward_cuda<losses::BceWithLogits>(
-    const LossCall&, const at::Tensor&, std::array<bool, 2>);
+template TensorPair loss_backward_cuda<losses::BceWithLogits>(const LossCall&, const at::Tensor&,
+                                                              std::array<bool, 2>);
 
 }  // namespace bce_ext::cuda

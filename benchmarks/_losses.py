@@ -1,0 +1,47 @@
+"""What every benchmark script shares about the losses: the list (bce_ext/_registry.py, names and
+aliases), each loss's baseline (the function it replaces, or its formula in torch ops from
+tests/references.py where that library is not installed) and its inputs.
+
+    from _losses import LOSSES, baseline, inputs, parse_losses
+"""
+import os
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # references.py
+sys.path.insert(0, ROOT)  # this checkout's bce_ext, not an installed one
+
+from references import reference  # noqa: E402
+
+from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
+
+__all__ = ["LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses"]
+
+# Losses whose users train on hard 0/1 targets, mostly 0 (a detector's classes): the benchmarks
+# time those; the others get soft targets (torch.rand).
+HARD_TARGETS = {"sigmoid_focal_loss"}
+
+
+def parse_losses(text):
+    """The entries of a comma-separated list of loss names or aliases ("all": every loss)."""
+    if text == "all":
+        return list(LOSSES)
+    return [get(name) for name in text.split(",") if name]
+
+
+def baseline(entry):
+    """The eager function bce_ext's loss is timed against."""
+    return reference(entry.name)
+
+
+def inputs(entry, shape, gen, device="cpu", dtype=torch.float32):
+    """(input, target) of a timed case: probabilities in [0, 1) or logits 3 * randn by the
+    input's domain; soft targets, or hard ones (10% positives) for HARD_TARGETS."""
+    x = torch.rand(shape, generator=gen) if entry.input == "probability" else \
+        3 * torch.randn(shape, generator=gen)
+    t = torch.rand(shape, generator=gen)
+    if entry.name in HARD_TARGETS:
+        t = (t < 0.1).float()
+    return x.to(device=device, dtype=dtype), t.to(device=device, dtype=dtype)
