@@ -1,4 +1,5 @@
-"""bce_ext's functionals: torch.nn.functional's signatures, checks and warnings, on the fused ops."""
+"""bce_ext's functionals: torch.nn.functional's signatures, checks and warnings, on the fused
+ops."""
 import torch
 from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
@@ -98,4 +99,15 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
         # torchvision's message, verbatim.
         raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
                          "modes: 'none', 'mean', 'sum'")
-    return focal_op(inputs, targets, _FOCAL_REDUCTIONS[reduction], float(alpha), float(gamma))
+    return focal_op(inputs, targets, _FOCAL_REDUCTIONS[reduction], _scalar(alpha, "alpha"),
+                    _scalar(gamma, "gamma"))
+
+
+def _scalar(value, name):
+    """A float argument's value. A tensor that requires grad is refused (torchvision's formula
+    differentiates it; bce_ext takes a number), with the text of PyTorch's own refusal."""
+    if isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled():
+        raise RuntimeError(f"the derivative for '{name}' is not implemented: bce_ext's "
+                           f"sigmoid_focal_loss takes {name} as a number (pass a float, or "
+                           f"{name}.detach(), or use torchvision's function to learn it)")
+    return float(value)

@@ -7,7 +7,18 @@ from .functional import binary_cross_entropy, binary_cross_entropy_with_logits, 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "SigmoidFocalLoss"]
 
 
-class BCELoss(torch.nn.BCELoss):
+class _NotScriptable:
+    """torch.jit.script calls __prepare_scriptable__ on a module and on each of its submodules
+    before compiling: one clear error there instead of TorchScript's own about the functional."""
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(
+            f"bce_ext.{type(self).__name__} cannot be compiled by torch.jit.script (TorchScript "
+            "cannot compile bce_ext's functionals, which check their arguments in Python); use "
+            "torch.compile, or torch.jit.trace, which records the op")
+
+
+class BCELoss(_NotScriptable, torch.nn.BCELoss):
     r"""Drop-in for :class:`torch.nn.BCELoss`: same constructor (plus a keyword-only
     ``label_smoothing``, see :func:`bce_ext.binary_cross_entropy`), ``weight`` buffer, state_dict
     keys and pickling; ``forward`` runs bce_ext's fused kernels."""
@@ -26,7 +37,7 @@ class BCELoss(torch.nn.BCELoss):
         super().__setstate__(state)
 
 
-class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
+class BCEWithLogitsLoss(_NotScriptable, torch.nn.BCEWithLogitsLoss):
     r"""Drop-in for :class:`torch.nn.BCEWithLogitsLoss`: same constructor (plus a keyword-only
     ``label_smoothing``), ``weight`` and ``pos_weight`` buffers, state_dict keys and pickling;
     ``forward`` runs bce_ext's fused kernels."""
@@ -46,7 +57,7 @@ class BCEWithLogitsLoss(torch.nn.BCEWithLogitsLoss):
         super().__setstate__(state)
 
 
-class SigmoidFocalLoss(torch.nn.Module):
+class SigmoidFocalLoss(_NotScriptable, torch.nn.Module):
     r"""The sigmoid focal loss as a module: ``SigmoidFocalLoss(alpha=0.25, gamma=2.0,
     reduction="none")(inputs, targets)`` is :func:`bce_ext.sigmoid_focal_loss` with those
     arguments (torchvision has the function only)."""

@@ -218,16 +218,16 @@ void check_bce(const LossCall& c) {
     weight_shape = broadcast_weight_shape(c.target.sym_sizes(), c.weight->sym_sizes());
   }
   check_same_device(c.target, self);
-  TORCH_CHECK(c.target.scalar_type() == self.scalar_type(), "Found dtype ",
-              c.target.scalar_type(), " but expected ", self.scalar_type());
+  TORCH_CHECK(c.target.scalar_type() == self.scalar_type(), "Found dtype ", c.target.scalar_type(),
+              " but expected ", self.scalar_type());
   const auto dtype = self.scalar_type();
   // The label of PyTorch's dispatch macro in the kernel the functional reaches (aten/src/ATen/
   // native/Loss.cpp: binary_cross_entropy; cuda/Loss.cu: binary_cross_entropy_out_cuda), for
   // either op: the backward op gives the functional's message (tests/test_bad_input.py).
-  TORCH_CHECK_NOT_IMPLEMENTED(supported(dtype), "\"",
-                              self.is_cuda() ? "binary_cross_entropy_out_cuda"
-                                             : "binary_cross_entropy",
-                              "\" not implemented for '", dtype, "'");
+  TORCH_CHECK_NOT_IMPLEMENTED(
+      supported(dtype), "\"",
+      self.is_cuda() ? "binary_cross_entropy_out_cuda" : "binary_cross_entropy",
+      "\" not implemented for '", dtype, "'");
   if (has_weight(c.weight)) {
     TORCH_CHECK(c10::SymIntArrayRef(weight_shape) == self.sym_sizes(), "output with shape ",
                 self.sym_sizes(), " doesn't match the broadcast shape ",
@@ -253,8 +253,8 @@ void check_bce_with_logits(const LossCall& c) {
   const at::Tensor& self = c.self;
   const at::Tensor& target = c.target;
   const auto dtype = self.scalar_type();
-  TORCH_CHECK_NOT_IMPLEMENTED(supported(dtype),
-                              "\"", self.is_cuda() ? "log_sigmoid_forward_cuda" : "log_sigmoid_cpu",
+  TORCH_CHECK_NOT_IMPLEMENTED(supported(dtype), "\"",
+                              self.is_cuda() ? "log_sigmoid_forward_cuda" : "log_sigmoid_cpu",
                               "\" not implemented for '", dtype, "'");
   if (c.pos_weight.has_value() && c.pos_weight->defined()) {
     check_same_device(*c.pos_weight, target);
@@ -265,6 +265,16 @@ void check_bce_with_logits(const LossCall& c) {
                 c10::SymIntArrayRef(shape));
     TORCH_CHECK(!at::isComplexType(c.pos_weight->scalar_type()), "result type ",
                 c.pos_weight->scalar_type(), " can't be cast to the desired output type ", dtype);
+    if (c.pos_weight->scalar_type() == at::kBool) {  // PyTorch's pos_weight - 1
+      constexpr const char* kMessage =
+          "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
+          "to invert a mask, use the `~` or `logical_not()` operator instead.";
+      if constexpr (torch_compat::kBoolSubtractionNotImplemented) {
+        TORCH_CHECK_NOT_IMPLEMENTED(false, kMessage);
+      } else {
+        TORCH_CHECK(false, kMessage);
+      }
+    }
   }
   check_same_device(target, self);
   const auto tdtype = target.scalar_type();
@@ -278,11 +288,14 @@ void check_bce_with_logits(const LossCall& c) {
       TORCH_CHECK(false, kMessage);
     }
   }
+  // PyTorch's chain of ops returns a complex loss for a complex target; bce_ext's are real.
+  TORCH_CHECK(!at::isComplexType(tdtype), c.name(), ": a complex target (", tdtype,
+              ") is not supported by bce_ext, whose losses are real; PyTorch's ops return a "
+              "complex loss for one");
   TORCH_CHECK(at::isFloatingType(tdtype), "result type ", dtype,
               " can't be cast to the desired output type ", tdtype);
-  TORCH_CHECK_NOT_IMPLEMENTED(supported(tdtype),
-                              "\"binary_cross_entropy_with_logits\" not implemented for '",
-                              tdtype, "'");
+  TORCH_CHECK_NOT_IMPLEMENTED(
+      supported(tdtype), "\"binary_cross_entropy_with_logits\" not implemented for '", tdtype, "'");
   if (has_weight(c.weight)) {
     check_inplace_broadcast(self.sym_sizes(), c.weight->sym_sizes());
     check_same_device(self, *c.weight);
@@ -379,8 +392,7 @@ static at::ScalarType result_type(const LossCall& c) {
 
 at::Tensor empty_forward_output(const LossCall& c) {
   // PyTorch's dtype (result_type) and layout (Traits::kLayout).
-  const auto layout =
-      visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
+  const auto layout = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
   const at::Tensor& like = layout == losses::LaidOutLike::kTarget ? c.target : c.self;
   const auto options = like.options().dtype(result_type(c));
   return c.reduction != kReductionNone ? at::empty({}, options) : at::empty_like(like, options);
@@ -398,9 +410,28 @@ std::array<at::Tensor, 2> empty_backward_outputs(const LossCall& c,
   return out;
 }
 
+// PyTorch's forward computes pos_weight - 1 in pos_weight's own dtype: in an integral one it wraps
+// (a uint8 0 gives 255). The same call with that pos_weight as `pos_weight - 1 + 1` in the compute
+// type, so that the kernels' pos_weight - 1 is PyTorch's; nullopt where pos_weight is floating or
+// absent. (PyTorch's backward multiplies by pos_weight after promotion, no wrap: prepare_backward
+// keeps it, as there.)
+std::optional<LossCall> with_integral_pos_weight(const LossCall& c) {
+  if (!c.pos_weight.has_value() || !c.pos_weight->defined() ||
+      !at::isIntegralType(c.pos_weight->scalar_type(), /*includeBool=*/false)) {
+    return std::nullopt;
+  }
+  LossCall call = c;
+  call.pos_weight = c.pos_weight->sub(1).to(compute_type(c.self.scalar_type())).add_(1);
+  return call;
+}
+
 ForwardArgs prepare_forward(const LossCall& c, Tables tables) {
   check_forward(c);
   ForwardArgs a;
+  if (const auto call = with_integral_pos_weight(c)) {
+    a.out = call_forward(*call);
+    return a;
+  }
   const bool reduced = c.reduction != kReductionNone;
   if (c.self.scalar_type() != c.target.scalar_type()) {
     // The logits losses of two dtypes: computed in their promoted type, returned in the result's
@@ -410,12 +441,16 @@ ForwardArgs prepare_forward(const LossCall& c, Tables tables) {
     return a;
   }
   if (weight_needs_promotion(c.weight, c.self.scalar_type())) {
-    LossCall unweighted = c;
+    // The unweighted loss in the compute type, times the weight in float64 (PyTorch's promoted
+    // multiply), rounded once to a half type (PyTorch rounds the unweighted loss to it first).
+    const auto dtype = c.self.scalar_type();
+    LossCall unweighted = c.with(c.self.to(compute_type(dtype)), c.target.to(compute_type(dtype)));
     unweighted.weight = std::nullopt;
     unweighted.reduction = kReductionNone;
     at::Tensor loss = call_forward(unweighted);
+    if (dtype != loss.scalar_type()) loss = loss.to(at::kDouble);
     loss.mul_(*c.weight);
-    a.out = reduced ? reduce_promoted(loss, c.reduction) : loss;
+    a.out = (reduced ? reduce_promoted(loss, c.reduction) : loss).to(dtype);
     return a;
   }
   a.out = empty_forward_output(c);
@@ -448,16 +483,25 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
     return b;
   }
   if (weight_needs_promotion(c.weight, c.self.scalar_type())) {
-    // PyTorch's order: the unweighted gradient, times the weight (promoted, in place), then / N.
-    LossCall unweighted = c;
+    // PyTorch's order: the unweighted gradient, times the weight (promoted, in place), then / N;
+    // the gradient in the compute type, and for a half type multiplied and divided in float64
+    // and rounded once (PyTorch rounds the unweighted gradient to it first: 1 / 1e-6 overflows
+    // float16 there).
+    const auto dtype = c.self.scalar_type();
+    const auto compute = compute_type(dtype);
+    LossCall unweighted = c.with(c.self.to(compute), c.target.to(compute));
     unweighted.weight = std::nullopt;
     if (c.reduction == kReductionMean) unweighted.reduction = kReductionSum;
-    std::tie(b.gi, b.gt) = call_backward(unweighted, grad_output, output_mask);
+    std::tie(b.gi, b.gt) = call_backward(unweighted, grad_output.to(compute), output_mask);
     for (int k = 0; k < 2; ++k) {
       at::Tensor& g = k == 0 ? b.gi : b.gt;
-      if (!output_mask[k] || g.numel() == 0) continue;
-      g.mul_(*c.weight);
-      if (c.reduction == kReductionMean) g.div_(c.self.numel());
+      if (!output_mask[k]) continue;
+      if (dtype != compute) g = g.to(at::kDouble);
+      if (g.numel() != 0) {
+        g.mul_(*c.weight);
+        if (c.reduction == kReductionMean) g.div_(c.self.numel());
+      }
+      g = g.to(dtype);
     }
     return b;
   }

@@ -10,11 +10,12 @@ import zlib
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DTYPES
+from losses import FOCAL
+from oracle import REDUCTIONS, assert_loss_matches, assert_matches, oracle, ours
+from references import torchvision_sigmoid_focal_loss
 
 import bce_ext
-from conftest import DTYPES
-from losses import FOCAL, torchvision_sigmoid_focal_loss
-from oracle import REDUCTIONS, assert_loss_matches, assert_matches, oracle, ours
 
 INF = math.inf
 OPS = torch.ops.bce_ext
@@ -121,7 +122,8 @@ def test_gamma_below_one_where_p_t_is_one(device, dtype, gamma):
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtypes", [(torch.float32, torch.float64), (torch.float64, torch.float32),
-                                    (torch.float16, torch.float32), (torch.bfloat16, torch.float16)],
+                                    (torch.float16, torch.float32),
+                                    (torch.bfloat16, torch.float16)],
                          ids=str)
 def test_inputs_of_two_dtypes(device, dtypes, reduction):
     """As torchvision's chain of ops: the result in the promoted dtype, each gradient in its own
@@ -222,7 +224,8 @@ def test_compile_detector_head_fullgraph(device):
     targets = (torch.rand(2, 6, 8, 8, device=device) < 0.05).float()
 
     def step(loss_fn, f, tgt):
-        return loss_fn(head(f), tgt, alpha=0.25, gamma=2.0, reduction="sum") / tgt.sum().clamp(min=1)
+        return (loss_fn(head(f), tgt, alpha=0.25, gamma=2.0, reduction="sum")
+                / tgt.sum().clamp(min=1))
 
     results = []
     for fn, compiled in ((torchvision_sigmoid_focal_loss, False),
@@ -252,3 +255,56 @@ def test_cpu_autocast(dtype):
     (gx,) = torch.autograd.grad(out, x)
     assert gx.dtype == dtype
     torch.testing.assert_close(out, ref, rtol=1e-2, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["alpha", "gamma"])
+def test_alpha_or_gamma_that_requires_grad_is_refused(name):
+    """torchvision's formula differentiates a tensor alpha or gamma; bce_ext takes numbers, and
+    says so rather than cut the graph silently. A tensor that needs no gradient is its value."""
+    x, t = torch.randn(4, 3), torch.rand(4, 3)
+    value = torch.tensor(0.75 if name == "alpha" else 1.5, requires_grad=True)
+    with pytest.raises(RuntimeError, match=f"the derivative for '{name}' is not implemented"):
+        bce_ext.sigmoid_focal_loss(x, t, **{name: value})
+    with pytest.raises(RuntimeError, match=f"the derivative for '{name}' is not implemented"):
+        bce_ext.SigmoidFocalLoss(**{name: value})(x, t)
+    want = torchvision_sigmoid_focal_loss(x, t, **{name: value.item()})
+    assert_matches(bce_ext.sigmoid_focal_loss(x, t, **{name: value.detach()}), want)
+    with torch.no_grad():
+        assert_matches(bce_ext.sigmoid_focal_loss(x, t, **{name: value}), want)
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy_with_logits", "sigmoid_focal_loss"])
+def test_complex_target_is_a_clear_error(loss):
+    """PyTorch's and torchvision's chains of ops return a complex loss for a complex target;
+    bce_ext's losses are real, and it says so."""
+    x, t = torch.randn(4), torch.rand(4, dtype=torch.complex64)
+    with pytest.raises(RuntimeError, match=f"{loss}: a complex target .* is not supported"):
+        getattr(bce_ext, loss)(x, t)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+def test_target_gradient_at_huge_finite_logits(device, dtype, gamma):
+    """The target gradient's terms (each about (1 + gamma) |x|) overflow near the type's largest
+    values where their sum does not: x = 2e38, t = 0.5 gave -inf in float32 for -8.75e37. The
+    oracle is torchvision's formula in float64; at such |x| the gradient is linear in x, so the
+    float64 cases compare on x scaled by 2^-900, where float64 holds the terms."""
+    big = torch.finfo(dtype).max
+    xs = torch.tensor([2e38, -2e38, 3e38, -3.3e38, 1e31, -1e31, 1.5e30], dtype=torch.float64)
+    if dtype == torch.float64:
+        xs = xs / 3.4e38 * big
+    ts = torch.tensor([0.5, 0.5, 0.3, 0.9, 0.0, 1.0, 0.7], dtype=torch.float64)
+    x = xs.to(dtype).to(device)
+    t = ts.to(dtype).to(device).requires_grad_()
+    got, = torch.autograd.grad(bce_ext.sigmoid_focal_loss(x, t, gamma=gamma).sum(), t)
+    assert torch.isfinite(got).all(), got
+    # The limit formula at large |x| (the log term vanishes): the gradient is linear in x, so
+    # float64 computes it exactly for the float32 cases, and for float64 on x scaled by 2^-900.
+    scale = 2.0 ** -900 if dtype == torch.float64 else 1.0
+    xr = (x.double() * scale).cpu()
+    tr = ts.clone().requires_grad_()
+    want, = torch.autograd.grad(torchvision_sigmoid_focal_loss(xr, tr, gamma=gamma).sum(), tr)
+    # Within a few roundings of the terms' size (they cancel exactly for some t, gamma and alpha:
+    # x = -3.3e38, t = 0.9, gamma = 0.5 has the value 0).
+    bound = 8 * torch.finfo(dtype).eps * (1 + gamma) * xr.abs() + 1e-5 * want.abs()
+    assert ((got.double().cpu() * scale - want).abs() <= bound).all(), (got, want)

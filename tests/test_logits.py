@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-import bce_ext
 from losses import BCE_WITH_LOGITS
 from oracle import REDUCTIONS, assert_loss_matches, assert_matches
+
+import bce_ext
 
 INF = math.inf
 
@@ -101,7 +101,7 @@ def test_vmap_over_batched_pos_weight_and_weight():
     for reduction in REDUCTIONS:
         def fn(a, b, p, v):
             return bce_ext.binary_cross_entropy_with_logits(a, b, v, pos_weight=p,
-                                                            reduction=reduction)
+                                                            reduction=reduction)  # noqa: B023 (called in this iteration)
         batched = torch.func.vmap(fn)(x, t, pw, w)
         looped = torch.stack([F.binary_cross_entropy_with_logits(
             a, b, v, pos_weight=p, reduction=reduction) for a, b, p, v in zip(x, t, pw, w)])
@@ -125,3 +125,42 @@ def test_agrees_with_bce_of_the_sigmoid():
     ref = F.binary_cross_entropy_with_logits(x.double(), t.double()).item()
     assert abs(logits - ref) / ref < 1e-6
     assert abs(probs - logits) / ref < 1e-5
+
+
+@pytest.mark.parametrize("pw_dtype", [torch.uint8, torch.int8, torch.int32, torch.int64],
+                         ids=str)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_integral_pos_weight_wraps_as_pytorch(device, pw_dtype, reduction):
+    """PyTorch's forward computes pos_weight - 1 in pos_weight's dtype: a uint8 0 wraps to 255 (and
+    an int8 -128 to 127); its backward promotes pos_weight first (no wrap), so its gradients are
+    not the derivatives of its loss there. bce_ext gives PyTorch's loss and gradients."""
+    gen = torch.Generator().manual_seed(5)
+    x = (8 * torch.rand(3, 6, generator=gen) - 4).to(device)
+    t = torch.rand(3, 6, generator=gen).to(device)
+    low = -128 if pw_dtype == torch.int8 else 0
+    pw = torch.tensor([low, 0, 1, 2, 3, 100], dtype=pw_dtype, device=device)
+    for weight in (None, torch.rand(6, generator=gen).to(device)):
+        got = run_logits(bce_ext.binary_cross_entropy_with_logits, x, t, weight, pw, reduction)
+        want = run_logits(F.binary_cross_entropy_with_logits, x.double(), t.double(),
+                          None if weight is None else weight.double(), pw, reduction)
+        for a, e in zip(got, want):
+            torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-6)
+
+
+def run_logits(fn, x, t, weight, pos_weight, reduction):
+    """The loss and its gradients w.r.t. input and target."""
+    x, t = x.detach().requires_grad_(), t.detach().requires_grad_()
+    out = fn(x, t, weight, reduction=reduction, pos_weight=pos_weight)
+    return (out.detach(),) + torch.autograd.grad(out.sum(), (x, t))
+
+
+def test_bool_pos_weight_raises_pytorchs_error(device):
+    """PyTorch's pos_weight - 1 refuses a bool tensor; bce_ext raises the same exception."""
+    x = torch.randn(4, device=device)
+    t = torch.rand(4, device=device)
+    pw = torch.tensor([True, False, True, False], device=device)
+    with pytest.raises(Exception) as theirs:
+        F.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
+    with pytest.raises(type(theirs.value), match="with a bool tensor is not supported") as ours:
+        bce_ext.binary_cross_entropy_with_logits(x, t, pos_weight=pw)
+    assert str(ours.value).splitlines()[0] == str(theirs.value).splitlines()[0]

@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 import torch
-
-import bce_ext
 from dist_cases import TorchvisionFocalLoss
 from oracle import assert_matches
+
+import bce_ext
 
 # (ours, theirs, names of the tensor arguments after weight, whether the model's output is a
 # probability or a logit)
@@ -118,7 +118,7 @@ def test_training_loop_ends_with_the_same_parameters(device, ours_cls, theirs_cl
         opt = torch.optim.SGD(m.parameters(), lr=0.5 if reduction == "mean" else 0.5 / 160,
                               momentum=0.9)
         loss_fn = loss_cls(reduction=reduction, **kw)
-        for epoch in range(5):
+        for _epoch in range(5):
             for i in range(0, 64, 16):
                 opt.zero_grad()
                 loss_fn(m(data[i:i + 16]), labels[i:i + 16]).backward()
@@ -126,3 +126,20 @@ def test_training_loop_ends_with_the_same_parameters(device, ours_cls, theirs_cl
         finals.append([p.detach() for p in m.parameters()])
     for a, b in zip(*finals):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("module", [bce_ext.BCELoss, bce_ext.BCEWithLogitsLoss,
+                                    bce_ext.SigmoidFocalLoss], ids=lambda m: m.__name__)
+def test_jit_script_says_it_is_unsupported(module):
+    """torch.jit.script of a module, or of a model holding one, raises one message that names
+    torch.compile (not TorchScript's internal errors); torch.jit.trace records the op."""
+    model = torch.nn.Sequential(torch.nn.Identity())
+    model.loss = module()
+    for target in (module(), model):
+        with pytest.raises(RuntimeError, match="cannot be compiled by torch.jit.script.*"
+                                               "torch.compile"):
+            torch.jit.script(target)
+    x = torch.rand(3, 2) if module is bce_ext.BCELoss else torch.randn(3, 2)
+    t = torch.rand(3, 2)
+    traced = torch.jit.trace(module(), (x, t))
+    torch.testing.assert_close(traced(x, t), module()(x, t))

@@ -8,11 +8,11 @@ import zlib
 import pytest
 import torch
 import torch.nn.functional as F
-
-import bce_ext
 from conftest import DTYPES
 from losses import ALL_LOSSES, BCE, LOSSES
 from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+
+import bce_ext
 
 # Shapes: 0-dim, tiny, a tail that is not a multiple of any vector width, and one that spans
 # many of the kernel's 4096-element chunks, past its one-thread limit of 32768 elements (so both
@@ -100,7 +100,8 @@ def test_label_smoothing_out_of_range(loss, smoothing):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_boundaries(device, dtype, reduction):
-    """x, t in {0, 1} (and 0.5): the clamp at -100, the 1e-12 floor, the infinite target gradient."""
+    """x, t in {0, 1} (and 0.5): the clamp at -100, the 1e-12 floor, the infinite target
+    gradient."""
     pairs = list(itertools.product([0.0, 1.0, 0.5], [0.0, 1.0, 0.5]))
     x = torch.tensor([p[0] for p in pairs], dtype=dtype, device=device)
     t = torch.tensor([p[1] for p in pairs], dtype=dtype, device=device)
@@ -109,7 +110,8 @@ def test_boundaries(device, dtype, reduction):
 
 
 def test_negative_zero_and_largest_loss(device):
-    """x = t = 1 gives -0.0 with the sign bit, as PyTorch; the largest element loss is exactly 100."""
+    """x = t = 1 gives -0.0 with the sign bit, as PyTorch; the largest element loss is exactly
+    100."""
     x = torch.tensor([1.0, 0.0, 1.0], device=device)
     t = torch.tensor([1.0, 1.0, 0.0], device=device)
     out = bce_ext.binary_cross_entropy(x, t, reduction="none")
@@ -155,7 +157,7 @@ def test_zero_dim(device, loss):
 
 
 def _layouts(device):
-    base = torch.rand(4, 6, 5, 3, dtype=torch.float64)
+    torch.rand(4, 6, 5, 3, dtype=torch.float64)  # unused; keeps the global RNG's draws as they were
     yield "transposed", lambda v: v.reshape(24, 15).t()
     yield "sliced", lambda v: v[:, ::2, 1:, :]
     yield "expanded", lambda v: v[:1].expand(4, 6, 5, 3)
@@ -291,8 +293,9 @@ def _tutorial(BCELoss, seed):
 
 
 def test_tutorial_examples():
-    from bce_ext import BCELoss
     from torch.nn import BCELoss as TorchBCELoss
+
+    from bce_ext import BCELoss
 
     for a, e in zip(_tutorial(BCELoss, 0), _tutorial(TorchBCELoss, 0)):
         assert_matches(a, e)
@@ -326,15 +329,44 @@ def test_weight_tables_of_large_inputs(device, loss, shape, wshape):
 @pytest.mark.parametrize("loss", LOSSES, ids=repr)
 def test_float64_weight_beyond_float_range(device, loss, dtype, values):
     """A float64 weight that float32 cannot hold is applied as PyTorch applies it: the loss
-    computed unweighted, then multiplied in float64 and rounded once."""
+    computed unweighted, then multiplied in float64 and rounded once. For a half type the
+    gradient's 1/N of 'mean' is applied in float64 too, before that rounding (PyTorch's float32
+    product overflows first where the result fits the half type: bfloat16 holds 3e38): the
+    oracle there is the float64 computation, rounded to the half type."""
     x = torch.tensor([1e-30, 0.5, 0.25, 1.0], device=device).to(dtype)
     t = torch.tensor([0.0, 0.5, 1.0, 1.0], device=device).to(dtype)
     w = torch.tensor(values, dtype=torch.float64, device=device)
     for reduction in REDUCTIONS:
         g = None if reduction != "none" else torch.full_like(x, 0.5)
-        for a, e in zip(ours(x, t, w, reduction, g, loss=loss),
-                        oracle(x, t, w, reduction, g, loss=loss)):
+        if dtype == torch.float32:
+            want = oracle(x, t, w, reduction, g, loss=loss)
+        else:
+            want = [v.to(dtype) for v in oracle(x.double(), t.double(), w, reduction,
+                                                 None if g is None else g.double(), loss=loss)]
+        for a, e in zip(ours(x, t, w, reduction, g, loss=loss), want):
             assert_matches(a, e)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_float64_weight_scales_a_half_gradient_before_its_rounding(device, reduction):
+    """Half types are computed in float32: with a float64 weight too, the weight scales the
+    gradient before its one rounding to the half type. At x = 1e-6 (1.013e-6 in float16), t = 0.5
+    the unweighted float16 gradient overflows (-4.9e5), the weighted one does not: about -8.7e3
+    for 'mean' of 17 (PyTorch, rounding first, gives -inf)."""
+    x = torch.full((17,), 1e-6, device=device).half()
+    t = torch.full((17,), 0.5, device=device).half()
+    w = torch.full((17,), 0.3, dtype=torch.float64, device=device)
+    xr = x.clone().requires_grad_()
+    out = bce_ext.binary_cross_entropy(xr, t, w, reduction=reduction)
+    grad, = torch.autograd.grad(out.sum(), xr)
+    xd = x.double().requires_grad_()
+    want = F.binary_cross_entropy(xd, t.double(), w, reduction=reduction)
+    want_grad, = torch.autograd.grad(want.sum(), xd)
+    if reduction == "mean":
+        assert torch.isfinite(grad).all()
+    # The float64 values rounded once ('sum' and 'none' overflow float16 there: -1.5e5).
+    torch.testing.assert_close(grad, want_grad.half(), rtol=2e-3, atol=0)
+    torch.testing.assert_close(out, want.half(), rtol=2e-3, atol=0)
 
 
 @pytest.mark.parametrize("layout", ["same", "transposed", "expanded"])

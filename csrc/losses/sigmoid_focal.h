@@ -99,8 +99,8 @@ struct SigmoidFocal {
   // cancellation, and where the gradients multiply ce by the large m ** (gamma - 1). The limits at
   // infinite logits are the logits loss's.
   BCE_EXT_HD static F cross_entropy(F x, F t, const Sigmoids& s) {
-    const F linear = V::blend(V::ge(x, V::zero()), V::mul(V::neg(t), x),
-                              V::mul(V::sub(V::set1(T(1)), t), x));
+    const F linear =
+        V::blend(V::ge(x, V::zero()), V::mul(V::neg(t), x), V::mul(V::sub(V::set1(T(1)), t), x));
     const F ce = V::add(linear, MathV::log1p01(s.e));
     if (V::any(infinite(x))) {
       return Logits::template at_infinity<false>(x, t, V::zero(), ce);
@@ -146,18 +146,33 @@ struct SigmoidFocal {
     const bool weighted = k.alpha >= T(0);
     const F a = weighted ? alpha_t(t, k.alpha) : one;
     const F da_dt = V::set1(weighted ? T(2) * k.alpha - T(1) : T(0));
-    F d = V::mul(a, V::add(V::neg(x), V::mul(V::set1(k.gamma), V::mul(over_m(ce, m), dm_dt))));
-    if (weighted) d = V::add(V::mul(da_dt, ce), d);
-    d = V::mul(big_m, d);
-    if (V::any(infinite(x))) {
-      // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
-      // value; its limit is this (m = 1 - t or t there).
-      const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
-      const F bracket = V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + k.gamma), a)));
-      const F v = V::mul(big_m, bracket);
-      const F limit = V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))),
-                               V::zero());
-      d = where_infinite(x, d, limit);
+    // A * (-x + gamma * (C / m) * dm/dt) + dA/dt * C: linear in x and C together.
+    const auto bracket = [&](F x_, F ce_) {
+      F d = V::mul(a, V::add(V::neg(x_), V::mul(V::set1(k.gamma), V::mul(over_m(ce_, m), dm_dt))));
+      return weighted ? V::add(V::mul(da_dt, ce_), d) : d;
+    };
+    F d = V::mul(big_m, bracket(x, ce));
+    // |x| from which the terms are summed scaled down (below it they cannot overflow, for gamma
+    // below 2^27); the infinite logits among those lanes take their limits.
+    const M huge = V::ge(V::abs(x), V::set1(T(sizeof(T) == 4 ? 0x1p100 : 0x1p1000)));
+    if (V::any(huge)) {
+      // The terms, each up to about (1 + gamma) |x|, overflow where their sum does not (x = 2e38,
+      // t = 0.5 in float32 gave -inf for -8.75e37): summed scaled by 2^-64, exactly.
+      const F down = V::set1(T(0x1p-64));
+      const F scaled =
+          V::mul(V::mul(big_m, bracket(V::mul(x, down), V::mul(ce, down))), V::set1(T(0x1p64)));
+      d = V::blend(huge, d, scaled);
+      if (V::any(infinite(x))) {
+        // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
+        // value; its limit is this (m = 1 - t or t there).
+        const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
+        const F limit_bracket =
+            V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + k.gamma), a)));
+        const F v = V::mul(big_m, limit_bracket);
+        const F limit =
+            V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
+        d = where_infinite(x, d, limit);
+      }
     }
     return V::mul(d, g);
   }
