@@ -343,9 +343,10 @@ void check_loss(Loss<losses::SigmoidFocal>, const LossCall& c) {
   check_label_smoothing(c);
   // Beyond torchvision, which takes any gamma: the modulating factor (1 - p_t) ** gamma and its
   // limits are for gamma >= 0; alpha may be anything finite (< 0 turns it off).
-  TORCH_CHECK_VALUE(c.params.gamma >= 0.0 && std::isfinite(c.params.gamma),
-                    "gamma must be a finite number >= 0, got ", c.params.gamma);
-  TORCH_CHECK_VALUE(std::isfinite(c.params.alpha), "alpha must be finite, got ", c.params.alpha);
+  const auto [alpha, gamma] = losses::Traits<losses::SigmoidFocal>::params(c.params.scalars);
+  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
+                    "gamma must be a finite number >= 0, got ", gamma);
+  TORCH_CHECK_VALUE(std::isfinite(alpha), "alpha must be finite, got ", alpha);
   check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
 }
 

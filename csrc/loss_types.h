@@ -4,15 +4,16 @@
 // include it).
 #include <cstdint>
 
-#include "losses/registry.h"  // LossKind
+#include "losses/registry.h"  // LossKind, Coefficients
 
 namespace bce_ext {
 
-// The scalar parameters of a call (those a loss does not take keep their defaults).
+// The scalar arguments of a call: bce_ext's label smoothing (0 for a loss that takes none), and
+// the loss's own scalars in the slots of its Traits<L>::Scalars, in schema order (a loss names them
+// in its header; nothing shared widens for a loss with scalars of its own).
 struct LossParams {
   double label_smoothing = 0.0;  // the target t becomes t * (1 - s) + s / 2
-  double alpha = 0.25;           // sigmoid focal loss (see csrc/losses/sigmoid_focal.h)
-  double gamma = 2.0;
+  double scalars[losses::kMaxScalars] = {};
 };
 
 }  // namespace bce_ext

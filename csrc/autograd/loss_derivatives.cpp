@@ -106,8 +106,7 @@ at::Tensor power(const at::Tensor& m, double e) {
 at::Tensor partial(Loss<losses::SigmoidFocal>, const LossCall& c, BackwardOutput out,
                    BackwardInput in, const at::Tensor& g, const at::Tensor& x,
                    const at::Tensor& t) {
-  const double alpha = c.params.alpha;
-  const double gamma = c.params.gamma;
+  const auto [alpha, gamma] = losses::Traits<losses::SigmoidFocal>::params(c.params.scalars);
   const at::Tensor p = x.sigmoid();
   const at::Tensor q = (-x).sigmoid();
   const at::Tensor C =

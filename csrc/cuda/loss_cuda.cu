@@ -1,6 +1,6 @@
 // The CUDA kernels of every loss op, registered for the CUDA dispatch key. Each loss's kernels
 // (loss_cuda_driver.cuh, instantiated with its element formulas from csrc/losses/) and host code
-// (loss_cuda_host.cuh) are compiled in instances/, a file per loss and direction.
+// (loss_cuda_host.cuh) are compiled in a file per loss and direction that setup.py generates.
 // Symmetric with csrc/cpu/loss_cpu.cpp.
 #include <torch/library.h>
 

@@ -1,7 +1,8 @@
 #pragma once
 // The CUDA loss ops' entry points, one forward and one backward per loss (Loss: losses::Bce,
 // losses::BceWithLogits, losses::SigmoidFocal). Declared here for loss_cuda.cu's registration;
-// defined in loss_cuda_host.cuh and instantiated in instances/<loss>_<direction>.cu.
+// defined in loss_cuda_host.cuh and instantiated in a file per loss and direction that setup.py
+// generates.
 #include <ATen/core/Tensor.h>
 
 #include <array>

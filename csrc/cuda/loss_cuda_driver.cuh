@@ -204,7 +204,7 @@ struct Params {
   Layout layout;
   DeviceWeight<T> w, pw;
   T keep = T(1), shift = T(0);  // label smoothing: t * keep + shift
-  losses::Coefficients<T> k;    // the formulas' coefficients (the focal loss's alpha, gamma)
+  losses::Coefficients<T> k;    // the loss's own scalars (the focal loss's alpha, gamma)
 };
 
 // A thread's positions in the tables that kFlags has.

@@ -1,8 +1,9 @@
 #pragma once
 // The host side of every CUDA loss op, generic over the loss (Loss: losses::Bce,
 // losses::BceWithLogits, losses::SigmoidFocal): loss_cuda.h's entry points are defined here and
-// instantiated once per loss and direction in instances/, so that nvcc compiles the losses' kernels
-// in parallel (one translation unit holding all of them took 2 to 5 minutes alone).
+// instantiated once per loss and direction in files that setup.py generates from the registry, so
+// that nvcc compiles the losses' kernels in parallel (one translation unit holding all of them took
+// 2 to 5 minutes alone).
 //
 // Python reference (N = input.numel(); loss, gi, gt the loss's formulas; ts the smoothed target):
 //   out = (w * loss(x, ts, pw)).sum() / d     # d = N for 'mean', else 1; 'none': w * loss
@@ -88,7 +89,7 @@ Params<at::opmath_type<scalar_t>> make_params(const Layout& layout, int blocks,
   const T s = static_cast<T>(lp.label_smoothing);
   p.keep = T(1) - s;
   p.shift = s * T(0.5);
-  p.k = {static_cast<T>(lp.alpha), static_cast<T>(lp.gamma)};
+  for (int i = 0; i < losses::kMaxScalars; ++i) p.k.v[i] = static_cast<T>(lp.scalars[i]);
   return p;
 }
 

@@ -79,6 +79,11 @@ struct Traits<Bce> {
   static constexpr const char* kNode = "BinaryCrossEntropy";
   static constexpr ResultDtype kResult = ResultDtype::kInput;
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
+  static constexpr int kTables = 1;
+  static constexpr bool kLabelSmoothing = true;
+  static constexpr int kDefaultReduction = 1;
+  using Scalars = std::tuple<>;
+  static constexpr const char* kScalars = "";
 };
 
 }  // namespace bce_ext::losses

@@ -97,6 +97,11 @@ struct Traits<BceWithLogits> {
   static constexpr const char* kNode = "BinaryCrossEntropyWithLogits";
   static constexpr ResultDtype kResult = ResultDtype::kTarget;
   static constexpr LaidOutLike kLayout = LaidOutLike::kTarget;
+  static constexpr int kTables = 2;
+  static constexpr bool kLabelSmoothing = true;
+  static constexpr int kDefaultReduction = 1;
+  using Scalars = std::tuple<>;
+  static constexpr const char* kScalars = "";
 };
 
 }  // namespace bce_ext::losses

@@ -46,6 +46,21 @@ struct KindOf;
 BCE_EXT_LOSSES(BCE_EXT_LOSS_KIND_OF)
 #undef BCE_EXT_LOSS_KIND_OF
 
+// Each loss's own scalars fit the slots that carry them (coefficients.h).
+#define BCE_EXT_LOSS_SCALARS_FIT(Name)                                                           \
+  static_assert(std::tuple_size_v<losses::Traits<losses::Name>::Scalars> <= losses::kMaxScalars, \
+                "csrc/losses/coefficients.h: raise kMaxScalars for " #Name);
+BCE_EXT_LOSSES(BCE_EXT_LOSS_SCALARS_FIT)
+#undef BCE_EXT_LOSS_SCALARS_FIT
+
+// f(Loss<L>{}) for every loss, in the list's order (the registrations of its ops).
+template <class F>
+void for_each_loss(F&& f) {
+#define BCE_EXT_LOSS_CALL(Name) f(Loss<losses::Name>{});
+  BCE_EXT_LOSSES(BCE_EXT_LOSS_CALL)
+#undef BCE_EXT_LOSS_CALL
+}
+
 // f(Loss<L>{}) for the loss `kind` names: the one switch on the loss kind.
 template <class F>
 decltype(auto) visit_loss(LossKind kind, F&& f) {

@@ -2,7 +2,7 @@
 // The sigmoid focal loss (Lin et al., RetinaNet; torchvision.ops.sigmoid_focal_loss): its element
 // formulas, written once over a backend V and its Math (exp, log1p01, log_any; csrc/cpu/vec/ and
 // csrc/cuda/cuda_math.cuh). See bce.h for the conventions; alpha and gamma come in the
-// Coefficients.
+// Coefficients' slots (Own).
 //
 // Python reference (torchvision's, x logit, t target, g incoming gradient; the 1/N of 'mean' is
 // applied by the loops):
@@ -48,6 +48,12 @@ struct SigmoidFocal {
   // Takes a weight and a label smoothing (the drivers build those variants only where it does).
   static constexpr bool kTakesWeight = false;
   static constexpr bool kGradTargetUsesTarget = true;
+
+  // Its own scalars, from the drivers' slots (in Traits<SigmoidFocal>::Scalars' order).
+  struct Own {
+    T alpha, gamma;
+  };
+  BCE_EXT_HD static Own own(const Coefficients<T>& k) { return {k.v[0], k.v[1]}; }
 
   // p = sigmoid(x) and q = sigmoid(-x) = 1 - p, from e = exp(-|x|), each without cancellation.
   struct Sigmoids {
@@ -111,44 +117,47 @@ struct SigmoidFocal {
   // (At an infinite logit ce is the logits loss's limit, infinite only where m ** gamma is not 0.)
   template <bool kWithPw>
   BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Own o = own(k);
     const Sigmoids s = sigmoids(x);
     const F ce = cross_entropy(x, t, s);
-    F l = V::mul(ce, power(one_minus_pt(t, s), k.gamma));
-    if (k.alpha >= T(0)) l = V::mul(alpha_t(t, k.alpha), l);
+    F l = V::mul(ce, power(one_minus_pt(t, s), o.gamma));
+    if (o.alpha >= T(0)) l = V::mul(alpha_t(t, o.alpha), l);
     return l;
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Own o = own(k);
     const Sigmoids s = sigmoids(x);
     const F m = one_minus_pt(t, s);
-    const F big_m = power(m, k.gamma);
+    const F big_m = power(m, o.gamma);
     const F ce = cross_entropy(x, t, s);
     const F dm_dx = V::mul(V::sub(V::set1(T(1)), V::add(t, t)), V::mul(s.p, s.q));
     const F p_minus_t = V::sub(s.p, t);
-    F d = V::add(p_minus_t, V::mul(V::set1(k.gamma), V::mul(ce, over_m(dm_dx, m))));
+    F d = V::add(p_minus_t, V::mul(V::set1(o.gamma), V::mul(ce, over_m(dm_dx, m))));
     if (V::any(infinite(x))) {
       d = where_infinite(x, d, p_minus_t);  // inf * 0 in the term that vanishes
     }
     d = V::mul(big_m, d);
-    if (k.alpha >= T(0)) d = V::mul(alpha_t(t, k.alpha), d);
+    if (o.alpha >= T(0)) d = V::mul(alpha_t(t, o.alpha), d);
     return V::mul(d, g);
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F grad_target(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Own o = own(k);
     const Sigmoids s = sigmoids(x);
     const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
-    const F big_m = power(m, k.gamma);
+    const F big_m = power(m, o.gamma);
     const F ce = cross_entropy(x, t, s);
     const F dm_dt = V::sub(s.q, s.p);
-    const bool weighted = k.alpha >= T(0);
-    const F a = weighted ? alpha_t(t, k.alpha) : one;
-    const F da_dt = V::set1(weighted ? T(2) * k.alpha - T(1) : T(0));
+    const bool weighted = o.alpha >= T(0);
+    const F a = weighted ? alpha_t(t, o.alpha) : one;
+    const F da_dt = V::set1(weighted ? T(2) * o.alpha - T(1) : T(0));
     // A * (-x + gamma * (C / m) * dm/dt) + dA/dt * C: linear in x and C together.
     const auto bracket = [&](F x_, F ce_) {
-      F d = V::mul(a, V::add(V::neg(x_), V::mul(V::set1(k.gamma), V::mul(over_m(ce_, m), dm_dt))));
+      F d = V::mul(a, V::add(V::neg(x_), V::mul(V::set1(o.gamma), V::mul(over_m(ce_, m), dm_dt))));
       return weighted ? V::add(V::mul(da_dt, ce_), d) : d;
     };
     F d = V::mul(big_m, bracket(x, ce));
@@ -167,7 +176,7 @@ struct SigmoidFocal {
         // value; its limit is this (m = 1 - t or t there).
         const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
         const F limit_bracket =
-            V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + k.gamma), a)));
+            V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + o.gamma), a)));
         const F v = V::mul(big_m, limit_bracket);
         const F limit =
             V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
@@ -185,6 +194,19 @@ struct Traits<SigmoidFocal> {
   static constexpr const char* kNode = "SigmoidFocalLoss";
   static constexpr ResultDtype kResult = ResultDtype::kPromoted;
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
+  static constexpr int kTables = 0;
+  static constexpr bool kLabelSmoothing = false;
+  static constexpr int kDefaultReduction = 0;
+  using Scalars = std::tuple<double, double>;
+  static constexpr const char* kScalars = "float alpha=0.25, float gamma=2.0";
+  // Its scalars by name, from a call's slots (the host's checks and second derivatives).
+  struct Params {
+    double alpha, gamma;
+  };
+  template <class D>  // a template, as everything in these headers (bce.h says why)
+  static constexpr Params params(const D* s) {
+    return {s[0], s[1]};
+  }
 };
 
 }  // namespace bce_ext::losses

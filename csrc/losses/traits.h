@@ -4,6 +4,8 @@
 // differs by loss (losses/registry.h lists the losses). Plain C++, no torch headers: the CPU files
 // compiled with their own target flags and the CUDA kernels include it.
 
+#include <tuple>
+
 namespace bce_ext::losses {
 
 // The dtype of a loss's result.
@@ -16,11 +18,23 @@ enum class ResultDtype {
 // Which operand a 'none' loss is laid out like (PyTorch's empty_like, or its chain of ops).
 enum class LaidOutLike { kInput, kTarget };
 
-// Traits<Loss> for a loss's formulas template Loss<V, MathV>:
+// Traits<Loss> for a loss's formulas template Loss<V, MathV>, everything its ops' schemas and
+// signatures are generated from (csrc/ops/loss_kernels.h, schemas.cpp):
 //   static constexpr const char* kOp;     the op's name, as PyTorch's messages give it
 //   static constexpr const char* kNode;   its autograd node's name, before "Backward"
 //   static constexpr ResultDtype kResult;
 //   static constexpr LaidOutLike kLayout;
+//   static constexpr int kTables;         the tensors after input and target that broadcast
+//                                         against the target: 0, 1 (weight) or 2 (and pos_weight)
+//   static constexpr bool kLabelSmoothing;      whether it takes bce_ext's label_smoothing
+//   static constexpr int kDefaultReduction;     its reduction's default (0 none, 1 mean, 2 sum)
+//   using Scalars = std::tuple<...>;      its own scalar arguments' C++ types, in schema order
+//   static constexpr const char* kScalars;      their schema text ("float alpha=0.25, ..."), or ""
+// The schema: kOp(Tensor self, Tensor target[, Tensor? weight=None[, Tensor? pos_weight=None]],
+// int reduction=R[, float label_smoothing=0.0][, <kScalars>]) -> Tensor, and its backward op
+// kOp_backward(Tensor grad_output, Tensor self, Tensor target[, tables], int reduction=R,
+// bool[2] output_mask=[True, False][, float label_smoothing=0.0][, <kScalars>]) -> (Tensor,
+// Tensor).
 template <template <class, class> class Loss>
 struct Traits;
 

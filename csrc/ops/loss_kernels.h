@@ -1,14 +1,17 @@
 #pragma once
-// Every loss op's C++ signature, in one place: LossKernels<Impl> turns generic kernels of a
-// LossCall (Impl::forward and Impl::backward) into the typed kernels of each op, and registers them
-// for one dispatch key (cpu/, cuda/, meta/, autograd/, autocast/). A new loss adds its two
-// signatures here. The schemas themselves are in schemas.cpp.
+// Every loss op's C++ signature, generated from the loss's Traits (csrc/losses/traits.h: its
+// tables, label smoothing and own scalars): LossKernels<Impl> turns generic kernels of a LossCall
+// (Impl::forward and Impl::backward) into the typed kernels of each loss's two ops and registers
+// them for one dispatch key (cpu/, cuda/, meta/, autograd/, autocast/). The schemas are generated
+// from the same Traits (schemas.cpp), so the two cannot disagree.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <array>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <utility>
 
 #include "../loss_call.h"
 
@@ -16,88 +19,126 @@ namespace bce_ext {
 
 using TensorPair = std::tuple<at::Tensor, at::Tensor>;
 
-// Impl: static at::Tensor forward(c10::DispatchKeySet, const LossCall&) and
-//       static TensorPair backward(c10::DispatchKeySet, const LossCall&, const at::Tensor& grad,
-//                                  std::array<bool, 2> output_mask).
+namespace kernel_args {
+// The argument types of the generated signatures, one per index of a pack.
+template <size_t>
+using Table = const std::optional<at::Tensor>&;  // weight, pos_weight
+template <size_t>
+using Smoothing = double;  // label_smoothing
+}  // namespace kernel_args
+
+// The typed kernels of loss L over Impl, and the calls of its ops from C++ (Ti: its tables, Si:
+// its label smoothing, if any, S and Ki: its own scalars' types and slots).
+template <class Impl, template <class, class> class L,
+          class Tables = std::make_index_sequence<losses::Traits<L>::kTables>,
+          class Smoothing = std::make_index_sequence<losses::Traits<L>::kLabelSmoothing ? 1 : 0>,
+          class Scalars = typename losses::Traits<L>::Scalars,
+          class ScalarSlots = std::make_index_sequence<std::tuple_size_v<Scalars>>>
+struct TypedKernels;
+
+template <class Impl, template <class, class> class L, size_t... Ti, size_t... Si, class... S,
+          size_t... Ki>
+struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si...>,
+                    std::tuple<S...>, std::index_sequence<Ki...>> {
+  static LossCall make(const at::Tensor& self, const at::Tensor& target,
+                       std::array<const std::optional<at::Tensor>*, 2> tables, int64_t reduction,
+                       double label_smoothing, const S&... scalars) {
+    LossCall c;
+    c.kind = KindOf<L>::value;
+    c.self = self;
+    c.target = target;
+    if (tables[0] != nullptr) c.weight = *tables[0];
+    if (tables[1] != nullptr) c.pos_weight = *tables[1];
+    c.reduction = reduction;
+    c.params.label_smoothing = label_smoothing;
+    ((c.params.scalars[Ki] = static_cast<double>(scalars)), ...);
+    return c;
+  }
+
+  static at::Tensor forward(c10::DispatchKeySet ks, const at::Tensor& self,
+                            const at::Tensor& target, kernel_args::Table<Ti>... tables,
+                            int64_t reduction, kernel_args::Smoothing<Si>... smoothing,
+                            S... scalars) {
+    return Impl::forward(
+        ks, make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing), scalars...));
+  }
+
+  static TensorPair backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
+                             const at::Tensor& self, const at::Tensor& target,
+                             kernel_args::Table<Ti>... tables, int64_t reduction,
+                             std::array<bool, 2> output_mask,
+                             kernel_args::Smoothing<Si>... smoothing, S... scalars) {
+    return Impl::backward(
+        ks, make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing), scalars...),
+        grad_output, output_mask);
+  }
+
+  // The call `c` of L's ops through a typed handle (op.call, or op.redispatch below ks), its
+  // arguments taken out of the LossCall in schema order.
+  template <class Op>
+  static at::Tensor call_forward(const Op& op, std::optional<c10::DispatchKeySet> ks,
+                                 const LossCall& c) {
+    if (ks) {
+      return op.redispatch(*ks, c.self, c.target, table<Ti>(c)..., c.reduction, smoothing<Si>(c)...,
+                           static_cast<S>(c.params.scalars[Ki])...);
+    }
+    return op.call(c.self, c.target, table<Ti>(c)..., c.reduction, smoothing<Si>(c)...,
+                   static_cast<S>(c.params.scalars[Ki])...);
+  }
+
+  template <class Op>
+  static TensorPair call_backward(const Op& op, std::optional<c10::DispatchKeySet> ks,
+                                  const LossCall& c, const at::Tensor& grad_output,
+                                  std::array<bool, 2> output_mask) {
+    if (ks) {
+      return op.redispatch(*ks, grad_output, c.self, c.target, table<Ti>(c)..., c.reduction,
+                           output_mask, smoothing<Si>(c)...,
+                           static_cast<S>(c.params.scalars[Ki])...);
+    }
+    return op.call(grad_output, c.self, c.target, table<Ti>(c)..., c.reduction, output_mask,
+                   smoothing<Si>(c)..., static_cast<S>(c.params.scalars[Ki])...);
+  }
+
+ private:
+  template <size_t I>
+  static const std::optional<at::Tensor>& table(const LossCall& c) {
+    return I == 0 ? c.weight : c.pos_weight;
+  }
+  template <size_t>
+  static double smoothing(const LossCall& c) {
+    return c.params.label_smoothing;
+  }
+};
+
+// Registers Impl's kernels of every loss's ops for one dispatch key (each loss from its Traits:
+// no list of ops here).
 template <class Impl>
 struct LossKernels {
-  static at::Tensor bce(c10::DispatchKeySet ks, const at::Tensor& self, const at::Tensor& target,
-                        const std::optional<at::Tensor>& weight, int64_t reduction,
-                        double label_smoothing) {
-    return Impl::forward(
-        ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction, {label_smoothing}});
-  }
-
-  static TensorPair bce_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
-                                 const at::Tensor& self, const at::Tensor& target,
-                                 const std::optional<at::Tensor>& weight, int64_t reduction,
-                                 std::array<bool, 2> output_mask, double label_smoothing) {
-    return Impl::backward(
-        ks, {LossKind::kBce, self, target, weight, std::nullopt, reduction, {label_smoothing}},
-        grad_output, output_mask);
-  }
-
-  static at::Tensor bce_with_logits(c10::DispatchKeySet ks, const at::Tensor& self,
-                                    const at::Tensor& target,
-                                    const std::optional<at::Tensor>& weight,
-                                    const std::optional<at::Tensor>& pos_weight, int64_t reduction,
-                                    double label_smoothing) {
-    return Impl::forward(
-        ks,
-        {LossKind::kBceWithLogits, self, target, weight, pos_weight, reduction, {label_smoothing}});
-  }
-
-  static TensorPair bce_with_logits_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
-                                             const at::Tensor& self, const at::Tensor& target,
-                                             const std::optional<at::Tensor>& weight,
-                                             const std::optional<at::Tensor>& pos_weight,
-                                             int64_t reduction, std::array<bool, 2> output_mask,
-                                             double label_smoothing) {
-    return Impl::backward(
-        ks,
-        {LossKind::kBceWithLogits, self, target, weight, pos_weight, reduction, {label_smoothing}},
-        grad_output, output_mask);
-  }
-
-  static at::Tensor sigmoid_focal(c10::DispatchKeySet ks, const at::Tensor& self,
-                                  const at::Tensor& target, int64_t reduction, double alpha,
-                                  double gamma) {
-    return Impl::forward(ks, {LossKind::kSigmoidFocal,
-                              self,
-                              target,
-                              std::nullopt,
-                              std::nullopt,
-                              reduction,
-                              {0.0, alpha, gamma}});
-  }
-
-  static TensorPair sigmoid_focal_backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
-                                           const at::Tensor& self, const at::Tensor& target,
-                                           int64_t reduction, std::array<bool, 2> output_mask,
-                                           double alpha, double gamma) {
-    return Impl::backward(ks,
-                          {LossKind::kSigmoidFocal,
-                           self,
-                           target,
-                           std::nullopt,
-                           std::nullopt,
-                           reduction,
-                           {0.0, alpha, gamma}},
-                          grad_output, output_mask);
-  }
-
   static void register_forwards(torch::Library& m) {
-    m.impl("binary_cross_entropy", TORCH_FN(bce));
-    m.impl("binary_cross_entropy_with_logits", TORCH_FN(bce_with_logits));
-    m.impl("sigmoid_focal_loss", TORCH_FN(sigmoid_focal));
+    for_each_loss([&](auto loss) {
+      using K = kernels_of<decltype(loss)>;
+      m.impl(decltype(loss)::Traits::kOp, TORCH_FN(K::forward));
+    });
   }
 
   static void register_all(torch::Library& m) {
     register_forwards(m);
-    m.impl("binary_cross_entropy_backward", TORCH_FN(bce_backward));
-    m.impl("binary_cross_entropy_with_logits_backward", TORCH_FN(bce_with_logits_backward));
-    m.impl("sigmoid_focal_loss_backward", TORCH_FN(sigmoid_focal_backward));
+    for_each_loss([&](auto loss) {
+      using K = kernels_of<decltype(loss)>;
+      m.impl((std::string(decltype(loss)::Traits::kOp) + "_backward").c_str(),
+             TORCH_FN(K::backward));
+    });
   }
+
+ private:
+  template <class LossTag>
+  struct KernelsOf;
+  template <template <class, class> class L>
+  struct KernelsOf<Loss<L>> {
+    using type = TypedKernels<Impl, L>;
+  };
+  template <class LossTag>
+  using kernels_of = typename KernelsOf<LossTag>::type;
 };
 
 }  // namespace bce_ext

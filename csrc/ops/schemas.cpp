@@ -1,52 +1,50 @@
-// The op schemas, written once, and calls of the ops from C++ (loss_call.h).
+// The op schemas, generated once from each loss's Traits, and calls of the ops from C++
+// (loss_call.h).
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
+
+#include <string>
 
 #include "../loss_call.h"
 #include "loss_kernels.h"
 
+namespace bce_ext {
+namespace {
+
+// The arguments after input and target up to the reduction: ATen's for BCE and BCE with logits,
+// so that aten::binary_cross_entropy{,_with_logits} are the test oracles. Its backward op has
+// output_mask after the reduction (which gradients are wanted; an unwanted one comes back as an
+// empty tensor); label_smoothing (0 keeps PyTorch's results) and the loss's own scalars follow.
+template <template <class, class> class L>
+std::string schema(Loss<L>, bool backward) {
+  using Traits = losses::Traits<L>;
+  static const char* const kTables[] = {"Tensor? weight=None", "Tensor? pos_weight=None"};
+  std::string s = std::string(Traits::kOp) + (backward ? "_backward(Tensor grad_output, " : "(") +
+                  "Tensor self, Tensor target";
+  for (int i = 0; i < Traits::kTables; ++i) s += std::string(", ") + kTables[i];
+  s += ", int reduction=" + std::to_string(Traits::kDefaultReduction);
+  if (backward) s += ", bool[2] output_mask=[True, False]";
+  if (Traits::kLabelSmoothing) s += ", float label_smoothing=0.0";
+  if (Traits::kScalars[0] != '\0') s += std::string(", ") + Traits::kScalars;
+  return s + (backward ? ") -> (Tensor, Tensor)" : ") -> Tensor");
+}
+
+}  // namespace
+}  // namespace bce_ext
+
 TORCH_LIBRARY(bce_ext, m) {
-  // ATen's schemas, so that aten::binary_cross_entropy{,_with_logits} are the test oracles, plus a
-  // trailing label smoothing (0 keeps PyTorch's results). The backward ops return the gradients of
-  // input and target in one pass; output_mask says which are wanted (an unwanted one comes back as
-  // an empty tensor).
-  m.def(
-      "binary_cross_entropy(Tensor self, Tensor target, Tensor? weight=None, int reduction=1, "
-      "float label_smoothing=0.0) -> Tensor");
-  m.def(
-      "binary_cross_entropy_backward(Tensor grad_output, Tensor self, Tensor target, "
-      "Tensor? weight=None, int reduction=1, bool[2] output_mask=[True, False], "
-      "float label_smoothing=0.0) -> (Tensor, Tensor)");
-  m.def(
-      "binary_cross_entropy_with_logits(Tensor self, Tensor target, Tensor? weight=None, "
-      "Tensor? pos_weight=None, int reduction=1, float label_smoothing=0.0) -> Tensor");
-  m.def(
-      "binary_cross_entropy_with_logits_backward(Tensor grad_output, Tensor self, "
-      "Tensor target, Tensor? weight=None, Tensor? pos_weight=None, int reduction=1, "
-      "bool[2] output_mask=[True, False], float label_smoothing=0.0) -> (Tensor, Tensor)");
-  // torchvision.ops.sigmoid_focal_loss's arguments (its reduction as a code, 'none' by default).
-  m.def(
-      "sigmoid_focal_loss(Tensor self, Tensor target, int reduction=0, float alpha=0.25, "
-      "float gamma=2.0) -> Tensor");
-  m.def(
-      "sigmoid_focal_loss_backward(Tensor grad_output, Tensor self, Tensor target, "
-      "int reduction=0, bool[2] output_mask=[True, False], float alpha=0.25, float gamma=2.0) "
-      "-> (Tensor, Tensor)");
+  bce_ext::for_each_loss([&](auto loss) {
+    m.def(bce_ext::schema(loss, false).c_str());
+    m.def(bce_ext::schema(loss, true).c_str());
+  });
 }
 
 namespace bce_ext {
 namespace {
 
 template <class Signature>
-c10::TypedOperatorHandle<Signature> find(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
-// A call from the top of the dispatcher, or a redispatch below a given key set.
-template <class Signature, class... Args>
-auto invoke(const c10::TypedOperatorHandle<Signature>& op, std::optional<c10::DispatchKeySet> ks,
-            const Args&... args) {
-  return ks ? op.redispatch(*ks, args...) : op.call(args...);
+c10::TypedOperatorHandle<Signature> find(const std::string& name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name.c_str(), "").typed<Signature>();
 }
 
 // The kernels' signatures, without the DispatchKeySet the dispatcher passes them.
@@ -64,7 +62,24 @@ struct NoImpl {
   static TensorPair backward(c10::DispatchKeySet, const LossCall&, const at::Tensor&,
                              std::array<bool, 2>);
 };
-using K = LossKernels<NoImpl>;
+
+// Each loss's ops, called with its own arguments (a typed handle per loss, found once).
+template <template <class, class> class L>
+at::Tensor forward_of(Loss<L>, const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
+  using K = TypedKernels<NoImpl, L>;
+  static const auto op =
+      find<SignatureOf<decltype(&K::forward)>>(std::string("bce_ext::") + losses::Traits<L>::kOp);
+  return K::call_forward(op, ks, c);
+}
+
+template <template <class, class> class L>
+TensorPair backward_of(Loss<L>, const LossCall& c, const at::Tensor& grad_output,
+                       std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
+  using K = TypedKernels<NoImpl, L>;
+  static const auto op = find<SignatureOf<decltype(&K::backward)>>(
+      std::string("bce_ext::") + losses::Traits<L>::kOp + "_backward");
+  return K::call_backward(op, ks, c, grad_output, output_mask);
+}
 
 }  // namespace
 
@@ -78,56 +93,6 @@ LossCall LossCall::with(const at::Tensor& new_self, const at::Tensor& new_target
   c.target = new_target;
   return c;
 }
-
-namespace {
-
-// Each loss's ops, called with its own arguments.
-at::Tensor forward_of(Loss<losses::Bce>, const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
-  static const auto op = find<SignatureOf<decltype(&K::bce)>>("bce_ext::binary_cross_entropy");
-  return invoke(op, ks, c.self, c.target, c.weight, c.reduction, c.params.label_smoothing);
-}
-
-at::Tensor forward_of(Loss<losses::BceWithLogits>, const LossCall& c,
-                      std::optional<c10::DispatchKeySet> ks) {
-  static const auto op =
-      find<SignatureOf<decltype(&K::bce_with_logits)>>("bce_ext::binary_cross_entropy_with_logits");
-  return invoke(op, ks, c.self, c.target, c.weight, c.pos_weight, c.reduction,
-                c.params.label_smoothing);
-}
-
-at::Tensor forward_of(Loss<losses::SigmoidFocal>, const LossCall& c,
-                      std::optional<c10::DispatchKeySet> ks) {
-  static const auto op =
-      find<SignatureOf<decltype(&K::sigmoid_focal)>>("bce_ext::sigmoid_focal_loss");
-  return invoke(op, ks, c.self, c.target, c.reduction, c.params.alpha, c.params.gamma);
-}
-
-TensorPair backward_of(Loss<losses::Bce>, const LossCall& c, const at::Tensor& grad_output,
-                       std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
-  static const auto op =
-      find<SignatureOf<decltype(&K::bce_backward)>>("bce_ext::binary_cross_entropy_backward");
-  return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.reduction, output_mask,
-                c.params.label_smoothing);
-}
-
-TensorPair backward_of(Loss<losses::BceWithLogits>, const LossCall& c,
-                       const at::Tensor& grad_output, std::array<bool, 2> output_mask,
-                       std::optional<c10::DispatchKeySet> ks) {
-  static const auto op = find<SignatureOf<decltype(&K::bce_with_logits_backward)>>(
-      "bce_ext::binary_cross_entropy_with_logits_backward");
-  return invoke(op, ks, grad_output, c.self, c.target, c.weight, c.pos_weight, c.reduction,
-                output_mask, c.params.label_smoothing);
-}
-
-TensorPair backward_of(Loss<losses::SigmoidFocal>, const LossCall& c, const at::Tensor& grad_output,
-                       std::array<bool, 2> output_mask, std::optional<c10::DispatchKeySet> ks) {
-  static const auto op = find<SignatureOf<decltype(&K::sigmoid_focal_backward)>>(
-      "bce_ext::sigmoid_focal_loss_backward");
-  return invoke(op, ks, grad_output, c.self, c.target, c.reduction, output_mask, c.params.alpha,
-                c.params.gamma);
-}
-
-}  // namespace
 
 at::Tensor call_forward(const LossCall& c, std::optional<c10::DispatchKeySet> ks) {
   return visit_loss(c.kind, [&](auto loss) { return forward_of(loss, c, ks); });

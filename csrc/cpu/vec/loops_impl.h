@@ -143,7 +143,9 @@ inline F<V> broadcast_of(Operand<T<V>> o) {
 // The formulas' scalar coefficients of a call, in the lane type.
 template <class V>
 inline losses::Coefficients<T<V>> coefficients(const LossParams& p) {
-  return {static_cast<T<V>>(p.alpha), static_cast<T<V>>(p.gamma)};
+  losses::Coefficients<T<V>> k;
+  for (int i = 0; i < losses::kMaxScalars; ++i) k.v[i] = static_cast<T<V>>(p.scalars[i]);
+  return k;
 }
 
 // Whether each of the n <= kBlock targets from t is 0 or 1 (stops at the first that is not).
