@@ -85,6 +85,10 @@ LOSSES = (
               replaces="torchvision.ops:sigmoid_focal_loss", input="logit", tensors=(),
               scale=None, params=(("alpha", 0.25), ("gamma", 2.0)), default_reduction="none",
               aliases=("focal", "sigmoid_focal")),
+    LossEntry("varifocal_loss", module="VarifocalLoss",
+              replaces="mmdet.models.losses.varifocal_loss:varifocal_loss", input="logit",
+              params=(("alpha", 0.75), ("gamma", 2.0), ("iou_weighted", True)),
+              aliases=("varifocal", "vfl")),
 )
 
 _BY_NAME = {}

@@ -6,7 +6,13 @@ from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from ._ops import focal_op, forward_op, logits_op
 
-__all__ = ["binary_cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss"]
+__all__ = ["ArgumentError", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "sigmoid_focal_loss", "varifocal_loss"]
+
+
+class ArgumentError(ValueError, AssertionError):
+    """A bad argument to a drop-in for mmdetection: a ValueError, and an AssertionError as well,
+    since mmdetection checks it with an assertion (code that catches that keeps working)."""
 
 
 def _reduction_enum(size_average, reduce, reduction):
@@ -104,10 +110,54 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none")
 
 
 def _scalar(value, name):
-    """A float argument's value. A tensor that requires grad is refused (torchvision's formula
-    differentiates it; bce_ext takes a number), with the text of PyTorch's own refusal."""
+    """A float argument's value. A tensor that requires grad is refused (the replaced library's
+    formula differentiates it; bce_ext takes a number), with the text of PyTorch's own refusal."""
     if isinstance(value, torch.Tensor) and value.requires_grad and torch.is_grad_enabled():
-        raise RuntimeError(f"the derivative for '{name}' is not implemented: bce_ext's "
-                           f"sigmoid_focal_loss takes {name} as a number (pass a float, or "
-                           f"{name}.detach(), or use torchvision's function to learn it)")
+        raise RuntimeError(f"the derivative for '{name}' is not implemented: bce_ext takes {name} "
+                           f"as a number (pass a float, or {name}.detach())")
     return float(value)
+
+
+varifocal_op = torch.ops.bce_ext.varifocal_loss.default  # registered by _ops' import of _C
+# mmdetection's weight_reduce_loss: the eps of a 'mean' over an avg_factor, whatever the dtype.
+_AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
+
+
+def varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighted=True,
+                   reduction="mean", avg_factor=None):
+    r"""The varifocal loss of VarifocalNet in one fused pass: a drop-in for mmdetection's
+    ``mmdet.models.losses.varifocal_loss`` (the same signature, defaults, values and gradients).
+
+    Args:
+        pred: logits, any shape (mmdetection's (N, C)) and floating dtype.
+        target: the same shape: the IoU-aware score of the positives (> 0), 0 for the negatives;
+            cast to ``pred``'s dtype as mmdetection does.
+        weight: rescales each element's loss; broadcast right-aligned against ``pred``. Not
+            differentiable.
+        alpha: the negatives' weight, >= 0.
+        gamma: the exponent of ``|sigmoid(pred) - target|`` on the negatives, >= 0.
+        iou_weighted: whether a positive's loss is weighted by its target.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+        avg_factor: with ``'mean'``, the loss's sum is divided by ``avg_factor + eps`` (eps the
+            float32 machine epsilon) instead of the element count; ``'sum'`` refuses one.
+
+    Nothing is detached, as in mmdetection: the gradient flows through the focal weight. The
+    result has ``pred``'s dtype (half types computed in float32).
+    """
+    if has_torch_function_variadic(pred, target, weight):
+        return handle_torch_function(
+            varifocal_loss, (pred, target, weight), pred, target, weight=weight, alpha=alpha,
+            gamma=gamma, iou_weighted=iou_weighted, reduction=reduction, avg_factor=avg_factor)
+    reduction_enum = _Reduction.get_enum(reduction)  # mmdetection's reduce_loss: its ValueError
+    if avg_factor is not None and reduction == "sum":
+        raise ValueError('avg_factor can not be used with reduction="sum"')
+    if pred.size() != target.size():  # mmdetection asserts it
+        raise ArgumentError(f"varifocal_loss: pred and target must have the same size, got "
+                            f"{tuple(pred.size())} and {tuple(target.size())}")
+    target = target.type_as(pred)
+    if avg_factor is None or reduction != "mean":
+        return varifocal_op(pred, target, weight, reduction_enum, _scalar(alpha, "alpha"),
+                            _scalar(gamma, "gamma"), bool(iou_weighted))
+    total = varifocal_op(pred, target, weight, _Reduction.get_enum("sum"), _scalar(alpha, "alpha"),
+                         _scalar(gamma, "gamma"), bool(iou_weighted))
+    return total / (avg_factor + _AVG_FACTOR_EPS)

@@ -2,9 +2,15 @@
 constructor, buffers, state_dict keys and pickling); forward runs bce_ext's fused kernels."""
 import torch
 
-from .functional import binary_cross_entropy, binary_cross_entropy_with_logits, sigmoid_focal_loss
+from .functional import (
+    ArgumentError,
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    sigmoid_focal_loss,
+    varifocal_loss,
+)
 
-__all__ = ["BCELoss", "BCEWithLogitsLoss", "SigmoidFocalLoss"]
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "SigmoidFocalLoss", "VarifocalLoss"]
 
 
 class _NotScriptable:
@@ -71,3 +77,33 @@ class SigmoidFocalLoss(_NotScriptable, torch.nn.Module):
 
     def extra_repr(self):
         return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class VarifocalLoss(_NotScriptable, torch.nn.Module):
+    r"""Drop-in for mmdetection's ``VarifocalLoss``: the same constructor and
+    ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``, the loss
+    :func:`bce_ext.varifocal_loss` times ``loss_weight``. mmdetection's assertions raise
+    :class:`bce_ext.ArgumentError` (a ValueError and an AssertionError) with a message:
+    ``use_sigmoid=False`` (it has no softmax varifocal loss), a negative alpha or gamma, an
+    unknown ``reduction_override``."""
+
+    def __init__(self, use_sigmoid=True, alpha=0.75, gamma=2.0, iou_weighted=True,
+                 reduction="mean", loss_weight=1.0):
+        super().__init__()
+        if not use_sigmoid:
+            raise ArgumentError("Only sigmoid varifocal loss supported now.")  # mmdetection's
+        if not alpha >= 0.0:
+            raise ArgumentError(f"alpha must be a finite number >= 0, got {alpha}")
+        if not gamma >= 0.0:
+            raise ArgumentError(f"gamma must be a finite number >= 0, got {gamma}")
+        self.use_sigmoid, self.alpha, self.gamma = use_sigmoid, alpha, gamma
+        self.iou_weighted, self.reduction, self.loss_weight = iou_weighted, reduction, loss_weight
+
+    def forward(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
+        if reduction_override not in (None, "none", "mean", "sum"):
+            raise ArgumentError(f"reduction_override must be None, 'none', 'mean' or 'sum', "
+                                f"got {reduction_override!r}")
+        reduction = reduction_override if reduction_override else self.reduction
+        return self.loss_weight * varifocal_loss(
+            pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+            iou_weighted=self.iou_weighted, reduction=reduction, avg_factor=avg_factor)

@@ -19,9 +19,11 @@ from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
 
 __all__ = ["LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses"]
 
-# Losses whose users train on hard 0/1 targets, mostly 0 (a detector's classes): the benchmarks
-# time those; the others get soft targets (torch.rand).
+# Losses whose users train on hard 0/1 targets, mostly 0 (a detector's classes), or on IoU scores
+# of the positives and 0 elsewhere (10% positives in both): the benchmarks time those; the others
+# get soft targets (torch.rand).
 HARD_TARGETS = {"sigmoid_focal_loss"}
+SPARSE_SCORE_TARGETS = {"varifocal_loss"}
 
 
 def parse_losses(text):
@@ -38,10 +40,12 @@ def baseline(entry):
 
 def inputs(entry, shape, gen, device="cpu", dtype=torch.float32):
     """(input, target) of a timed case: probabilities in [0, 1) or logits 3 * randn by the
-    input's domain; soft targets, or hard ones (10% positives) for HARD_TARGETS."""
+    input's domain; soft targets, or those of HARD_TARGETS and SPARSE_SCORE_TARGETS."""
     x = torch.rand(shape, generator=gen) if entry.input == "probability" else \
         3 * torch.randn(shape, generator=gen)
     t = torch.rand(shape, generator=gen)
     if entry.name in HARD_TARGETS:
         t = (t < 0.1).float()
+    elif entry.name in SPARSE_SCORE_TARGETS:
+        t = torch.where(t < 0.1, torch.rand(shape, generator=gen), torch.zeros_like(t))
     return x.to(device=device, dtype=dtype), t.to(device=device, dtype=dtype)

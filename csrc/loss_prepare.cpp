@@ -350,6 +350,20 @@ void check_loss(Loss<losses::SigmoidFocal>, const LossCall& c) {
   check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
 }
 
+void check_loss(Loss<losses::Varifocal>, const LossCall& c) {
+  check_same_size_as_logits(c);
+  // Beyond mmdetection, whose module asserts alpha >= 0 and whose function takes anything: the
+  // weight alpha * |p - t| ** gamma and its limits are for alpha, gamma >= 0.
+  const auto [alpha, gamma, iou_weighted] =
+      losses::Traits<losses::Varifocal>::params(c.params.scalars);
+  static_cast<void>(iou_weighted);  // any value
+  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
+                    "gamma must be a finite number >= 0, got ", gamma);
+  TORCH_CHECK_VALUE(alpha >= 0.0 && std::isfinite(alpha),
+                    "alpha must be a finite number >= 0, got ", alpha);
+  check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
+}
+
 }  // namespace
 
 at::Tensor WeightTable::flat() const {

@@ -38,6 +38,9 @@ class LossOp:
     entry: object
     torch_module: str
     kwargs: tuple = ()        # further (name, value) arguments of the ops and the functional
+    # Whether its module takes the broadcast tensors when constructed (PyTorch's modules), or in
+    # forward (mmdetection's: the DDP cases then run it unweighted).
+    module_takes_tables: bool = True
 
     key = property(lambda self: self.entry.name)
     op = property(lambda self: self.entry.name)
@@ -57,6 +60,7 @@ PARTICULAR = {
     "binary_cross_entropy": ("BCELoss", (("label_smoothing", 0.1),)),
     "binary_cross_entropy_with_logits": ("BCEWithLogitsLoss", (("label_smoothing", 0.1),)),
     "sigmoid_focal_loss": ("TorchvisionFocalLoss", (("alpha", 0.75), ("gamma", 1.5))),
+    "varifocal_loss": ("MmdetVarifocalLoss", (("alpha", 0.5), ("gamma", 1.5)), False),
 }
 LOSS_OPS = tuple(LossOp(entry, *PARTICULAR[entry.name]) for entry in registry.LOSSES)
 
@@ -71,6 +75,18 @@ class TorchvisionFocalLoss(torch.nn.Module):
     def forward(self, inputs, targets):
         from references import reference
         return reference("sigmoid_focal_loss")(inputs, targets, reduction=self.reduction)
+
+
+class MmdetVarifocalLoss(torch.nn.Module):
+    """The varifocal loss's DDP oracle: mmdetection's function (or its formula) as a module."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, pred, target):
+        from references import reference
+        return reference("varifocal_loss")(pred, target, reduction=self.reduction)
 
 
 def oracle_module(loss):
@@ -238,7 +254,7 @@ def ddp_setup(case):
     batches = [(torch.randn(n, FEATURES, generator=gen), torch.rand(n, FEATURES, generator=gen))
                for n in case.batches]
     kwargs = {"reduction": case.reduction}
-    if case.weighted:
+    if case.weighted and case.loss.module_takes_tables:
         kwargs.update({name: torch.rand(FEATURES, generator=gen) + 0.5
                        for name in case.loss.broadcast})
     return model, batches, kwargs

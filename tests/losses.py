@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from oracle import assert_matches, compute_dtype, probabilities
-from references import composite_sigmoid_focal_loss, reference
+from references import composite_sigmoid_focal_loss, composite_varifocal_loss, reference
 
 import bce_ext
 import bce_ext._registry as registry
@@ -127,8 +127,9 @@ class Loss:
     # (torchvision's focal loss is a chain of ops, whose order decides its strides; bce_ext lays
     # the focal loss's out like the input, docs/behaviour.md, 3).
     oracle_strides: bool = True
-    # Whether it takes a weight and a label smoothing.
+    # Whether it takes a weight, and bce_ext's label smoothing.
     takes_weight: bool = True
+    smoothing: bool = True
     # Whether it gives the limits where its reference is NaN at finite operands (the focal loss's
     # gradients at p_t = 1 for gamma < 1, docs/behaviour.md, 2; test_focal.py checks the limits).
     limits_beyond_reference: bool = False
@@ -144,6 +145,24 @@ class Loss:
     # The reference in elementary ops, for the torch.func nestings where the reference itself
     # fails (PyTorch's loss under nested forward AD); None: the reference works everywhere.
     composite_reference: Optional[Callable] = None
+    # Its module's loss of (x, t): (module class, x, t, weight, reduction, **params) -> Tensor;
+    # None: PyTorch's convention, the weight and the reduction given to the constructor.
+    module_call: Optional[Callable] = None
+    # Whether its errors' texts are the reference's (PyTorch's and torchvision's are part of the
+    # contract; mmdetection's chain of ops raises whatever its first op raises).
+    error_texts: bool = True
+    # Exceptions the reference raises where bce_ext raises another, documented, type:
+    # {the reference's type: bce_ext's}.
+    error_types: tuple = ()
+    # Whether its functional casts the target to the input's dtype and device first
+    # (mmdetection's type_as; its raw ops then take two dtypes as the focal loss's do).
+    casts_target: bool = False
+    # Whether the reference's `loss * weight` broadcasts the loss up to a larger weight's shape
+    # (mmdetection's); bce_ext raises PyTorch's error there (the weight broadcasts to the input).
+    reference_broadcasts_up: bool = False
+    # Whether the reference, as bce_ext, refuses a weight that requires grad (PyTorch's losses);
+    # mmdetection's chain of ops differentiates it, bce_ext raises PyTorch's error there too.
+    reference_refuses_weight_grad: bool = True
 
     @property
     def theirs(self):
@@ -160,7 +179,8 @@ def row(name, **particular):
     return Loss(**{"name": entry.name, "ours": entry.function, "module": entry.module_class,
                    "forward_op": entry.op, "backward_op": entry.backward_op,
                    "extras": tuple(v for v in entry.tensors if v != "weight"),
-                   "takes_weight": entry.takes_weight, **particular})
+                   "takes_weight": entry.takes_weight,
+                   "smoothing": "label_smoothing" in dict(entry.params), **particular})
 
 
 BCE = row(
@@ -215,7 +235,47 @@ FOCAL = row(
         ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")) for v in values),
     inputs=logits,
 )
-ALL_LOSSES = LOSSES + [FOCAL]
+def varifocal_extra(draw, shape, dtype, device):
+    """The varifocal loss's alpha (mmdetection's default, others), gamma (0: BCE with logits
+    times alpha on the negatives; the exact powers 1 and 2; exp(gamma log |u|) the others) and
+    iou_weighted."""
+    from hypothesis import strategies as st
+    return {"alpha": draw(st.sampled_from((0.75, 0.25, 0.0)), label="alpha"),
+            "gamma": draw(st.sampled_from((2.0, 0.0, 0.5, 1.0, 5.0)), label="gamma"),
+            "iou_weighted": draw(st.booleans(), label="iou_weighted")}
+
+
+# The varifocal loss (mmdetection's API: a weight, no label smoothing, 'mean' by default).
+VARIFOCAL = row(
+    "varifocal_loss",
+    reference=reference("varifocal_loss"),
+    composite_reference=composite_varifocal_loss,
+    reference_module=None,
+    input_values=logit_values,
+    checks_range=False,
+    extra=varifocal_extra,
+    pytorch_layouts=False,
+    loss_like="input",
+    limits_beyond_reference=True,
+    oracle_strides=False,
+    param_cases=({"gamma": 0.5, "iou_weighted": False}, {"gamma": 0.0, "alpha": 0.25},
+                 {"gamma": 5.0, "alpha": 0.0}),
+    bad_params=tuple(({name: v}, ValueError, text) for name, values, text in (
+        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
+        ("alpha", (-0.5, math.inf, math.nan), "alpha must be a finite number >= 0, got "))
+        for v in values),
+    inputs=logits,
+    module_call=lambda module, x, t, w, reduction, **params: module(
+        reduction=reduction, **params)(x, t, weight=w),
+    error_texts=False,
+    # mmdetection asserts the sizes; bce_ext raises ValueError (an AssertionError too from the
+    # functional and module, so that code catching mmdetection's keeps working).
+    error_types=((AssertionError, ValueError),),
+    casts_target=True,
+    reference_refuses_weight_grad=False,
+    reference_broadcasts_up=True,
+)
+ALL_LOSSES = LOSSES + [FOCAL, VARIFOCAL]
 # A loss of the registry without its row here would go untested.
 assert [loss.name for loss in ALL_LOSSES] == list(registry.names()), \
     "tests/losses.py: a row per loss"

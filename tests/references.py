@@ -42,8 +42,51 @@ def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reducti
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 
+def weight_reduce_loss(loss, weight=None, reduction="mean", avg_factor=None):
+    """mmdetection's reduction of an element loss (mmdet/models/losses/utils.py)."""
+    if weight is not None:
+        loss = loss * weight
+    if avg_factor is None:  # its reduce_loss: F._Reduction's ValueError for an unknown reduction
+        return (loss, loss.mean(), loss.sum())[F._Reduction.get_enum(reduction)]
+    if reduction == "mean":
+        return loss.sum() / (avg_factor + torch.finfo(torch.float32).eps)
+    if reduction != "none":
+        raise ValueError('avg_factor can not be used with reduction="sum"')
+    return loss
+
+
+def varifocal_loss_formula(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighted=True,
+                           reduction="mean", avg_factor=None):
+    """mmdetection's varifocal_loss (mmdet/models/losses/varifocal_loss.py) in torch ops."""
+    assert pred.size() == target.size()
+    pred_sigmoid = pred.sigmoid()
+    target = target.type_as(pred)
+    if iou_weighted:
+        focal_weight = target * (target > 0.0).float() + \
+            alpha * (pred_sigmoid - target).abs().pow(gamma) * (target <= 0.0).float()
+    else:
+        focal_weight = (target > 0.0).float() + \
+            alpha * (pred_sigmoid - target).abs().pow(gamma) * (target <= 0.0).float()
+    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
+    return weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+def composite_varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0,
+                             iou_weighted=True, reduction="mean", avg_factor=None):
+    """mmdetection's formula with the cross entropy in elementary ops, for the nested forward-mode
+    transforms (see composite_sigmoid_focal_loss)."""
+    p = pred.sigmoid()
+    target = target.type_as(pred)
+    positive = (target > 0.0).to(pred.dtype)
+    focal_weight = (target if iou_weighted else 1.0) * positive + \
+        alpha * (p - target).abs().pow(gamma) * (1 - positive)
+    ce = pred.clamp_min(0) - pred * target + torch.log1p(torch.exp(-pred.abs()))
+    return weight_reduce_loss(ce * focal_weight, weight, reduction, avg_factor)
+
+
 # The formula of each loss whose library the tests may lack.
-FORMULAS = {"sigmoid_focal_loss": sigmoid_focal_loss_formula}
+FORMULAS = {"sigmoid_focal_loss": sigmoid_focal_loss_formula,
+            "varifocal_loss": varifocal_loss_formula}
 
 
 def reference(name):

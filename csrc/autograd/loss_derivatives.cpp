@@ -30,6 +30,12 @@
 //   L_xt = A_t (C_x M + C M_x) + A (C_xt M + C_x M_t + C_t M_x + C M_xt)
 // A power m ** (gamma - k) that a zero coefficient multiplies is left out, and one that is infinite
 // at m = 0 counts as 0 there (the limits of the terms it enters, as in the first derivatives).
+// Varifocal loss L = C * w (w = t or 1 where t > 0, else F = alpha |u| ** gamma, u = p - t; its
+// masks are constant pieces): with u_x = p q, u_t = -1, u_xx = p q (1 - 2p),
+//   w_x = F_u p q, w_t = -F_u, w_xx = F_uu (p q)^2 + F_u p q (1 - 2p), w_xt = -F_uu p q,
+//   w_tt = F_uu on the negatives; w_t = iou_weighted and the rest 0 on the positives;
+//   L_x = C_x w + C w_x, L_t = C_t w + C w_t, L_xx = C_xx w + 2 C_x w_x + C w_xx,
+//   L_xt = C_xt w + C_x w_t + C_t w_x + C w_xt, L_tt = 2 C_t w_t + C w_tt.
 #include "loss_derivatives.h"
 
 #include "../bce_constants.h"
@@ -153,6 +159,53 @@ at::Tensor partial(Loss<losses::SigmoidFocal>, const LossCall& c, BackwardOutput
       const at::Tensor M_tt = d2 * m_t * m_t;
       return g * (2 * A_t * (C_t * M + C * M_t) + A * (2 * C_t * M_t + C * M_tt));
     }
+  }
+  return at::Tensor();
+}
+
+at::Tensor partial(Loss<losses::Varifocal>, const LossCall& c, BackwardOutput out, BackwardInput in,
+                   const at::Tensor& g, const at::Tensor& x, const at::Tensor& t) {
+  const auto [alpha, gamma, iou_weighted] =
+      losses::Traits<losses::Varifocal>::params(c.params.scalars);
+  const at::Tensor p = x.sigmoid();
+  const at::Tensor pq = p * (-x).sigmoid();
+  const at::Tensor C =
+      at::binary_cross_entropy_with_logits(x, t, std::nullopt, std::nullopt, kReductionNone);
+  const at::Tensor u = p - t;
+  const at::Tensor au = u.abs();
+  const at::Tensor positive = t > 0;
+  const at::Tensor zero = at::zeros_like(x);
+  // F = alpha |u| ** gamma on the negatives, and its derivatives in u (0 where a power is
+  // infinite at u = 0: the limits the first derivatives take).
+  const at::Tensor F = alpha * (gamma == 0.0 ? at::ones_like(au) : power(au, gamma));
+  const at::Tensor F_u = gamma == 0.0 ? zero : alpha * gamma * power(au, gamma - 1) * u.sign();
+  const at::Tensor F_uu =
+      (gamma == 0.0 || gamma == 1.0) ? zero : alpha * gamma * (gamma - 1) * power(au, gamma - 2);
+  // w and its derivatives: (t or 1) on the positives, F(p - t) on the negatives.
+  const at::Tensor w = at::where(positive, iou_weighted ? t : at::ones_like(t), F);
+  const at::Tensor w_t = at::where(positive, iou_weighted ? 1.0 : 0.0, -F_u);
+  const at::Tensor w_x = at::where(positive, zero, F_u * pq);
+  auto w_xt = [&] { return at::where(positive, zero, -F_uu * pq); };
+  auto L_xt = [&] { return -w + (p - t) * w_t - x * w_x + C * w_xt(); };
+  if (out == BackwardOutput::kGradInput) {
+    switch (in) {
+      case BackwardInput::kGradOutput:
+        return (p - t) * w + C * w_x;
+      case BackwardInput::kInput: {
+        const at::Tensor w_xx = at::where(positive, zero, F_uu * pq * pq + F_u * pq * (1 - 2 * p));
+        return g * (pq * w + 2 * (p - t) * w_x + C * w_xx);
+      }
+      case BackwardInput::kTarget:
+        return g * L_xt();
+    }
+  }
+  switch (in) {
+    case BackwardInput::kGradOutput:
+      return -x * w + C * w_t;
+    case BackwardInput::kInput:
+      return g * L_xt();
+    case BackwardInput::kTarget:
+      return g * (-2 * x * w_t + C * at::where(positive, zero, F_uu));
   }
   return at::Tensor();
 }

@@ -10,11 +10,13 @@
 #include "bce_with_logits.h"
 #include "sigmoid_focal.h"
 #include "traits.h"
+#include "varifocal.h"
 
 #define BCE_EXT_LOSSES(X) \
   X(Bce)                  \
   X(BceWithLogits)        \
-  X(SigmoidFocal)
+  X(SigmoidFocal)         \
+  X(Varifocal)
 
 namespace bce_ext {
 

@@ -1,0 +1,133 @@
+#pragma once
+// The varifocal loss (Zhang et al., VarifocalNet; mmdetection's varifocal_loss): its element
+// formulas, written once over a backend V and its Math (see bce.h for the conventions). alpha,
+// gamma and iou_weighted come in the Coefficients' slots (Own).
+//
+// Python reference (mmdetection's, x logit, t target (an IoU score, 0 for a negative), g incoming
+// gradient; the weight and the 1/N of 'mean' are applied by the loops):
+//   p    = sigmoid(x)
+//   w    = (t if iou_weighted else 1) where t > 0, else alpha * |p - t| ** gamma
+//   loss = binary_cross_entropy_with_logits(x, t, reduction="none") * w
+// Nothing is detached (mmdetection's): the gradients flow through w too. With C the cross entropy
+// (computed as the focal loss's, sigmoid_focal.h, without cancellation), u = p - t, and on the
+// negatives F = alpha * |u| ** gamma, dF/du = gamma * F / u:
+//   gi = (p - t) * w + C * [t <= 0] * gamma * (F / u) * p (1 - p)
+//   gt = -x * w + C * ([t > 0] * iou_weighted - [t <= 0] * gamma * F / u)
+// F / u counts as 0 where u = 0 (its limit for gamma >= 1; for gamma < 1 torch's chain gives NaN
+// there, and the limit 0 of C * dF/dx as u -> 0 is taken instead). At x = +-inf the loss is the
+// logits loss's limit times w, gi its finite limit (p - t) * w, and gt the limit of
+// |x| * (-sign(x) * w + c * dw/dt), c = 1 - t at +inf and t at -inf (infinite with that sign, 0
+// where it is 0). No range check (mmdetection makes none).
+#include "../bce_constants.h"
+#include "coefficients.h"
+#include "host_device.h"
+#include "sigmoid_focal.h"
+#include "traits.h"
+
+namespace bce_ext::losses {
+
+template <class V, class MathV>
+struct Varifocal {
+  using F = typename V::F;
+  using M = typename V::M;
+  using T = typename V::T;
+  using Focal = SigmoidFocal<V, MathV>;
+
+  static constexpr bool kChecksRange = false;
+  static constexpr bool kHardPath = false;
+  static constexpr bool kPosWeight = false;
+  // Takes a weight (mmdetection's; its schema has no label smoothing, which stays 0).
+  static constexpr bool kTakesWeight = true;
+  static constexpr bool kGradTargetUsesTarget = true;
+
+  // Its own scalars, from the drivers' slots (in Traits<Varifocal>::Scalars' order).
+  struct Own {
+    T alpha, gamma;
+    bool iou_weighted;
+  };
+  BCE_EXT_HD static Own own(const Coefficients<T>& k) { return {k.v[0], k.v[1], k.v[2] != T(0)}; }
+
+  // What every formula needs: p, q = 1 - p, C, u = p - t, the weight w and, on the negatives,
+  // gamma * F / u (0 on the positives and where u = 0).
+  struct Terms {
+    typename Focal::Sigmoids s;
+    F ce, u, w, dw_du;
+    M positive;
+  };
+  BCE_EXT_HD static Terms terms(F x, F t, const Own& o) {
+    Terms r;
+    r.s = Focal::sigmoids(x);
+    r.ce = Focal::cross_entropy(x, t, r.s);
+    r.u = V::sub(r.s.p, t);
+    r.positive = V::gt(t, V::zero());
+    const F f = V::mul(V::set1(o.alpha), Focal::power(V::abs(r.u), o.gamma));
+    r.w = V::blend(r.positive, f, o.iou_weighted ? t : V::set1(T(1)));
+    const F df = o.gamma == T(0) ? V::zero() : V::mul(V::set1(o.gamma), Focal::over_m(f, r.u));
+    r.dw_du = V::blend(r.positive, df, V::zero());
+    return r;
+  }
+
+  template <bool kWithPw>
+  BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Terms r = terms(x, t, own(k));
+    return V::mul(r.ce, r.w);
+  }
+
+  template <bool kWithPw>
+  BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Terms r = terms(x, t, own(k));
+    const F linear = V::mul(r.u, r.w);  // (p - t) * w
+    F d = V::add(linear, V::mul(r.ce, V::mul(r.dw_du, V::mul(r.s.p, r.s.q))));
+    if (V::any(Focal::infinite(x))) {
+      d = Focal::where_infinite(x, d, linear);  // C * dw/dx: inf * 0, its limit 0
+    }
+    return V::mul(d, g);
+  }
+
+  template <bool kWithPw>
+  BCE_EXT_HD static F grad_target(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
+    const Own o = own(k);
+    const Terms r = terms(x, t, o);
+    // dw/dt: iou_weighted on the positives, -dF/du on the negatives.
+    const F dw_dt = V::blend(r.positive, V::neg(r.dw_du), V::set1(o.iou_weighted ? T(1) : T(0)));
+    F d = V::add(V::mul(V::neg(x), r.w), V::mul(r.ce, dw_dt));
+    if (V::any(Focal::infinite(x))) {
+      // |x| * (-sign(x) * w + c * dw/dt), c = C / |x| there.
+      const M plus = V::gt(x, V::zero());
+      const F c = V::blend(plus, t, V::sub(V::set1(T(1)), t));
+      const F v = V::add(V::blend(plus, r.w, V::neg(r.w)), V::mul(c, dw_dt));
+      const F limit =
+          V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
+      d = Focal::where_infinite(x, d, limit);
+    }
+    return V::mul(d, g);
+  }
+};
+
+// The op and its result: the promoted dtype, laid out like the input (as the focal loss). Its
+// schema: varifocal_loss(Tensor self, Tensor target, Tensor? weight=None, int reduction=1,
+// float alpha=0.75, float gamma=2.0, bool iou_weighted=True) -> Tensor.
+template <>
+struct Traits<Varifocal> {
+  static constexpr const char* kOp = "varifocal_loss";
+  static constexpr const char* kNode = "VarifocalLoss";
+  static constexpr ResultDtype kResult = ResultDtype::kPromoted;
+  static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
+  static constexpr int kTables = 1;
+  static constexpr bool kLabelSmoothing = false;
+  static constexpr int kDefaultReduction = 1;
+  using Scalars = std::tuple<double, double, bool>;
+  static constexpr const char* kScalars =
+      "float alpha=0.75, float gamma=2.0, bool iou_weighted=True";
+  // Its scalars by name, from a call's slots (the host's checks and second derivatives).
+  struct Params {
+    double alpha, gamma;
+    bool iou_weighted;
+  };
+  template <class D>  // a template, as everything in these headers (bce.h says why)
+  static constexpr Params params(const D* s) {
+    return {s[0], s[1], s[2] != 0};
+  }
+};
+
+}  // namespace bce_ext::losses
