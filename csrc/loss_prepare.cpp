@@ -246,6 +246,16 @@ void check_inplace_broadcast(c10::SymIntArrayRef out, c10::SymIntArrayRef operan
               " doesn't match the broadcast shape ", c10::SymIntArrayRef(shape));
 }
 
+// PyTorch's refusal of a bool operand of `-`: its exception type follows the installed torch.
+[[noreturn]] void refuse_bool_subtraction(const char* message) {
+  if constexpr (torch_compat::kBoolSubtractionNotImplemented) {
+    TORCH_CHECK_NOT_IMPLEMENTED(false, message);
+  } else {
+    TORCH_CHECK(false, message);
+  }
+  __builtin_unreachable();
+}
+
 // The checks of the logits loss after its shape check, in the order of PyTorch's ATen code:
 // log_sigmoid(input), (pos_weight - 1) * target, (1 - target) * input, then the weight's in-place
 // multiply. Input and target may have different floating dtypes (the result has the target's).
@@ -266,27 +276,17 @@ void check_bce_with_logits(const LossCall& c) {
     TORCH_CHECK(!at::isComplexType(c.pos_weight->scalar_type()), "result type ",
                 c.pos_weight->scalar_type(), " can't be cast to the desired output type ", dtype);
     if (c.pos_weight->scalar_type() == at::kBool) {  // PyTorch's pos_weight - 1
-      constexpr const char* kMessage =
+      refuse_bool_subtraction(
           "Subtraction, the `-` operator, with a bool tensor is not supported. If you are trying "
-          "to invert a mask, use the `~` or `logical_not()` operator instead.";
-      if constexpr (torch_compat::kBoolSubtractionNotImplemented) {
-        TORCH_CHECK_NOT_IMPLEMENTED(false, kMessage);
-      } else {
-        TORCH_CHECK(false, kMessage);
-      }
+          "to invert a mask, use the `~` or `logical_not()` operator instead.");
     }
   }
   check_same_device(target, self);
   const auto tdtype = target.scalar_type();
-  if (tdtype == at::kBool) {
-    constexpr const char* kMessage =
+  if (tdtype == at::kBool) {  // PyTorch's 1 - target
+    refuse_bool_subtraction(
         "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
-        "`logical_xor()` operator instead.";
-    if constexpr (torch_compat::kBoolSubtractionNotImplemented) {
-      TORCH_CHECK_NOT_IMPLEMENTED(false, kMessage);
-    } else {
-      TORCH_CHECK(false, kMessage);
-    }
+        "`logical_xor()` operator instead.");
   }
   // PyTorch's chain of ops returns a complex loss for a complex target; bce_ext's are real.
   TORCH_CHECK(!at::isComplexType(tdtype), c.name(), ": a complex target (", tdtype,

@@ -65,28 +65,26 @@ PARTICULAR = {
 LOSS_OPS = tuple(LossOp(entry, *PARTICULAR[entry.name]) for entry in registry.LOSSES)
 
 
-class TorchvisionFocalLoss(torch.nn.Module):
-    """The focal loss's DDP oracle: torchvision's function (or its formula) as a module."""
+class ReferenceLoss(torch.nn.Module):
+    """A loss's function in tests/references.py as a module (the DDP oracle of a loss whose library
+    has no module, or is not installed): subclasses name the loss."""
+    loss_name = None
 
     def __init__(self, reduction="none"):
         super().__init__()
         self.reduction = reduction
 
-    def forward(self, inputs, targets):
+    def forward(self, input, target):
         from references import reference
-        return reference("sigmoid_focal_loss")(inputs, targets, reduction=self.reduction)
+        return reference(self.loss_name)(input, target, reduction=self.reduction)
 
 
-class MmdetVarifocalLoss(torch.nn.Module):
-    """The varifocal loss's DDP oracle: mmdetection's function (or its formula) as a module."""
+class TorchvisionFocalLoss(ReferenceLoss):
+    loss_name = "sigmoid_focal_loss"
 
-    def __init__(self, reduction="mean"):
-        super().__init__()
-        self.reduction = reduction
 
-    def forward(self, pred, target):
-        from references import reference
-        return reference("varifocal_loss")(pred, target, reduction=self.reduction)
+class MmdetVarifocalLoss(ReferenceLoss):
+    loss_name = "varifocal_loss"
 
 
 def oracle_module(loss):

@@ -204,6 +204,11 @@ BCE_WITH_LOGITS = row(
 LOSSES = [BCE, BCE_WITH_LOGITS]
 
 
+def bad_values(*specs):
+    """A row's bad_params from (argument name, bad values, the ValueError's text) specs."""
+    return tuple(({name: v}, ValueError, text) for name, values, text in specs for v in values)
+
+
 def _focal(fn):
     """The focal loss with the suites' calling convention (weight, reduction 'mean' by default):
     it takes no weight."""
@@ -214,6 +219,13 @@ def _focal(fn):
     return loss
 
 
+# What the focal family's rows share: logits, no range check, no module in the reference library,
+# the layouts and the limits of their own (docs/behaviour.md, 2 and 3).
+FOCAL_FAMILY = dict(reference_module=None, input_values=logit_values, inputs=logits,
+                    checks_range=False, pytorch_layouts=False, loss_like="input",
+                    limits_beyond_reference=True, oracle_strides=False)
+
+
 # The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites run it where
 # an argument it has is tested (ALL_LOSSES), and test_focal.py what only it has.
 FOCAL = row(
@@ -221,20 +233,15 @@ FOCAL = row(
     ours=_focal(bce_ext.sigmoid_focal_loss),
     reference=_focal(reference("sigmoid_focal_loss")),
     composite_reference=_focal(composite_sigmoid_focal_loss),
-    reference_module=None,
-    input_values=logit_values,
-    checks_range=False,
+    **FOCAL_FAMILY,
     extra=focal_extra,
-    pytorch_layouts=False,
-    loss_like="input",
-    limits_beyond_reference=True,
-    oracle_strides=False,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
-    bad_params=tuple(({name: v}, ValueError, text) for name, values, text in (
+    bad_params=bad_values(
         ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
-        ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")) for v in values),
-    inputs=logits,
+        ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")),
 )
+
+
 def varifocal_extra(draw, shape, dtype, device):
     """The varifocal loss's alpha (mmdetection's default, others), gamma (0: BCE with logits
     times alpha on the negatives; the exact powers 1 and 2; exp(gamma log |u|) the others) and
@@ -248,23 +255,15 @@ def varifocal_extra(draw, shape, dtype, device):
 # The varifocal loss (mmdetection's API: a weight, no label smoothing, 'mean' by default).
 VARIFOCAL = row(
     "varifocal_loss",
-    reference=reference("varifocal_loss"),
-    composite_reference=composite_varifocal_loss,
-    reference_module=None,
-    input_values=logit_values,
-    checks_range=False,
+    # mmdetection's formula, its cross entropy without cancellation (references.py says why).
+    reference=composite_varifocal_loss,
+    **FOCAL_FAMILY,
     extra=varifocal_extra,
-    pytorch_layouts=False,
-    loss_like="input",
-    limits_beyond_reference=True,
-    oracle_strides=False,
     param_cases=({"gamma": 0.5, "iou_weighted": False}, {"gamma": 0.0, "alpha": 0.25},
                  {"gamma": 5.0, "alpha": 0.0}),
-    bad_params=tuple(({name: v}, ValueError, text) for name, values, text in (
+    bad_params=bad_values(
         ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
-        ("alpha", (-0.5, math.inf, math.nan), "alpha must be a finite number >= 0, got "))
-        for v in values),
-    inputs=logits,
+        ("alpha", (-0.5, math.inf, math.nan), "alpha must be a finite number >= 0, got ")),
     module_call=lambda module, x, t, w, reduction, **params: module(
         reduction=reduction, **params)(x, t, weight=w),
     error_texts=False,

@@ -166,12 +166,21 @@ def test_target_cast_to_preds_dtype():
     assert bce_ext.varifocal_loss(x, t.double()).dtype == torch.float32
 
 
-def test_composite_reference_is_mmdetections_formula():
-    """The tests' elementary-ops reference (for nested forward AD) is mmdetection's formula."""
+def test_suites_reference_is_mmdetections_formula():
+    """The suites' reference (its cross entropy without cancellation) is mmdetection's formula,
+    values and gradients, where that formula loses no digits (x = 0 and -0.0 included), and
+    exact where it does."""
     x, t = _cases("cpu")
+    x[0, :2] = torch.tensor([0.0, -0.0], dtype=x.dtype)
     for kw in ({}, {"iou_weighted": False, "gamma": 0.5}):
-        torch.testing.assert_close(composite_varifocal_loss(x, t, reduction="none", **kw),
-                                   varifocal_loss_formula(x, t, reduction="none", **kw))
+        for a, e in zip(_grads(composite_varifocal_loss, x, t, reduction="none", **kw),
+                        _grads(varifocal_loss_formula, x, t, reduction="none", **kw)):
+            torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-14)
+    x, t = torch.tensor([-1e4], dtype=torch.float64), torch.tensor([1e-12], dtype=torch.float64)
+    exact = composite_varifocal_loss(x, t, reduction="none", iou_weighted=False)
+    assert exact.item() == pytest.approx(1e-8, rel=1e-15)
+    assert bce_ext.varifocal_loss(x, t, reduction="none", iou_weighted=False).item() == \
+        pytest.approx(1e-8, rel=1e-15)
 
 
 def test_row_is_in_the_table():

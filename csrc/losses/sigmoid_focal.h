@@ -105,9 +105,14 @@ struct SigmoidFocal {
   // cancellation, and where the gradients multiply ce by the large m ** (gamma - 1). The limits at
   // infinite logits are the logits loss's.
   BCE_EXT_HD static F cross_entropy(F x, F t, const Sigmoids& s) {
+    return cross_entropy_of(x, t, MathV::log1p01(s.e));
+  }
+
+  // The same from its tail log1p(exp(-|x|)) (a loss that needs the tail too computes it once).
+  BCE_EXT_HD static F cross_entropy_of(F x, F t, F tail) {
     const F linear =
         V::blend(V::ge(x, V::zero()), V::mul(V::neg(t), x), V::mul(V::sub(V::set1(T(1)), t), x));
-    const F ce = V::add(linear, MathV::log1p01(s.e));
+    const F ce = V::add(linear, tail);
     if (V::any(infinite(x))) {
       return Logits::template at_infinity<false>(x, t, V::zero(), ce);
     }

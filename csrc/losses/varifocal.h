@@ -13,6 +13,7 @@
 // negatives F = alpha * |u| ** gamma, dF/du = gamma * F / u:
 //   gi = (p - t) * w + C * [t <= 0] * gamma * (F / u) * p (1 - p)
 //   gt = -x * w + C * ([t > 0] * iou_weighted - [t <= 0] * gamma * F / u)
+// (on the positives with iou_weighted, -x t + C summed without cancellation: see grad_target).
 // F / u counts as 0 where u = 0 (its limit for gamma >= 1; for gamma < 1 torch's chain gives NaN
 // there, and the limit 0 of C * dF/dx as u -> 0 is taken instead). At x = +-inf the loss is the
 // logits loss's limit times w, gi its finite limit (p - t) * w, and gt the limit of
@@ -51,13 +52,14 @@ struct Varifocal {
   // gamma * F / u (0 on the positives and where u = 0).
   struct Terms {
     typename Focal::Sigmoids s;
-    F ce, u, w, dw_du;
+    F tail, ce, u, w, dw_du;  // tail: log1p(exp(-|x|)), C's smooth part
     M positive;
   };
   BCE_EXT_HD static Terms terms(F x, F t, const Own& o) {
     Terms r;
     r.s = Focal::sigmoids(x);
-    r.ce = Focal::cross_entropy(x, t, r.s);
+    r.tail = MathV::log1p01(r.s.e);
+    r.ce = Focal::cross_entropy_of(x, t, r.tail);
     r.u = V::sub(r.s.p, t);
     r.positive = V::gt(t, V::zero());
     const F f = V::mul(V::set1(o.alpha), Focal::power(V::abs(r.u), o.gamma));
@@ -91,6 +93,13 @@ struct Varifocal {
     // dw/dt: iou_weighted on the positives, -dF/du on the negatives.
     const F dw_dt = V::blend(r.positive, V::neg(r.dw_du), V::set1(o.iou_weighted ? T(1) : T(0)));
     F d = V::add(V::mul(V::neg(x), r.w), V::mul(r.ce, dw_dt));
+    if (o.iou_weighted) {
+      // On the positives -x t + C, whose terms cancel near t = 1/2 at large |x|: summed as
+      // (1 - 2t) x for x >= 0, -2t x for x < 0, plus C's tail, without the cancellation.
+      const F two_t = V::add(t, t);
+      const F factor = V::blend(V::ge(x, V::zero()), V::neg(two_t), V::sub(V::set1(T(1)), two_t));
+      d = V::blend(r.positive, d, V::add(V::mul(factor, x), r.tail));
+    }
     if (V::any(Focal::infinite(x))) {
       // |x| * (-sign(x) * w + c * dw/dt), c = C / |x| there.
       const M plus = V::gt(x, V::zero());
