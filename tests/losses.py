@@ -7,13 +7,13 @@ bad input, concurrency), so a new loss is one row here plus, where its values or
 its own value generators and `extra` strategy, and its own special cases.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from oracle import assert_matches, compute_dtype, probabilities
-from references import composite_sigmoid_focal_loss, composite_varifocal_loss
+from references import composite_sigmoid_focal_loss, composite_varifocal_loss, reference
 
 import bce_ext
 import bce_ext._registry as registry
@@ -145,6 +145,9 @@ class Loss:
     # The reference in elementary ops, for the torch.func nestings where the reference itself
     # fails (PyTorch's loss under nested forward AD); None: the reference works everywhere.
     composite_reference: Optional[Callable] = None
+    # Its reference written without the reference library's own cancellations: the float64
+    # truth that outputs are judged by where they and the reference part (None: the reference).
+    exact_reference: Optional[Callable] = None
     # Its module's loss of (x, t): (module class, x, t, weight, reduction, **params) -> Tensor;
     # None: PyTorch's convention, the weight and the reduction given to the constructor.
     module_call: Optional[Callable] = None
@@ -167,6 +170,11 @@ class Loss:
     @property
     def theirs(self):
         return self.reference
+
+    @property
+    def exact(self):
+        """The row with its exact reference as the reference (the float64 truth)."""
+        return replace(self, reference=self.exact_reference) if self.exact_reference else self
 
     def __repr__(self):
         return self.name
@@ -231,8 +239,11 @@ FOCAL_FAMILY = dict(reference_module=None, input_values=logit_values, inputs=log
 FOCAL = row(
     "sigmoid_focal_loss",
     ours=_focal(bce_ext.sigmoid_focal_loss),
-    # torchvision's formula, its cross entropy without cancellation (references.py says why).
-    reference=_focal(composite_sigmoid_focal_loss),
+    reference=_focal(reference("sigmoid_focal_loss")),
+    # torchvision's formula without its cancellations (references.py says why), in elementary
+    # ops: the float64 truth, and the reference under nested forward AD.
+    exact_reference=_focal(composite_sigmoid_focal_loss),
+    composite_reference=_focal(composite_sigmoid_focal_loss),
     **FOCAL_FAMILY,
     extra=focal_extra,
     param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
