@@ -155,9 +155,8 @@ def varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighte
         raise ArgumentError(f"varifocal_loss: pred and target must have the same size, got "
                             f"{tuple(pred.size())} and {tuple(target.size())}")
     target = target.type_as(pred)
-    if avg_factor is None or reduction != "mean":
-        return varifocal_op(pred, target, weight, reduction_enum, _scalar(alpha, "alpha"),
-                            _scalar(gamma, "gamma"), bool(iou_weighted))
-    total = varifocal_op(pred, target, weight, _Reduction.get_enum("sum"), _scalar(alpha, "alpha"),
-                         _scalar(gamma, "gamma"), bool(iou_weighted))
-    return total / (avg_factor + _AVG_FACTOR_EPS)
+    over_avg_factor = avg_factor is not None and reduction == "mean"  # the sum, divided below
+    loss = varifocal_op(pred, target, weight, _Reduction.get_enum("sum") if over_avg_factor
+                        else reduction_enum, _scalar(alpha, "alpha"), _scalar(gamma, "gamma"),
+                        bool(iou_weighted))
+    return loss / (avg_factor + _AVG_FACTOR_EPS) if over_avg_factor else loss

@@ -17,7 +17,10 @@ from references import reference  # noqa: E402
 
 from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
 
-__all__ = ["LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses"]
+__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses"]
+
+# The GPU scripts' inputs from uniform [0, 1) values u drawn on the device, by the input's domain.
+DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
 
 # Losses whose users train on hard 0/1 targets, mostly 0 (a detector's classes), or on IoU scores
 # of the positives and 0 elsewhere (10% positives in both): the benchmarks time those; the others

@@ -35,7 +35,7 @@ import bce_ext  # noqa: F401
 # isort: split
 # Each loss's eager and compiled baseline: the function it replaces, or its formula in torch ops
 # where that library is not installed (the same as bench_bce.py's).
-from _losses import baseline, get, parse_losses
+from _losses import DRAW, baseline, get, parse_losses
 
 TARGET_LOG2 = 28            # targets are judged at N = 2^28, 'mean'
 TARGET_FRACTION = 0.85      # of the copy bandwidth, forward and forward+backward
@@ -45,9 +45,7 @@ BYTES_PER_ELEMENT = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5,
                      ("fwd+bwd", False): 7}
 
 
-# How a loss's input is drawn from uniform [0, 1) values, by its domain. Every function is called
-# with reduction= given (the losses' defaults differ).
-DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
+# Every function is called with reduction= given (the losses' defaults differ).
 
 
 def timed(fn, repeats, warmup=3):

@@ -338,29 +338,31 @@ void check_loss(Loss<losses::BceWithLogits>, const LossCall& c) {
   check_bce_with_logits(c);
 }
 
+// The focal family's exponent: its power of a factor in [0, 1] and the limits of its derivatives
+// are for gamma >= 0 (torchvision and mmdetection take any).
+void check_gamma(double gamma) {
+  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
+                    "gamma must be a finite number >= 0, got ", gamma);
+}
+
 void check_loss(Loss<losses::SigmoidFocal>, const LossCall& c) {
   check_same_size_as_logits(c);
   check_label_smoothing(c);
-  // Beyond torchvision, which takes any gamma: the modulating factor (1 - p_t) ** gamma and its
-  // limits are for gamma >= 0; alpha may be anything finite (< 0 turns it off).
-  const auto [alpha, gamma] = losses::Traits<losses::SigmoidFocal>::params(c.params.scalars);
-  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
-                    "gamma must be a finite number >= 0, got ", gamma);
-  TORCH_CHECK_VALUE(std::isfinite(alpha), "alpha must be finite, got ", alpha);
+  // alpha may be anything finite (< 0 turns it off).
+  const auto p = losses::Traits<losses::SigmoidFocal>::params(c.params.scalars);
+  check_gamma(p.gamma);
+  TORCH_CHECK_VALUE(std::isfinite(p.alpha), "alpha must be finite, got ", p.alpha);
   check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
 }
 
 void check_loss(Loss<losses::Varifocal>, const LossCall& c) {
   check_same_size_as_logits(c);
   // Beyond mmdetection, whose module asserts alpha >= 0 and whose function takes anything: the
-  // weight alpha * |p - t| ** gamma and its limits are for alpha, gamma >= 0.
-  const auto [alpha, gamma, iou_weighted] =
-      losses::Traits<losses::Varifocal>::params(c.params.scalars);
-  static_cast<void>(iou_weighted);  // any value
-  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
-                    "gamma must be a finite number >= 0, got ", gamma);
-  TORCH_CHECK_VALUE(alpha >= 0.0 && std::isfinite(alpha),
-                    "alpha must be a finite number >= 0, got ", alpha);
+  // negatives' weight alpha * |p - t| ** gamma is for alpha >= 0.
+  const auto p = losses::Traits<losses::Varifocal>::params(c.params.scalars);
+  check_gamma(p.gamma);
+  TORCH_CHECK_VALUE(p.alpha >= 0.0 && std::isfinite(p.alpha),
+                    "alpha must be a finite number >= 0, got ", p.alpha);
   check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
 }
 
