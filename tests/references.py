@@ -34,9 +34,13 @@ def exact_cross_entropy(x, t):
     x >= 0, -t x + log1p(exp(x)) for x < 0 (in elementary ops, so nested forward AD works, and
     with the right derivative at x = 0). F.binary_cross_entropy_with_logits, (1 - t) x -
     log_sigmoid(x), loses digits where the loss is small against |x| (t = 1e-7, x = -88: the
-    focal loss's target gradient 0.02198393352570 for 0.02198393353667, in float64)."""
-    return torch.where(x >= 0, (1 - t) * x + torch.log1p(torch.exp(-x.clamp_min(0))),
-                       -t * x + torch.log1p(torch.exp(x.clamp_max(0))))
+    focal loss's target gradient 0.02198393352570 for 0.02198393353667, in float64).
+    Each branch reads x through torch.where, not clamp: clamp's derivative at its bound (here
+    x = 0) changed between torch releases (1 up to 2.13, 0 in 2.14), where's has not."""
+    positive, zero = x >= 0, torch.zeros_like(x)
+    x_pos, x_neg = torch.where(positive, x, zero), torch.where(positive, zero, x)
+    return torch.where(positive, (1 - t) * x + torch.log1p(torch.exp(-x_pos)),
+                       -t * x + torch.log1p(torch.exp(x_neg)))
 
 
 def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
