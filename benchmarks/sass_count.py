@@ -140,7 +140,7 @@ def path_counts(code, first, last):
     return walk(first)
 
 
-# The kernels' variant flags (csrc/cuda/loss_cuda_driver.cuh: Variant), bit by bit.
+# The kernels' variant flags (csrc/cuda/kernel_variants.cuh: Variant), bit by bit.
 FLAG_NAMES = ["reduce", "strict", "weight", "pos_weight", "smooth", "grad_scalar"]
 
 

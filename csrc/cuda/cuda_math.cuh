@@ -1,7 +1,7 @@
 #pragma once
 // The CUDA backend of the loss formulas (csrc/losses/): Lanes<T>, one element of float or double
 // as the formulas' F (M = bool), and its Math, the elementary functions the formulas call.
-// The kernels (loss_cuda_driver.cuh) instantiate losses::Bce and losses::BceWithLogits over them.
+// The kernels (loss_cuda_driver.cuh) instantiate every loss of losses/registry.h over them.
 //
 // Operations round once each and are never contracted into FMAs (rn:: below: nvcc contracts
 // a * b - c * d by default), so the formulas keep the CPU kernels' operation order and the two

@@ -1,6 +1,6 @@
 #pragma once
-// The host side of every CUDA loss op, generic over the loss (Loss: losses::Bce,
-// losses::BceWithLogits, losses::SigmoidFocal): loss_cuda.h's entry points are defined here and
+// The host side of every CUDA loss op, generic over the loss (Loss: any formulas template of
+// losses/registry.h, losses::Bce, ...): loss_cuda.h's entry points are defined here and
 // instantiated once per loss and direction in files that setup.py generates from the registry, so
 // that nvcc compiles the losses' kernels in parallel (one translation unit holding all of them took
 // 2 to 5 minutes alone).
@@ -136,7 +136,7 @@ inline void raise_first_bad(const at::Tensor& first_bad, int64_t n, cudaStream_t
   TORCH_CHECK(!(bad_t < n), "all elements of target should be between 0 and 1");
 }
 
-// The kernels of one loss (Loss: losses::Bce, losses::BceWithLogits, losses::SigmoidFocal).
+// The kernels of one loss (Loss: any formulas template of losses/registry.h).
 template <template <class, class> class Loss>
 struct Driver {
   template <typename scalar_t>
