@@ -6,16 +6,18 @@ mmdetection's varifocal loss, with fused C++ and CUDA kernels.
     loss = bce_ext.binary_cross_entropy(p, y, reduction="sum")
 """
 from . import _distributed
+from ._common import ArgumentError
 from ._ops import BinaryCrossEntropyFunction
 from ._strict import is_strict, set_strict
-from .functional import (
-    ArgumentError,
-    binary_cross_entropy,
+
+# Each loss's functional and module, from its own module (bce_ext/losses/<name>.py).
+from .losses.binary_cross_entropy import BCELoss, binary_cross_entropy
+from .losses.binary_cross_entropy_with_logits import (
+    BCEWithLogitsLoss,
     binary_cross_entropy_with_logits,
-    sigmoid_focal_loss,
-    varifocal_loss,
 )
-from .modules import BCELoss, BCEWithLogitsLoss, SigmoidFocalLoss, VarifocalLoss
+from .losses.sigmoid_focal_loss import SigmoidFocalLoss, sigmoid_focal_loss
+from .losses.varifocal_loss import VarifocalLoss, varifocal_loss
 
 __version__ = "0.1.0"
 __all__ = ["ArgumentError", "BCELoss", "BCEWithLogitsLoss", "BinaryCrossEntropyFunction",

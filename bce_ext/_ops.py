@@ -12,8 +12,6 @@ from ._registry import LOSSES
 
 forward_op = torch.ops.bce_ext.binary_cross_entropy.default
 backward_op = torch.ops.bce_ext.binary_cross_entropy_backward.default
-logits_op = torch.ops.bce_ext.binary_cross_entropy_with_logits.default
-focal_op = torch.ops.bce_ext.sigmoid_focal_loss.default
 
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 

@@ -51,11 +51,13 @@ class LossEntry:
 
     @property
     def function(self):
-        return getattr(importlib.import_module("bce_ext"), self.name)
+        """Its functional, from its own module bce_ext/losses/<name>.py."""
+        return getattr(importlib.import_module(f"bce_ext.losses.{self.name}"), self.name)
 
     @property
     def module_class(self):
-        return getattr(importlib.import_module("bce_ext"), self.module)
+        """Its torch.nn.Module, from the same module."""
+        return getattr(importlib.import_module(f"bce_ext.losses.{self.name}"), self.module)
 
     @property
     def takes_weight(self):

@@ -14,6 +14,10 @@ constexpr float kLogClamp = -100.0f;
 // so widened to double it is 9.999999960041972e-13, which is what PyTorch's float64 gradient uses.
 constexpr float kGradEpsilon = 1e-12f;
 
+// The constant PyTorch's double-backward formulas add (`auto eps = 1e-12;`, a double, in
+// torch/csrc/autograd/FunctionsManual.cpp), unlike the float EPSILON of the first derivative.
+constexpr double kDoubleBackwardEps = 1e-12;
+
 // Reduction codes of ATen (at::Reduction::Reduction).
 constexpr int64_t kReductionNone = 0;
 constexpr int64_t kReductionMean = 1;

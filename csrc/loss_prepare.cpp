@@ -310,61 +310,45 @@ void check_defined(const at::Tensor& t, int index, const char* name) {
               "for argument #", index, " '", name, "'");
 }
 
-// Each loss's checks after the reduction's: its shape check, the label smoothing's (beyond
-// PyTorch), then the rest in the order its PyTorch code meets them.
-void check_label_smoothing(const LossCall& c) {
-  const double s = c.params.label_smoothing;
-  TORCH_CHECK_VALUE(s >= 0.0 && s <= 1.0, "label_smoothing must be in [0, 1], got ", s);
-}
+// What a loss's checks are made of (Traits<L>::check, in its header, calls them in its order):
+// the shape checks, the label smoothing's (beyond PyTorch), the operands' devices and dtypes as
+// BCE or the logits loss checks them, and its own scalars' ranges, with one message each.
+class LossChecks {
+ public:
+  explicit LossChecks(const LossCall& c) : c_(c) {}
 
-void check_same_size_as_logits(const LossCall& c) {
-  TORCH_CHECK_VALUE(c.target.sym_sizes() == c.self.sym_sizes(), "Target size (",
-                    torch_size(c.target.sym_sizes()), ") must be the same as input size (",
-                    torch_size(c.self.sym_sizes()), ")");
-}
+  const double* scalars() const { return c_.params.scalars; }
 
-void check_loss(Loss<losses::Bce>, const LossCall& c) {
-  TORCH_CHECK_VALUE(c.target.sym_sizes() == c.self.sym_sizes(), "Using a target size (",
-                    torch_size(c.target.sym_sizes()), ") that is different to the input size (",
-                    torch_size(c.self.sym_sizes()),
-                    ") is deprecated. Please ensure they have the same size.");
-  check_label_smoothing(c);
-  check_bce(c);
-}
+  void target_size_as_bce() const {
+    TORCH_CHECK_VALUE(c_.target.sym_sizes() == c_.self.sym_sizes(), "Using a target size (",
+                      torch_size(c_.target.sym_sizes()), ") that is different to the input size (",
+                      torch_size(c_.self.sym_sizes()),
+                      ") is deprecated. Please ensure they have the same size.");
+  }
+  void target_size_as_logits() const {
+    TORCH_CHECK_VALUE(c_.target.sym_sizes() == c_.self.sym_sizes(), "Target size (",
+                      torch_size(c_.target.sym_sizes()), ") must be the same as input size (",
+                      torch_size(c_.self.sym_sizes()), ")");
+  }
+  void label_smoothing() const {
+    const double s = c_.params.label_smoothing;
+    TORCH_CHECK_VALUE(s >= 0.0 && s <= 1.0, "label_smoothing must be in [0, 1], got ", s);
+  }
+  void bce_operands() const { check_bce(c_); }
+  void logits_operands() const { check_bce_with_logits(c_); }
+  // A scalar the formulas need finite (a NaN or an infinity would turn every element to NaN).
+  void finite(const char* name, double v) const {
+    TORCH_CHECK_VALUE(std::isfinite(v), name, " must be finite, got ", v);
+  }
+  // The focal family's exponent and the varifocal's alpha: a power of a factor in [0, 1], and
+  // the limits of its derivatives, are for values >= 0 (torchvision and mmdetection take any).
+  void finite_nonnegative(const char* name, double v) const {
+    TORCH_CHECK_VALUE(v >= 0.0 && std::isfinite(v), name, " must be a finite number >= 0, got ", v);
+  }
 
-void check_loss(Loss<losses::BceWithLogits>, const LossCall& c) {
-  check_same_size_as_logits(c);
-  check_label_smoothing(c);
-  check_bce_with_logits(c);
-}
-
-// The focal family's exponent: its power of a factor in [0, 1] and the limits of its derivatives
-// are for gamma >= 0 (torchvision and mmdetection take any).
-void check_gamma(double gamma) {
-  TORCH_CHECK_VALUE(gamma >= 0.0 && std::isfinite(gamma),
-                    "gamma must be a finite number >= 0, got ", gamma);
-}
-
-void check_loss(Loss<losses::SigmoidFocal>, const LossCall& c) {
-  check_same_size_as_logits(c);
-  check_label_smoothing(c);
-  // alpha may be anything finite (< 0 turns it off).
-  const auto p = losses::Traits<losses::SigmoidFocal>::params(c.params.scalars);
-  check_gamma(p.gamma);
-  TORCH_CHECK_VALUE(std::isfinite(p.alpha), "alpha must be finite, got ", p.alpha);
-  check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
-}
-
-void check_loss(Loss<losses::Varifocal>, const LossCall& c) {
-  check_same_size_as_logits(c);
-  // Beyond mmdetection, whose module asserts alpha >= 0 and whose function takes anything: the
-  // negatives' weight alpha * |p - t| ** gamma is for alpha >= 0.
-  const auto p = losses::Traits<losses::Varifocal>::params(c.params.scalars);
-  check_gamma(p.gamma);
-  TORCH_CHECK_VALUE(p.alpha >= 0.0 && std::isfinite(p.alpha),
-                    "alpha must be a finite number >= 0, got ", p.alpha);
-  check_bce_with_logits(c);  // BCE with logits times a factor: the same checks
-}
+ private:
+  const LossCall& c_;
+};
 
 }  // namespace
 
@@ -381,7 +365,8 @@ void check_forward(const LossCall& c, int first_index) {
   // in which its ATen code meets the rest.
   TORCH_CHECK_VALUE(c.reduction >= kReductionNone && c.reduction <= kReductionSum, c.reduction,
                     " is not a valid value for reduction");
-  visit_loss(c.kind, [&](auto loss) { check_loss(loss, c); });
+  LossChecks checks(c);
+  visit_loss(c.kind, [&](auto loss) { decltype(loss)::Traits::check(checks); });
 }
 
 void check_backward(const LossCall& c, const at::Tensor& grad_output) {

@@ -10,8 +10,8 @@
 
 namespace bce_ext {
 
-enum class BackwardOutput { kGradInput, kGradTarget };
-enum class BackwardInput { kGradOutput, kInput, kTarget };
+using losses::BackwardInput;
+using losses::BackwardOutput;
 
 // d out / d in for the backward op of `call` with incoming gradient g, element by element, in the
 // input's shape (g may be a single value for a reduced loss). Undefined where the derivative is

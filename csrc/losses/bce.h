@@ -84,6 +84,47 @@ struct Traits<Bce> {
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<>;
   static constexpr const char* kScalars = "";
+
+  template <class Checks>
+  static void check(Checks& c) {
+    c.target_size_as_bce();
+    c.label_smoothing();
+    c.bce_operands();
+  }
+
+  // PyTorch's binary_cross_entropy_double_backward{,_grad_output,_target} (FunctionsManual.cpp:
+  // its eps = 1e-12 *added*, unlike the max-clamp of the first derivative), and the derivatives
+  // of grad_target = -logit(x) * g:
+  //   d gi / d g = (x - t) / ((x + eps) * (1 - x + eps))
+  //   d gi / d x = g * (x*x - 2*x*t + t) / ((x + eps)**2 * (1 - x + eps)**2)
+  //   d gi / d t = -g / clamp_min((1 - x) * x, eps)
+  //   d gt / d g = -logit(x),   d gt / d x = -g / (x * (1 - x)),   d gt / d t = 0
+  template <class Tn>
+  static Tn partial(const Partial<Tn>& a) {
+    const double eps = kDoubleBackwardEps;
+    const Tn& x = a.x;
+    const Tn& t = a.t;
+    const Tn one_minus_x = 1 - x;
+    if (a.out == BackwardOutput::kGradInput) {
+      switch (a.in) {
+        case BackwardInput::kGradOutput:
+          return (x - t) / ((x + eps) * (one_minus_x + eps));
+        case BackwardInput::kInput:
+          return a.g * (x * x - 2 * x * t + t) / ((x + eps).pow(2) * (one_minus_x + eps).pow(2));
+        case BackwardInput::kTarget:
+          return -a.g / (one_minus_x * x).clamp_min(eps);
+      }
+    }
+    switch (a.in) {
+      case BackwardInput::kGradOutput:
+        return -x.logit();
+      case BackwardInput::kInput:
+        return -a.g / (x * one_minus_x);
+      case BackwardInput::kTarget:
+        break;
+    }
+    return Tn();
+  }
 };
 
 }  // namespace bce_ext::losses

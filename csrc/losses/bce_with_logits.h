@@ -102,6 +102,48 @@ struct Traits<BceWithLogits> {
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<>;
   static constexpr const char* kScalars = "";
+
+  template <class Checks>
+  static void check(Checks& c) {
+    c.target_size_as_logits();
+    c.label_smoothing();
+    c.logits_operands();
+  }
+
+  // With sigma = sigmoid(x), c = pw * t + 1 - t (pw = 1 without a pos_weight), the derivatives of
+  // gi = (c * sigma - pw * t) * g and gt = (-x - (pw - 1) * log_sigmoid(x)) * g:
+  //   d gi / d g = c * sigma - pw * t,             d gi / d x = c * sigma * (1 - sigma) * g
+  //   d gi / d t = ((pw - 1) * sigma - pw) * g,    d gt / d g = -x - (pw - 1) * log_sigmoid(x)
+  //   d gt / d x = (-1 - (pw - 1) * (1 - sigma)) * g,   d gt / d t = 0
+  template <class Tn>
+  static Tn partial(const Partial<Tn>& a) {
+    const Tn& x = a.x;
+    const Tn& t = a.t;
+    const Tn& g = a.g;
+    const Tn sigma = x.sigmoid();
+    const Tn* pw = a.pos_weight;
+    if (a.out == BackwardOutput::kGradInput) {
+      const Tn pt = pw ? *pw * t : t;
+      const Tn c = pw ? pt + 1 - t : ones_like(t);
+      switch (a.in) {
+        case BackwardInput::kGradOutput:
+          return c * sigma - pt;
+        case BackwardInput::kInput:
+          return c * sigma * (1 - sigma) * g;
+        case BackwardInput::kTarget:
+          return pw ? ((*pw - 1) * sigma - *pw) * g : -g * ones_like(x);
+      }
+    }
+    switch (a.in) {
+      case BackwardInput::kGradOutput:
+        return pw ? -x - (*pw - 1) * log_sigmoid(x) : -x;
+      case BackwardInput::kInput:
+        return pw ? (-1 - (*pw - 1) * (1 - sigma)) * g : -g * ones_like(x);
+      case BackwardInput::kTarget:
+        break;
+    }
+    return Tn();
+  }
 };
 
 }  // namespace bce_ext::losses

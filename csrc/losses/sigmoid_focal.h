@@ -212,6 +212,85 @@ struct Traits<SigmoidFocal> {
   static constexpr Params params(const D* s) {
     return {s[0], s[1]};
   }
+
+  // alpha may be anything finite (< 0 turns it off); BCE with logits times a factor: its checks.
+  template <class Checks>
+  static void check(Checks& c) {
+    const Params p = params(c.scalars());
+    c.target_size_as_logits();
+    c.label_smoothing();
+    c.finite_nonnegative("gamma", p.gamma);
+    c.finite("alpha", p.alpha);
+    c.logits_operands();
+  }
+
+  // L = A * C * M (A = alpha_t, linear in t, A_t its slope, 0 without alpha; C = BCE with logits;
+  // M = m ** gamma, m = 1 - p_t = t q + (1 - t) p, p = sigmoid(x), q = 1 - p): gi = L_x g and
+  // gt = L_t g, so the partials are L_x, L_t, and g times L_xx, L_xt, L_tt, from
+  //   C_x = p - t, C_t = -x, C_xx = p q, C_xt = -1, C_tt = 0
+  //   m_x = (1 - 2t) p q, m_t = 1 - 2p, m_xx = m_x (1 - 2p), m_xt = -2 p q, m_tt = 0
+  //   M_u = gamma m ** (gamma - 1) m_u, M_uv = gamma (gamma - 1) m ** (gamma - 2) m_u m_v
+  //                                            + gamma m ** (gamma - 1) m_uv
+  //   L_x = A (C_x M + C M_x), L_t = A_t C M + A (C_t M + C M_t)
+  //   L_xx = A (C_xx M + 2 C_x M_x + C M_xx), L_tt = 2 A_t (C_t M + C M_t) + A (2 C_t M_t + C M_tt)
+  //   L_xt = A_t (C_x M + C M_x) + A (C_xt M + C_x M_t + C_t M_x + C M_xt)
+  // A power m ** (gamma - k) that a zero coefficient multiplies is left out, and one that is
+  // infinite at m = 0 counts as 0 there (the limits of the terms it enters, as in the first
+  // derivatives).
+  template <class Tn>
+  static Tn partial(const Partial<Tn>& a) {
+    const auto [alpha, gamma] = params(a.scalars);
+    const Tn& x = a.x;
+    const Tn& t = a.t;
+    const Tn& g = a.g;
+    const Tn p = x.sigmoid();
+    const Tn q = (-x).sigmoid();
+    const Tn C = binary_cross_entropy_with_logits(x, t, {}, {}, kReductionNone);
+    const Tn m = t * q + (1 - t) * p;
+    const Tn pq = p * q;
+    const Tn m_x = (1 - 2 * t) * pq;
+    const Tn m_t = 1 - 2 * p;
+    // M and its derivatives; gamma = 0: M = 1, gamma = 1: no second-order power.
+    const Tn M = gamma == 0.0 ? ones_like(m) : power_or_zero(m, gamma);
+    const Tn d1 = gamma == 0.0 ? zeros_like(m) : gamma * power_or_zero(m, gamma - 1);
+    const Tn d2 = (gamma == 0.0 || gamma == 1.0)
+                      ? zeros_like(m)
+                      : gamma * (gamma - 1) * power_or_zero(m, gamma - 2);
+    const Tn M_x = d1 * m_x;
+    const Tn M_t = d1 * m_t;
+    const bool weighted = alpha >= 0.0;
+    const Tn A = weighted ? alpha * t + (1 - alpha) * (1 - t) : ones_like(t);
+    const double A_t = weighted ? 2 * alpha - 1 : 0.0;
+    const Tn C_x = p - t;
+    const Tn C_t = -x;
+    auto L_xt = [&] {
+      const Tn M_xt = d2 * m_x * m_t + d1 * (-2 * pq);
+      return A_t * (C_x * M + C * M_x) + A * (-M + C_x * M_t + C_t * M_x + C * M_xt);
+    };
+    if (a.out == BackwardOutput::kGradInput) {
+      switch (a.in) {
+        case BackwardInput::kGradOutput:
+          return A * (C_x * M + C * M_x);
+        case BackwardInput::kInput: {
+          const Tn M_xx = d2 * m_x * m_x + d1 * m_x * (1 - 2 * p);
+          return g * A * (pq * M + 2 * C_x * M_x + C * M_xx);
+        }
+        case BackwardInput::kTarget:
+          return g * L_xt();
+      }
+    }
+    switch (a.in) {
+      case BackwardInput::kGradOutput:
+        return A_t * C * M + A * (C_t * M + C * M_t);
+      case BackwardInput::kInput:
+        return g * L_xt();
+      case BackwardInput::kTarget: {
+        const Tn M_tt = d2 * m_t * m_t;
+        return g * (2 * A_t * (C_t * M + C * M_t) + A * (2 * C_t * M_t + C * M_tt));
+      }
+    }
+    return Tn();
+  }
 };
 
 }  // namespace bce_ext::losses

@@ -30,6 +30,11 @@ enum class LaidOutLike { kInput, kTarget };
 //   static constexpr int kDefaultReduction;     its reduction's default (0 none, 1 mean, 2 sum)
 //   using Scalars = std::tuple<...>;      its own scalar arguments' C++ types, in schema order
 //   static constexpr const char* kScalars;      their schema text ("float alpha=0.25, ..."), or ""
+//   template <class Checks> static void check(Checks& c);
+//                                         its argument checks after the reduction's, in the order
+//                                         of the code it replaces (loss_prepare.cpp: LossChecks)
+//   template <class Tn> static Tn partial(const Partial<Tn>& a);
+//                                         its second derivatives (below)
 // The schema: kOp(Tensor self, Tensor target[, Tensor? weight=None[, Tensor? pos_weight=None]],
 // int reduction=R[, float label_smoothing=0.0][, <kScalars>]) -> Tensor, and its backward op
 // kOp_backward(Tensor grad_output, Tensor self, Tensor target[, tables], int reduction=R,
@@ -37,5 +42,32 @@ enum class LaidOutLike { kInput, kTarget };
 // Tensor).
 template <template <class, class> class Loss>
 struct Traits;
+
+// The second derivatives: d out / d in of the backward op's outputs with respect to its inputs,
+// element by element (csrc/autograd/loss_derivatives.h). Each loss writes them as a template over
+// the tensor type Tn, in its operators and methods and in functions found by argument-dependent
+// lookup (where, zeros_like, ...: ATen's, for at::Tensor), so that this header needs no torch
+// header and nothing is compiled where it is not used.
+enum class BackwardOutput { kGradInput, kGradTarget };
+enum class BackwardInput { kGradOutput, kInput, kTarget };
+template <class Tn>
+struct Partial {
+  BackwardOutput out;
+  BackwardInput in;
+  const Tn& g;            // the incoming gradient (one value for a reduced loss)
+  const Tn& x;            // the input
+  const Tn& t;            // the target the formulas see (after label smoothing)
+  const Tn* pos_weight;   // null where the call has none
+  const double* scalars;  // the loss's own scalars (Traits<L>::params reads them)
+};
+// The result where the derivative is identically zero: an undefined tensor.
+
+// m ** e for m >= 0, with 0 where m = 0 and e < 0: the limit of the terms such a power enters in
+// the focal family's second derivatives (a zero factor multiplies it there).
+template <class Tn>
+Tn power_or_zero(const Tn& m, double e) {
+  const Tn v = m.pow(e);
+  return e < 0 ? where(m > 0, v, zeros_like(v)) : v;
+}
 
 }  // namespace bce_ext::losses

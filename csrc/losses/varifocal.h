@@ -137,6 +137,73 @@ struct Traits<Varifocal> {
   static constexpr Params params(const D* s) {
     return {s[0], s[1], s[2] != 0};
   }
+
+  // Beyond mmdetection, whose module asserts alpha >= 0 and whose function takes anything: the
+  // negatives' weight alpha * |p - t| ** gamma is for alpha >= 0. BCE with logits times a
+  // factor: its checks.
+  template <class Checks>
+  static void check(Checks& c) {
+    const Params p = params(c.scalars());
+    c.target_size_as_logits();
+    c.finite_nonnegative("gamma", p.gamma);
+    c.finite_nonnegative("alpha", p.alpha);
+    c.logits_operands();
+  }
+
+  // L = C * w (C = BCE with logits; w = t or 1 where t > 0, else F = alpha |u| ** gamma,
+  // u = p - t; its masks are constant pieces): with u_x = p q, u_t = -1, u_xx = p q (1 - 2p),
+  //   w_x = F_u p q, w_t = -F_u, w_xx = F_uu (p q)^2 + F_u p q (1 - 2p), w_xt = -F_uu p q,
+  //   w_tt = F_uu on the negatives; w_t = iou_weighted and the rest 0 on the positives;
+  //   L_x = C_x w + C w_x, L_t = C_t w + C w_t, L_xx = C_xx w + 2 C_x w_x + C w_xx,
+  //   L_xt = C_xt w + C_x w_t + C_t w_x + C w_xt, L_tt = 2 C_t w_t + C w_tt.
+  template <class Tn>
+  static Tn partial(const Partial<Tn>& a) {
+    const auto [alpha, gamma, iou_weighted] = params(a.scalars);
+    const Tn& x = a.x;
+    const Tn& t = a.t;
+    const Tn& g = a.g;
+    const Tn p = x.sigmoid();
+    const Tn pq = p * (-x).sigmoid();
+    const Tn C = binary_cross_entropy_with_logits(x, t, {}, {}, kReductionNone);
+    const Tn u = p - t;
+    const Tn au = u.abs();
+    const Tn positive = t > 0;
+    const Tn zero = zeros_like(x);
+    // F = alpha |u| ** gamma on the negatives, and its derivatives in u (0 where a power is
+    // infinite at u = 0: the limits the first derivatives take).
+    const Tn F = alpha * (gamma == 0.0 ? ones_like(au) : power_or_zero(au, gamma));
+    const Tn F_u = gamma == 0.0 ? zero : alpha * gamma * power_or_zero(au, gamma - 1) * u.sign();
+    const Tn F_uu = (gamma == 0.0 || gamma == 1.0)
+                        ? zero
+                        : alpha * gamma * (gamma - 1) * power_or_zero(au, gamma - 2);
+    // w and its derivatives: (t or 1) on the positives, F(p - t) on the negatives.
+    const Tn w = where(positive, iou_weighted ? t : ones_like(t), F);
+    const Tn w_t = where(positive, iou_weighted ? 1.0 : 0.0, -F_u);
+    const Tn w_x = where(positive, zero, F_u * pq);
+    auto w_xt = [&] { return where(positive, zero, -F_uu * pq); };
+    auto L_xt = [&] { return -w + (p - t) * w_t - x * w_x + C * w_xt(); };
+    if (a.out == BackwardOutput::kGradInput) {
+      switch (a.in) {
+        case BackwardInput::kGradOutput:
+          return (p - t) * w + C * w_x;
+        case BackwardInput::kInput: {
+          const Tn w_xx = where(positive, zero, F_uu * pq * pq + F_u * pq * (1 - 2 * p));
+          return g * (pq * w + 2 * (p - t) * w_x + C * w_xx);
+        }
+        case BackwardInput::kTarget:
+          return g * L_xt();
+      }
+    }
+    switch (a.in) {
+      case BackwardInput::kGradOutput:
+        return -x * w + C * w_t;
+      case BackwardInput::kInput:
+        return g * L_xt();
+      case BackwardInput::kTarget:
+        return g * (-2 * x * w_t + C * where(positive, zero, F_uu));
+    }
+    return Tn();
+  }
 };
 
 }  // namespace bce_ext::losses

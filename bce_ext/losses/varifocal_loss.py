@@ -1,0 +1,82 @@
+"""The varifocal loss: mmdetection's varifocal_loss and VarifocalLoss, on bce_ext's op."""
+import torch
+from torch.nn import _reduction as _Reduction
+from torch.overrides import handle_torch_function, has_torch_function_variadic
+
+from .. import _C  # noqa: F401  (loading the library registers the ops)
+from .._common import ArgumentError, NotScriptable, scalar
+
+__all__ = ["VarifocalLoss", "varifocal_loss"]
+
+op = torch.ops.bce_ext.varifocal_loss.default
+# mmdetection's weight_reduce_loss: the eps of a 'mean' over an avg_factor, whatever the dtype.
+_AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
+
+
+def varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighted=True,
+                   reduction="mean", avg_factor=None):
+    r"""The varifocal loss of VarifocalNet in one fused pass: a drop-in for mmdetection's
+    ``mmdet.models.losses.varifocal_loss`` (the same signature, defaults, values and gradients).
+
+    Args:
+        pred: logits, any shape (mmdetection's (N, C)) and floating dtype.
+        target: the same shape: the IoU-aware score of the positives (> 0), 0 for the negatives;
+            cast to ``pred``'s dtype as mmdetection does.
+        weight: rescales each element's loss; broadcast right-aligned against ``pred``. Not
+            differentiable.
+        alpha: the negatives' weight, >= 0.
+        gamma: the exponent of ``|sigmoid(pred) - target|`` on the negatives, >= 0.
+        iou_weighted: whether a positive's loss is weighted by its target.
+        reduction: ``'none'`` | ``'mean'`` | ``'sum'``.
+        avg_factor: with ``'mean'``, the loss's sum is divided by ``avg_factor + eps`` (eps the
+            float32 machine epsilon) instead of the element count; ``'sum'`` refuses one.
+
+    Nothing is detached, as in mmdetection: the gradient flows through the focal weight. The
+    result has ``pred``'s dtype (half types computed in float32).
+    """
+    if has_torch_function_variadic(pred, target, weight):
+        return handle_torch_function(
+            varifocal_loss, (pred, target, weight), pred, target, weight=weight, alpha=alpha,
+            gamma=gamma, iou_weighted=iou_weighted, reduction=reduction, avg_factor=avg_factor)
+    reduction_enum = _Reduction.get_enum(reduction)  # mmdetection's reduce_loss: its ValueError
+    if avg_factor is not None and reduction == "sum":
+        raise ValueError('avg_factor can not be used with reduction="sum"')
+    if pred.size() != target.size():  # mmdetection asserts it
+        raise ArgumentError(f"varifocal_loss: pred and target must have the same size, got "
+                            f"{tuple(pred.size())} and {tuple(target.size())}")
+    target = target.type_as(pred)
+    over_avg_factor = avg_factor is not None and reduction == "mean"  # the sum, divided below
+    loss = op(pred, target, weight, _Reduction.get_enum("sum") if over_avg_factor
+                        else reduction_enum, scalar(alpha, "alpha"), scalar(gamma, "gamma"),
+                        bool(iou_weighted))
+    return loss / (avg_factor + _AVG_FACTOR_EPS) if over_avg_factor else loss
+
+
+class VarifocalLoss(NotScriptable, torch.nn.Module):
+    r"""Drop-in for mmdetection's ``VarifocalLoss``: the same constructor and
+    ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``, the loss
+    :func:`bce_ext.varifocal_loss` times ``loss_weight``. mmdetection's assertions raise
+    :class:`bce_ext.ArgumentError` (a ValueError and an AssertionError) with a message:
+    ``use_sigmoid=False`` (it has no softmax varifocal loss), a negative alpha or gamma, an
+    unknown ``reduction_override``."""
+
+    def __init__(self, use_sigmoid=True, alpha=0.75, gamma=2.0, iou_weighted=True,
+                 reduction="mean", loss_weight=1.0):
+        super().__init__()
+        if not use_sigmoid:
+            raise ArgumentError("Only sigmoid varifocal loss supported now.")  # mmdetection's
+        if not alpha >= 0.0:
+            raise ArgumentError(f"alpha must be a finite number >= 0, got {alpha}")
+        if not gamma >= 0.0:
+            raise ArgumentError(f"gamma must be a finite number >= 0, got {gamma}")
+        self.use_sigmoid, self.alpha, self.gamma = use_sigmoid, alpha, gamma
+        self.iou_weighted, self.reduction, self.loss_weight = iou_weighted, reduction, loss_weight
+
+    def forward(self, pred, target, weight=None, avg_factor=None, reduction_override=None):
+        if reduction_override not in (None, "none", "mean", "sum"):
+            raise ArgumentError(f"reduction_override must be None, 'none', 'mean' or 'sum', "
+                                f"got {reduction_override!r}")
+        reduction = reduction_override if reduction_override else self.reduction
+        return self.loss_weight * varifocal_loss(
+            pred, target, weight, alpha=self.alpha, gamma=self.gamma,
+            iou_weighted=self.iou_weighted, reduction=reduction, avg_factor=avg_factor)
