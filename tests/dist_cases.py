@@ -8,6 +8,7 @@ Table-driven: every loss of bce_ext/_registry.py is a row of LOSS_OPS (a row who
 lacks is skipped), and the DTensor cases are every row x shape x placement x weight x reduction.
 """
 import dataclasses
+import inspect
 import itertools
 import os
 import sys
@@ -31,16 +32,11 @@ REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 @dataclasses.dataclass(frozen=True)
 class LossOp:
     """A loss of bce_ext/_registry.py as the distributed cases run it: its ops, functional and
-    module (`entry`), the class of its DDP oracle (torch.nn's, or one defined here:
-    oracle_module), and values of its scalar arguments other than their defaults. `broadcast`
-    names the optional operands that broadcast right-aligned against the target (each case gives
-    all of them the same shape)."""
+    module (`entry`), and values of its scalar arguments other than their defaults (`kwargs`).
+    `broadcast` names the optional operands that broadcast right-aligned against the target (each
+    case gives all of them the same shape)."""
     entry: object
-    torch_module: str
     kwargs: tuple = ()        # further (name, value) arguments of the ops and the functional
-    # Whether its module takes the broadcast tensors when constructed (PyTorch's modules), or in
-    # forward (mmdetection's: the DDP cases then run it unweighted).
-    module_takes_tables: bool = True
 
     key = property(lambda self: self.entry.name)
     op = property(lambda self: self.entry.name)
@@ -50,24 +46,32 @@ class LossOp:
     logits = property(lambda self: self.entry.input == "logit")  # input is any real
     broadcast = property(lambda self: self.entry.tensors)
 
+    @property
+    def module_takes_tables(self):
+        """Whether its module takes the broadcast tensors when constructed (PyTorch's modules), or
+        in forward (mmdetection's: the DDP cases then run it unweighted)."""
+        init = inspect.signature(self.entry.module_class.__init__).parameters
+        return all(name in init for name in self.broadcast)
+
     def available(self):
         return all(hasattr(torch.ops.bce_ext, name) for name in (self.op, self.backward)) and \
             all(hasattr(bce_ext, name) for name in (self.functional, self.module))
 
 
-# What the cases need of each loss beyond the registry (a loss missing here fails at import).
-PARTICULAR = {
-    "binary_cross_entropy": ("BCELoss", (("label_smoothing", 0.1),)),
-    "binary_cross_entropy_with_logits": ("BCEWithLogitsLoss", (("label_smoothing", 0.1),)),
-    "sigmoid_focal_loss": ("TorchvisionFocalLoss", (("alpha", 0.75), ("gamma", 1.5))),
-    "varifocal_loss": ("MmdetVarifocalLoss", (("alpha", 0.5), ("gamma", 1.5)), False),
-}
-LOSS_OPS = tuple(LossOp(entry, *PARTICULAR[entry.name]) for entry in registry.LOSSES)
+def other_values(entry):
+    """Values of a loss's scalar arguments other than their defaults, by one rule for every loss:
+    a float d becomes d / 2 + 0.1 (label smoothing 0.1; the focal family's alpha 0.225 or 0.475,
+    gamma 1.1); a flag keeps its default (the suites cover both)."""
+    return tuple((name, default / 2 + 0.1) for name, default in entry.params
+                 if isinstance(default, float))
+
+
+LOSS_OPS = tuple(LossOp(entry, other_values(entry)) for entry in registry.LOSSES)
 
 
 class ReferenceLoss(torch.nn.Module):
-    """A loss's function in tests/references.py as a module (the DDP oracle of a loss whose library
-    has no module, or is not installed): subclasses name the loss."""
+    """A loss's reference function (tests/references.py) as a module: the DDP oracle of a loss
+    whose library has no module, or is not installed (reference_module names the loss)."""
     loss_name = None
 
     def __init__(self, reduction="none"):
@@ -79,17 +83,15 @@ class ReferenceLoss(torch.nn.Module):
         return reference(self.loss_name)(input, target, reduction=self.reduction)
 
 
-class TorchvisionFocalLoss(ReferenceLoss):
-    loss_name = "sigmoid_focal_loss"
-
-
-class MmdetVarifocalLoss(ReferenceLoss):
-    loss_name = "varifocal_loss"
+def reference_module(name):
+    """The class of the reference module of the loss called `name`."""
+    return type(f"Reference_{name}", (ReferenceLoss,), {"loss_name": name})
 
 
 def oracle_module(loss):
-    """The class of the loss's one-process oracle: torch.nn's, or one defined here."""
-    return getattr(torch.nn, loss.torch_module, None) or globals()[loss.torch_module]
+    """The class of the loss's one-process oracle: torch.nn's module of the same name where
+    PyTorch has it, else its reference function as a module."""
+    return getattr(torch.nn, loss.module, None) or reference_module(loss.key)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,19 +3,18 @@ the raw dispatcher ops, and what is particular to the loss: the values its input
 its other broadcast tensors and extra arguments, the checks it makes.
 
 Every suite runs every row (values, layouts, thresholds, transforms, autograd, errors, properties,
-bad input, concurrency), so a new loss is one row here plus, where its values or arguments differ,
-its own value generators and `extra` strategy, and its own special cases.
+bad input, concurrency). A loss's row is ROW in its own test file, tests/test_<name>.py (with its
+value generators and `extra` strategy where they differ, its formula where its library may be
+missing, and its own cases); ALL_LOSSES gathers the rows of the registry's losses from there, on
+first use, so a loss of the registry without its file or row fails the suites that run it.
 """
-import math
+import importlib
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from oracle import assert_matches, compute_dtype, probabilities
-from references import composite_sigmoid_focal_loss, composite_varifocal_loss, reference
 
-import bce_ext
 import bce_ext._registry as registry
 
 # Values that the kernels treat specially: exact 0 and 1 (the -100 clamp of each log, the 1e-12
@@ -49,7 +48,7 @@ def probability_values(shape, mix, generator):
 
 # Logits the kernels treat specially: 0, the ends of exp's range in float32 (about 88 and 104),
 # large values where the loss is linear. Not +-inf: there bce_ext gives the limits where PyTorch
-# gives NaN (test_logits.py has those cases).
+# gives NaN (test_binary_cross_entropy_with_logits.py has those cases).
 SPECIAL_LOGITS = (0.0, -0.0, 1e4, -1e4, 88.0, -88.0, 104.0, -104.0, 20.0, -20.0, 1e-7, -1e-7)
 
 
@@ -75,26 +74,6 @@ def logits(shape, dtype, device, generator=None, low=0.0):
 def no_extra(draw, shape, dtype, device):
     """Extra keyword arguments of a loss that has none."""
     return {}
-
-
-def pos_weight_extra(draw, shape, dtype, device):
-    """The logits loss's pos_weight: none, or broadcast over the last dim, or one per element."""
-    from hypothesis import strategies as st
-    kind = draw(st.sampled_from(("none", "last", "full")), label="pos_weight")
-    if kind == "none" or (kind == "last" and not shape):
-        return {}
-    pshape = shape[-1:] if kind == "last" else shape
-    seed = draw(st.integers(0, 2 ** 16), label="pos_weight seed")
-    gen = torch.Generator().manual_seed(seed)
-    return {"pos_weight": (3 * torch.rand(pshape, generator=gen)).to(dtype).to(device)}
-
-
-def focal_extra(draw, shape, dtype, device):
-    """The focal loss's alpha (torchvision's default, off, the other class weighted more) and gamma
-    (0: alpha_t times BCE with logits; the exact powers 1 and 2; exp(gamma log m) the others)."""
-    from hypothesis import strategies as st
-    return {"alpha": draw(st.sampled_from((0.25, -1.0, 0.75)), label="alpha"),
-            "gamma": draw(st.sampled_from((0.0, 0.5, 1.0, 2.0, 5.0)), label="gamma")}
 
 
 @dataclass(frozen=True)
@@ -131,7 +110,8 @@ class Loss:
     takes_weight: bool = True
     smoothing: bool = True
     # Whether it gives the limits where its reference is NaN at finite operands (the focal loss's
-    # gradients at p_t = 1 for gamma < 1, docs/behaviour.md, 2; test_focal.py checks the limits).
+    # gradients at p_t = 1 for gamma < 1, docs/behaviour.md, 2; test_sigmoid_focal_loss.py checks
+    # the limits).
     limits_beyond_reference: bool = False
     # Other values of its scalar arguments that the grids run besides the defaults.
     param_cases: tuple = ()
@@ -191,40 +171,9 @@ def row(name, **particular):
                    "smoothing": "label_smoothing" in dict(entry.params), **particular})
 
 
-BCE = row(
-    "binary_cross_entropy",
-    reference=F.binary_cross_entropy,
-    reference_module=torch.nn.BCELoss,
-)
-
-BCE_WITH_LOGITS = row(
-    "binary_cross_entropy_with_logits",
-    reference=F.binary_cross_entropy_with_logits,
-    reference_module=torch.nn.BCEWithLogitsLoss,
-    input_values=logit_values,
-    checks_range=False,
-    extra=pos_weight_extra,
-    pytorch_layouts=False,
-    inputs=logits,
-)
-
-# The losses of PyTorch's own API, with weights (and label smoothing): every suite runs them.
-LOSSES = [BCE, BCE_WITH_LOGITS]
-
-
 def bad_values(*specs):
     """A row's bad_params from (argument name, bad values, the ValueError's text) specs."""
     return tuple(({name: v}, ValueError, text) for name, values, text in specs for v in values)
-
-
-def _focal(fn):
-    """The focal loss with the suites' calling convention (weight, reduction 'mean' by default):
-    it takes no weight."""
-    def loss(input, target, weight=None, reduction="mean", alpha=0.25, gamma=2.0):
-        assert weight is None, "the focal loss takes no weight"
-        return fn(input, target, alpha=alpha, gamma=gamma, reduction=reduction)
-    loss.__name__ = fn.__name__
-    return loss
 
 
 # What the focal family's rows share: logits, no range check, no module in the reference library,
@@ -234,61 +183,21 @@ FOCAL_FAMILY = dict(reference_module=None, input_values=logit_values, inputs=log
                     limits_beyond_reference=True, oracle_strides=False)
 
 
-# The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites run it where
-# an argument it has is tested (ALL_LOSSES), and test_focal.py what only it has.
-FOCAL = row(
-    "sigmoid_focal_loss",
-    ours=_focal(bce_ext.sigmoid_focal_loss),
-    reference=_focal(reference("sigmoid_focal_loss")),
-    # torchvision's formula without its cancellations (references.py says why), in elementary
-    # ops: the float64 truth, and the reference under nested forward AD.
-    exact_reference=_focal(composite_sigmoid_focal_loss),
-    composite_reference=_focal(composite_sigmoid_focal_loss),
-    **FOCAL_FAMILY,
-    extra=focal_extra,
-    param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
-    bad_params=bad_values(
-        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
-        ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")),
-)
+def _rows():
+    """The row of each loss of the registry, ROW in its test file tests/test_<name>.py."""
+    return [importlib.import_module(f"test_{entry.name}").ROW for entry in registry.LOSSES]
 
 
-def varifocal_extra(draw, shape, dtype, device):
-    """The varifocal loss's alpha (mmdetection's default, others), gamma (0: BCE with logits
-    times alpha on the negatives; the exact powers 1 and 2; exp(gamma log |u|) the others) and
-    iou_weighted."""
-    from hypothesis import strategies as st
-    return {"alpha": draw(st.sampled_from((0.75, 0.25, 0.0)), label="alpha"),
-            "gamma": draw(st.sampled_from((2.0, 0.0, 0.5, 1.0, 5.0)), label="gamma"),
-            "iou_weighted": draw(st.booleans(), label="iou_weighted")}
-
-
-# The varifocal loss (mmdetection's API: a weight, no label smoothing, 'mean' by default).
-VARIFOCAL = row(
-    "varifocal_loss",
-    # mmdetection's formula, its cross entropy without cancellation (references.py says why).
-    reference=composite_varifocal_loss,
-    **FOCAL_FAMILY,
-    extra=varifocal_extra,
-    param_cases=({"gamma": 0.5, "iou_weighted": False}, {"gamma": 0.0, "alpha": 0.25},
-                 {"gamma": 5.0, "alpha": 0.0}),
-    bad_params=bad_values(
-        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
-        ("alpha", (-0.5, math.inf, math.nan), "alpha must be a finite number >= 0, got ")),
-    module_call=lambda module, x, t, w, reduction, **params: module(
-        reduction=reduction, **params)(x, t, weight=w),
-    error_texts=False,
-    # mmdetection asserts the sizes; bce_ext raises ValueError (an AssertionError too from the
-    # functional and module, so that code catching mmdetection's keeps working).
-    error_types=((AssertionError, ValueError),),
-    casts_target=True,
-    reference_refuses_weight_grad=False,
-    reference_broadcasts_up=True,
-)
-ALL_LOSSES = LOSSES + [FOCAL, VARIFOCAL]
-# A loss of the registry without its row here would go untested.
-assert [loss.name for loss in ALL_LOSSES] == list(registry.names()), \
-    "tests/losses.py: a row per loss"
+def __getattr__(name):
+    """ALL_LOSSES (every row), LOSSES (the rows of PyTorch's own losses, which take a weight and
+    bce_ext's label smoothing) and ROWS (by name), gathered on first use: the loss's test files,
+    which hold the rows, import this module first."""
+    if name not in ("ALL_LOSSES", "LOSSES", "ROWS"):
+        raise AttributeError(f"module 'losses' has no attribute {name!r}")
+    rows = _rows()
+    torch_losses = [r for r in rows if registry.get(r.name).replaces.startswith("torch.")]
+    globals().update(ALL_LOSSES=rows, LOSSES=torch_losses, ROWS={r.name: r for r in rows})
+    return globals()[name]
 
 
 def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):

@@ -8,7 +8,7 @@ dtype labels and 'mean' backward to the bit; the logits loss's infinite logits, 
 pos_weight broadcasts and label smoothing; the focal loss's alpha and gamma over every dtype and
 reduction, its infinite logits, broadcast operands and the determinism of each of its formula's
 paths. The oracle is PyTorch: its loss on float64 copies of the same inputs (or its own kernels);
-for the focal loss torchvision's formula (losses.torchvision_sigmoid_focal_loss).
+for the focal loss torchvision's (test_sigmoid_focal_loss.TORCHVISION).
 
 Without a GPU (or with a CPU-only build) the CUDA tests skip. Tests whose claim holds on the CPU
 too are parametrised over the device (DEVICES below), so that their logic runs everywhere; the
@@ -26,7 +26,10 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS, FOCAL, LOSSES
+from losses import ALL_LOSSES, LOSSES
+from test_binary_cross_entropy import ROW as BCE
+from test_binary_cross_entropy_with_logits import ROW as BCE_WITH_LOGITS
+from test_sigmoid_focal_loss import ROW as FOCAL
 
 import bce_ext
 
@@ -880,7 +883,7 @@ def test_first_call_ever_inside_a_graph_capture():
         import functools
         import torch, bce_ext
         import torch.nn.functional as F
-        from references import sigmoid_focal_loss_formula
+        from test_sigmoid_focal_loss import sigmoid_focal_loss_formula
 
         focal = functools.partial(sigmoid_focal_loss_formula, alpha=0.75, gamma=0.5,
                                   reduction="mean")

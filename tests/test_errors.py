@@ -5,8 +5,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from losses import ALL_LOSSES, BCE, BCE_WITH_LOGITS
+from losses import ALL_LOSSES
 from oracle import assert_matches
+from test_binary_cross_entropy import ROW as BCE
+from test_binary_cross_entropy_with_logits import ROW as BCE_WITH_LOGITS
 
 import bce_ext
 
@@ -70,7 +72,7 @@ def test_logits_errors(device, case):
 
 
 # The other errors here are BCE's and the logits loss's texts; the focal loss's, through every entry
-# point, are test_bad_input.py's and test_focal.py's.
+# point, are test_bad_input.py's and test_sigmoid_focal_loss.py's.
 @pytest.mark.parametrize("loss", ALL_LOSSES, ids=repr)
 def test_backward_op_takes_one_value_for_a_reduced_loss(loss):
     x, t = torch.rand(3), torch.rand(3)

@@ -1,13 +1,13 @@
 """bce_ext's loss modules as drop-ins for PyTorch's: buffers, state_dict, pickling, label
 smoothing, a training loop; the focal loss's module in the training loop (it has no weight and no
-state: test_focal.test_module has the rest)."""
+state: test_sigmoid_focal_loss.test_module has the rest)."""
 import copy
 import io
 import pickle
 
 import pytest
 import torch
-from dist_cases import TorchvisionFocalLoss
+from dist_cases import reference_module
 from oracle import assert_matches
 
 import bce_ext
@@ -23,7 +23,8 @@ MODULES = [
 
 # A training loop of every module: torchvision has no focal loss module, its function as one is the
 # reference; None: no weight.
-TRAINED = MODULES + [pytest.param(bce_ext.SigmoidFocalLoss, TorchvisionFocalLoss, None, False,
+TRAINED = MODULES + [pytest.param(bce_ext.SigmoidFocalLoss, reference_module("sigmoid_focal_loss"),
+                                  None, False,
                                   id="SigmoidFocalLoss")]
 
 

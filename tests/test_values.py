@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DTYPES
-from losses import ALL_LOSSES, BCE, LOSSES
+from losses import ALL_LOSSES, LOSSES
 from oracle import REDUCTIONS, assert_matches, oracle, ours, probabilities
+from test_binary_cross_entropy import ROW as BCE
 
 import bce_ext
 

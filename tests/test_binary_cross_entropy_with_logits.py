@@ -1,16 +1,41 @@
-"""What only the logits loss has: infinite and huge logits, inputs of two dtypes, pos_weight's
+"""Binary cross entropy with logits: its row in the suites' table (losses.ALL_LOSSES), and what only
+it has: infinite and huge logits, inputs of two dtypes, pos_weight's
 broadcast, batched pos_weights under vmap, and its agreement with BCE of the sigmoid."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from losses import BCE_WITH_LOGITS
+from losses import logit_values, logits, row
 from oracle import REDUCTIONS, assert_loss_matches, assert_matches
 
 import bce_ext
 
 INF = math.inf
+
+
+def pos_weight_extra(draw, shape, dtype, device):
+    """The logits loss's pos_weight: none, or broadcast over the last dim, or one per element."""
+    from hypothesis import strategies as st
+    kind = draw(st.sampled_from(("none", "last", "full")), label="pos_weight")
+    if kind == "none" or (kind == "last" and not shape):
+        return {}
+    pshape = shape[-1:] if kind == "last" else shape
+    seed = draw(st.integers(0, 2 ** 16), label="pos_weight seed")
+    gen = torch.Generator().manual_seed(seed)
+    return {"pos_weight": (3 * torch.rand(pshape, generator=gen)).to(dtype).to(device)}
+
+
+ROW = row(
+    "binary_cross_entropy_with_logits",
+    reference=F.binary_cross_entropy_with_logits,
+    reference_module=torch.nn.BCEWithLogitsLoss,
+    input_values=logit_values,
+    checks_range=False,
+    extra=pos_weight_extra,
+    pytorch_layouts=False,
+    inputs=logits,
+)
 
 
 def _limit(x, t, pw=1.0):
@@ -54,7 +79,7 @@ def test_huge_logits(device, reduction):
     x = torch.tensor([1e4, -1e4, 1e4, -1e4, 88.0, -88.0, 104.0, -104.0], device=device)
     t = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.3, 0.7, 1.0, 0.0], device=device)
     for pw in (None, torch.full((8,), 3.0, device=device)):
-        assert_loss_matches(x, t, None, reduction, loss=BCE_WITH_LOGITS, pos_weight=pw)
+        assert_loss_matches(x, t, None, reduction, loss=ROW, pos_weight=pw)
 
 
 @pytest.mark.parametrize("dtypes", [(torch.float64, torch.float32), (torch.float32, torch.float64),
@@ -91,7 +116,7 @@ def test_pos_weight_broadcasts_right_aligned(device):
     for pw in (torch.rand(3, device=device) * 3, torch.rand(3, 1, 1, device=device) * 3,
                torch.rand(1, 3, 1, 1, device=device) * 3, torch.rand(2, 1, 4, 1, device=device)):
         for reduction in REDUCTIONS:
-            assert_loss_matches(x, t, None, reduction, loss=BCE_WITH_LOGITS, pos_weight=pw)
+            assert_loss_matches(x, t, None, reduction, loss=ROW, pos_weight=pw)
 
 
 def test_vmap_over_batched_pos_weight_and_weight():

@@ -11,11 +11,94 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import DTYPES
-from losses import FOCAL
+from losses import FOCAL_FAMILY, bad_values, row
 from oracle import REDUCTIONS, assert_loss_matches, assert_matches, oracle, ours
-from references import torchvision_sigmoid_focal_loss
+from references import exact_cross_entropy
 
 import bce_ext
+import bce_ext._registry as registry
+
+
+def sigmoid_focal_loss_formula(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss (torchvision 0.29) in torch ops."""
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    loss = ce * (1 - (p * targets + (1 - p) * (1 - targets))) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    # torchvision's order: only the reduction asked for (the benchmarks time this as eager), then
+    # its error, after the work as there.
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"Invalid Value for arg 'reduction': '{reduction} \n Supported reduction "
+                     "modes: 'none', 'mean', 'sum'")
+
+
+# The formula of record where torchvision is not installed (references.reference).
+FORMULA = sigmoid_focal_loss_formula
+# torchvision's function, or its formula: the oracle of the tests below.
+TORCHVISION = registry.get("sigmoid_focal_loss").replaced() or sigmoid_focal_loss_formula
+
+
+def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """torchvision's formula written without its cancellations (the cross entropy as
+    exact_cross_entropy, 1 - p_t as below), the suites' oracle of the focal loss; its errors are
+    torchvision's (the literal formula's)."""
+    tensors = isinstance(inputs, torch.Tensor) and isinstance(targets, torch.Tensor)
+    if not tensors or not (inputs.is_floating_point() and targets.is_floating_point()) or \
+            inputs.shape != targets.shape or reduction not in ("none", "mean", "sum"):
+        return TORCHVISION(inputs, targets, alpha, gamma, reduction)
+    p = torch.sigmoid(inputs)
+    ce_loss = exact_cross_entropy(inputs, targets)
+    # 1 - p_t as t (1 - p) + (1 - t) p, with 1 - p = sigmoid(-x): 1 - p_t cancels where p_t is
+    # close to 1 (x = -88, t = 1e-7: relative 1e-9 in float64).
+    one_minus_p_t = targets * torch.sigmoid(-inputs) + (1 - targets) * p
+    loss = ce_loss * (one_minus_p_t ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def focal_extra(draw, shape, dtype, device):
+    """The focal loss's alpha (torchvision's default, off, the other class weighted more) and gamma
+    (0: alpha_t times BCE with logits; the exact powers 1 and 2; exp(gamma log m) the others)."""
+    from hypothesis import strategies as st
+    return {"alpha": draw(st.sampled_from((0.25, -1.0, 0.75)), label="alpha"),
+            "gamma": draw(st.sampled_from((0.0, 0.5, 1.0, 2.0, 5.0)), label="gamma")}
+
+
+def _focal(fn):
+    """The focal loss with the suites' calling convention (weight, reduction 'mean' by default):
+    it takes no weight."""
+    def loss(input, target, weight=None, reduction="mean", alpha=0.25, gamma=2.0):
+        assert weight is None, "the focal loss takes no weight"
+        return fn(input, target, alpha=alpha, gamma=gamma, reduction=reduction)
+    loss.__name__ = fn.__name__
+    return loss
+
+
+# The sigmoid focal loss (torchvision's API: no weight, no label smoothing): the suites run it where
+# an argument it has is tested (ALL_LOSSES), and test_sigmoid_focal_loss.py what only it has.
+ROW = row(
+    "sigmoid_focal_loss",
+    ours=_focal(bce_ext.sigmoid_focal_loss),
+    reference=_focal(TORCHVISION),
+    # torchvision's formula without its cancellations (references.py says why), in elementary
+    # ops: the float64 truth, and the reference under nested forward AD.
+    exact_reference=_focal(composite_sigmoid_focal_loss),
+    composite_reference=_focal(composite_sigmoid_focal_loss),
+    **FOCAL_FAMILY,
+    extra=focal_extra,
+    param_cases=({"gamma": 0.5, "alpha": -1.0}, {"gamma": 0.0}, {"gamma": 5.0, "alpha": 0.75}),
+    bad_params=bad_values(
+        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
+        ("alpha", (math.inf, -math.inf, math.nan), "alpha must be finite, got ")),
+)
+
 
 INF = math.inf
 OPS = torch.ops.bce_ext
@@ -28,7 +111,7 @@ SHAPES = [(), (7,), (3, 5), (2, 40001)]
 
 def _operands(shape, dtype, device, key, hard=False):
     gen = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-    x = FOCAL.inputs(shape, dtype, device, gen)
+    x = ROW.inputs(shape, dtype, device, gen)
     if hard:  # detection targets: mostly 0, some 1
         t = (torch.rand(shape, generator=gen) < 0.1).to(dtype).to(device)
     else:
@@ -48,7 +131,7 @@ def test_alpha_gamma_grid(device, dtype, reduction, alpha, gamma, shape, hard):
     g = None
     if reduction == "none":
         g = torch.rand(shape, dtype=torch.float64).to(dtype).to(device) - 0.5
-    assert_loss_matches(x, t, None, reduction, g, loss=FOCAL, alpha=alpha, gamma=gamma)
+    assert_loss_matches(x, t, None, reduction, g, loss=ROW, alpha=alpha, gamma=gamma)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -91,7 +174,7 @@ def test_infinite_logits_give_the_limits(device, dtype, gamma):
     # and torchvision's formula is still finite (its 1 - p_t is 0 beyond about 37).
     big = torch.tensor([30.0 if v > 0 else -30.0 for v in xs], dtype=torch.float64,
                        requires_grad=True)
-    ref = torchvision_sigmoid_focal_loss(big, t.double().cpu(), gamma=gamma)
+    ref = TORCHVISION(big, t.double().cpu(), gamma=gamma)
     (gref,) = torch.autograd.grad(ref.sum(), big)
     torch.testing.assert_close(gx.double().cpu(), gref, rtol=1e-2, atol=1e-12)
 
@@ -115,7 +198,7 @@ def test_gamma_below_one_where_p_t_is_one(device, dtype, gamma):
     assert gx[:3].abs().max() <= gx[3:].abs().min()
     # the saturated right class: torchvision's gradient is NaN there
     xr, tr = x.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
-    theirs = torch.autograd.grad(torchvision_sigmoid_focal_loss(xr, tr, gamma=gamma).sum(), xr)[0]
+    theirs = torch.autograd.grad(TORCHVISION(xr, tr, gamma=gamma).sum(), xr)[0]
     assert theirs[:3].isnan().any()
     torch.testing.assert_close(gx[3:], theirs[3:], rtol=1e-5, atol=0)
 
@@ -128,11 +211,11 @@ def test_gamma_below_one_where_p_t_is_one(device, dtype, gamma):
 def test_inputs_of_two_dtypes(device, dtypes, reduction):
     """As torchvision's chain of ops: the result in the promoted dtype, each gradient in its own
     tensor's."""
-    x = FOCAL.inputs((4, 6), torch.float64, device).to(dtypes[0])
+    x = ROW.inputs((4, 6), torch.float64, device).to(dtypes[0])
     t = torch.rand(4, 6, dtype=torch.float64, device=device).to(dtypes[1])
     promoted = torch.promote_types(*dtypes)
-    actual = ours(x, t, None, reduction, loss=FOCAL)
-    expected = oracle(x.to(promoted), t.to(promoted), None, reduction, loss=FOCAL)
+    actual = ours(x, t, None, reduction, loss=ROW)
+    expected = oracle(x.to(promoted), t.to(promoted), None, reduction, loss=ROW)
     for a, e, dtype in zip(actual, expected, (promoted,) + dtypes):
         assert a.dtype == dtype
         assert_matches(a, e.to(dtype))
@@ -154,7 +237,7 @@ def test_errors():
         with pytest.raises(ValueError, match=r"Target size \(torch.Size\(\[" + str(shape[0])):
             bce_ext.sigmoid_focal_loss(x, torch.rand(shape))
         with pytest.raises(ValueError, match="Target size"):
-            torchvision_sigmoid_focal_loss(x, torch.rand(shape))
+            TORCHVISION(x, torch.rand(shape))
     with pytest.raises(TypeError, match="argument 'inputs' must be Tensor, not NoneType"):
         bce_ext.sigmoid_focal_loss(None, t)
     with pytest.raises(AttributeError, match="'list' object has no attribute 'size'"):
@@ -162,13 +245,13 @@ def test_errors():
     with pytest.raises((RuntimeError, NotImplementedError)):
         bce_ext.sigmoid_focal_loss(torch.arange(4), torch.rand(4))
     # nothing was left broken: a valid call works
-    assert_matches(bce_ext.sigmoid_focal_loss(x, t), torchvision_sigmoid_focal_loss(x, t))
+    assert_matches(bce_ext.sigmoid_focal_loss(x, t), TORCHVISION(x, t))
 
 
 def test_module():
     """SigmoidFocalLoss(alpha, gamma, reduction)(x, t) is the functional; it has no state, so
     state_dict is empty and pickling, deepcopy and .to() keep its arguments."""
-    x, t = FOCAL.inputs((6, 3), torch.float32, "cpu"), torch.rand(6, 3)
+    x, t = ROW.inputs((6, 3), torch.float32, "cpu"), torch.rand(6, 3)
     module = bce_ext.SigmoidFocalLoss(alpha=0.5, gamma=1.5, reduction="sum")
     assert repr(module) == "SigmoidFocalLoss(alpha=0.5, gamma=1.5, reduction='sum')"
     assert module.state_dict() == {}
@@ -228,7 +311,7 @@ def test_compile_detector_head_fullgraph(device):
                 / tgt.sum().clamp(min=1))
 
     results = []
-    for fn, compiled in ((torchvision_sigmoid_focal_loss, False),
+    for fn, compiled in ((TORCHVISION, False),
                          (bce_ext.sigmoid_focal_loss, True)):
         for dynamic in ((False, True) if compiled else (None,)):
             torch._dynamo.reset()
@@ -246,11 +329,11 @@ def test_compile_detector_head_fullgraph(device):
 def test_cpu_autocast(dtype):
     """Under autocast the loss is float32 (torchvision's chain gives float32 there too: its
     binary_cross_entropy_with_logits is in autocast's fp32 list), the gradient the input's dtype."""
-    x = FOCAL.inputs((4, 3), torch.float32, "cpu").to(dtype).requires_grad_()
+    x = ROW.inputs((4, 3), torch.float32, "cpu").to(dtype).requires_grad_()
     t = torch.rand(4, 3).to(dtype)
     with torch.autocast("cpu", dtype=dtype):
         out = bce_ext.sigmoid_focal_loss(x, t, reduction="mean")
-        ref = torchvision_sigmoid_focal_loss(x, t, reduction="mean")
+        ref = TORCHVISION(x, t, reduction="mean")
     assert out.dtype == ref.dtype == torch.float32
     (gx,) = torch.autograd.grad(out, x)
     assert gx.dtype == dtype
@@ -267,7 +350,7 @@ def test_alpha_or_gamma_that_requires_grad_is_refused(name):
         bce_ext.sigmoid_focal_loss(x, t, **{name: value})
     with pytest.raises(RuntimeError, match=f"the derivative for '{name}' is not implemented"):
         bce_ext.SigmoidFocalLoss(**{name: value})(x, t)
-    want = torchvision_sigmoid_focal_loss(x, t, **{name: value.item()})
+    want = TORCHVISION(x, t, **{name: value.item()})
     assert_matches(bce_ext.sigmoid_focal_loss(x, t, **{name: value.detach()}), want)
     with torch.no_grad():
         assert_matches(bce_ext.sigmoid_focal_loss(x, t, **{name: value}), want)
@@ -303,7 +386,7 @@ def test_target_gradient_at_huge_finite_logits(device, dtype, gamma):
     scale = 2.0 ** -900 if dtype == torch.float64 else 1.0
     xr = (x.double() * scale).cpu()
     tr = ts.clone().requires_grad_()
-    want, = torch.autograd.grad(torchvision_sigmoid_focal_loss(xr, tr, gamma=gamma).sum(), tr)
+    want, = torch.autograd.grad(TORCHVISION(xr, tr, gamma=gamma).sum(), tr)
     # Within a few roundings of the terms' size (they cancel exactly for some t, gamma and alpha:
     # x = -3.3e38, t = 0.9, gamma = 0.5 has the value 0).
     bound = 8 * torch.finfo(dtype).eps * (1 + gamma) * xr.abs() + 1e-5 * want.abs()

@@ -1,15 +1,92 @@
-"""What only the varifocal loss has (the generic suites run its row, losses.VARIFOCAL):
+"""What only the varifocal loss has (the generic suites run its row, ROW):
 mmdetection's avg_factor, module and errors, iou_weighted, the limits at infinite logits, the
 gradient through the focal weight, and mmdetection's own test cases."""
 import math
 
 import pytest
 import torch
-from losses import VARIFOCAL
+import torch.nn.functional as F
+from losses import FOCAL_FAMILY, bad_values, row
 from oracle import REDUCTIONS, assert_matches
-from references import composite_varifocal_loss, varifocal_loss_formula
+from references import exact_cross_entropy, weight_reduce_loss
 
 import bce_ext
+
+
+def varifocal_loss_formula(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighted=True,
+                           reduction="mean", avg_factor=None):
+    """mmdetection's varifocal_loss (mmdet/models/losses/varifocal_loss.py) in torch ops."""
+    assert pred.size() == target.size()
+    pred_sigmoid = pred.sigmoid()
+    target = target.type_as(pred)
+    if iou_weighted:
+        focal_weight = target * (target > 0.0).float() + \
+            alpha * (pred_sigmoid - target).abs().pow(gamma) * (target <= 0.0).float()
+    else:
+        focal_weight = (target > 0.0).float() + \
+            alpha * (pred_sigmoid - target).abs().pow(gamma) * (target <= 0.0).float()
+    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
+    return weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+def composite_varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0,
+                             iou_weighted=True, reduction="mean", avg_factor=None):
+    """mmdetection's formula with its cross entropy written exactly, the suites' oracle of the
+    varifocal loss: (1 - t) x + log1p(exp(-x)) for x >= 0, -t x + log1p(exp(x)) for x < 0, in
+    elementary ops (nested forward AD: see composite_sigmoid_focal_loss). mmdetection's
+    F.binary_cross_entropy_with_logits, (1 - t) x - log_sigmoid(x), loses digits to cancellation
+    where the loss is small against |x| (t = 1e-12, x = -1e4: 9.99898e-9 for 1e-8, in float64),
+    which a loss weighted by t or 1 does not hide."""
+    if not (isinstance(pred, torch.Tensor) and isinstance(target, torch.Tensor)) or \
+            not pred.is_floating_point() or pred.size() != target.size():  # mmdetection's errors
+        return varifocal_loss_formula(pred, target, weight, alpha, gamma, iou_weighted, reduction,
+                                      avg_factor)
+    p = pred.sigmoid()
+    target = target.type_as(pred)
+    positive = (target > 0.0).to(pred.dtype)
+    focal_weight = (target if iou_weighted else 1.0) * positive + \
+        alpha * (p - target).abs().pow(gamma) * (1 - positive)
+    ce = exact_cross_entropy(pred, target)
+    return weight_reduce_loss(ce * focal_weight, weight, reduction, avg_factor)
+
+
+# The formula of record where mmdetection is not installed (references.reference).
+FORMULA = varifocal_loss_formula
+
+
+def varifocal_extra(draw, shape, dtype, device):
+    """The varifocal loss's alpha (mmdetection's default, others), gamma (0: BCE with logits
+    times alpha on the negatives; the exact powers 1 and 2; exp(gamma log |u|) the others) and
+    iou_weighted."""
+    from hypothesis import strategies as st
+    return {"alpha": draw(st.sampled_from((0.75, 0.25, 0.0)), label="alpha"),
+            "gamma": draw(st.sampled_from((2.0, 0.0, 0.5, 1.0, 5.0)), label="gamma"),
+            "iou_weighted": draw(st.booleans(), label="iou_weighted")}
+
+
+# The varifocal loss (mmdetection's API: a weight, no label smoothing, 'mean' by default).
+ROW = row(
+    "varifocal_loss",
+    # mmdetection's formula, its cross entropy without cancellation (references.py says why).
+    reference=composite_varifocal_loss,
+    **FOCAL_FAMILY,
+    extra=varifocal_extra,
+    param_cases=({"gamma": 0.5, "iou_weighted": False}, {"gamma": 0.0, "alpha": 0.25},
+                 {"gamma": 5.0, "alpha": 0.0}),
+    bad_params=bad_values(
+        ("gamma", (-1.0, -1e-9, math.inf, math.nan), "gamma must be a finite number >= 0, got "),
+        ("alpha", (-0.5, math.inf, math.nan), "alpha must be a finite number >= 0, got ")),
+    module_call=lambda module, x, t, w, reduction, **params: module(
+        reduction=reduction, **params)(x, t, weight=w),
+    error_texts=False,
+    # mmdetection asserts the sizes; bce_ext raises ValueError (an AssertionError too from the
+    # functional and module, so that code catching mmdetection's keeps working).
+    error_types=((AssertionError, ValueError),),
+    casts_target=True,
+    reference_refuses_weight_grad=False,
+    reference_broadcasts_up=True,
+)
+
 
 INF = math.inf
 
@@ -184,4 +261,4 @@ def test_suites_reference_is_mmdetections_formula():
 
 
 def test_row_is_in_the_table():
-    assert VARIFOCAL.name == "varifocal_loss" and VARIFOCAL.takes_weight
+    assert ROW.name == "varifocal_loss" and ROW.takes_weight
