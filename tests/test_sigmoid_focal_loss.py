@@ -3,6 +3,7 @@ logits, the limits where torchvision's formula gives NaN (gamma < 1 at p_t = 1, 
 torchvision's errors, the module, opcheck and compile of its ops. The suites over losses.ALL_LOSSES
 run it too (values, layouts, thresholds, transforms)."""
 import copy
+import decimal
 import math
 import pickle
 import zlib
@@ -63,6 +64,68 @@ def composite_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reducti
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
 
 
+def _target_gradient_to_50_digits(x, t, alpha, gamma):
+    """d loss / d t of one element, its product rule in 50-digit decimals (no cancellation left at
+    float64's precision): M (dA/dt C - A x) + A C gamma m ** (gamma - 1) dm/dt."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        x, t, alpha, gamma = (decimal.Decimal(float(v)) for v in (x, t, alpha, gamma))
+        e = (-abs(x)).exp()
+        p, q = (1 / (1 + e), e / (1 + e)) if x >= 0 else (e / (1 + e), 1 / (1 + e))
+        m = t * q + (1 - t) * p
+        ce = (-t * x if x < 0 else (1 - t) * x) + (1 + e).ln()
+        a, da = (alpha * t + (1 - alpha) * (1 - t), 2 * alpha - 1) if alpha >= 0 else (1, 0)
+        power = (lambda k: m ** (gamma - k)) if gamma != 0 else (lambda k: 1 if k == 0 else 0)
+        return float(power(0) * (da * ce - a * x) + a * ce * gamma * power(1) * (q - p))
+
+
+class _ExactFocal(torch.autograd.Function):
+    """The element loss of composite_sigmoid_focal_loss, whose target gradient is computed to 50
+    digits where it is finite: in float64 its terms (each about |x|) cancel to a result about an
+    ulp of them off (x = -1e4, t = 1, alpha 0.25, gamma 1: 9.1e-13 for 0), which bce_ext's
+    regrouped float64 formula does not."""
+
+    @staticmethod
+    def forward(ctx, x, t, alpha, gamma):
+        ctx.save_for_backward(x, t)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        return composite_sigmoid_focal_loss(x, t, alpha, gamma)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        alpha, gamma = ctx.alpha, ctx.gamma
+        with torch.enable_grad():
+            xr, tr = x.detach().requires_grad_(), t.detach().requires_grad_()
+            gx, gt = torch.autograd.grad(composite_sigmoid_focal_loss(xr, tr, alpha, gamma),
+                                         (xr, tr), torch.ones_like(g))
+        # The elements whose terms cancel to a thousandth of their size or less (the others lose
+        # no digit worth a 50-digit recount).
+        p, q = torch.sigmoid(x), torch.sigmoid(-x)
+        m, ce = t * q + (1 - t) * p, exact_cross_entropy(x, t)
+        a, da = (alpha * t + (1 - alpha) * (1 - t), 2 * alpha - 1) if alpha >= 0 else (1.0, 0.0)
+        big_m = m ** gamma
+        d1 = gamma * torch.where(m > 0, m, 1.0) ** (gamma - 1) if gamma else torch.zeros_like(m)
+        size = (big_m * da * ce).abs() + (big_m * a * x).abs() + (a * ce * d1 * (q - p)).abs()
+        at_risk = ((size > 1e3 * gt.abs()) & gt.isfinite()).flatten().nonzero().flatten().tolist()
+        flat = gt.flatten().clone()
+        xs, ts = x.flatten(), t.flatten()
+        for i in at_risk:
+            flat[i] = _target_gradient_to_50_digits(xs[i].item(), ts[i].item(), alpha, gamma)
+        return gx * g, flat.view_as(gt) * g, None, None
+
+
+def exact_sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction="none"):
+    """The float64 truth of the focal loss: composite_sigmoid_focal_loss, its target gradient to
+    50 digits (_ExactFocal). Its errors are the composite's."""
+    tensors = isinstance(inputs, torch.Tensor) and isinstance(targets, torch.Tensor)
+    if not tensors or inputs.shape != targets.shape or inputs.device.type != "cpu" or \
+            reduction not in ("none", "mean", "sum"):
+        return composite_sigmoid_focal_loss(inputs, targets, alpha, gamma, reduction)
+    loss = _ExactFocal.apply(inputs, targets, alpha, gamma)
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
 def focal_extra(draw, shape, dtype, device):
     """The focal loss's alpha (torchvision's default, off, the other class weighted more) and gamma
     (0: alpha_t times BCE with logits; the exact powers 1 and 2; exp(gamma log m) the others)."""
@@ -87,9 +150,10 @@ ROW = row(
     "sigmoid_focal_loss",
     ours=_focal(bce_ext.sigmoid_focal_loss),
     reference=_focal(TORCHVISION),
-    # torchvision's formula without its cancellations (references.py says why), in elementary
-    # ops: the float64 truth, and the reference under nested forward AD.
-    exact_reference=_focal(composite_sigmoid_focal_loss),
+    # torchvision's formula without its cancellations (composite_sigmoid_focal_loss), its target
+    # gradient to 50 digits: the float64 truth; in elementary ops, the reference under nested
+    # forward AD.
+    exact_reference=_focal(exact_sigmoid_focal_loss),
     composite_reference=_focal(composite_sigmoid_focal_loss),
     **FOCAL_FAMILY,
     extra=focal_extra,

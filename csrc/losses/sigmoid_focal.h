@@ -155,17 +155,39 @@ struct SigmoidFocal {
     const F one = V::set1(T(1));
     const F m = one_minus_pt(t, s);
     const F big_m = power(m, o.gamma);
-    const F ce = cross_entropy(x, t, s);
+    const F tail = MathV::log1p01(s.e);
     const F dm_dt = V::sub(s.q, s.p);
     const bool weighted = o.alpha >= T(0);
     const F a = weighted ? alpha_t(t, o.alpha) : one;
     const F da_dt = V::set1(weighted ? T(2) * o.alpha - T(1) : T(0));
-    // A * (-x + gamma * (C / m) * dm/dt) + dA/dt * C: linear in x and C together.
-    const auto bracket = [&](F x_, F ce_) {
-      F d = V::mul(a, V::add(V::neg(x_), V::mul(V::set1(o.gamma), V::mul(over_m(ce_, m), dm_dt))));
-      return weighted ? V::add(V::mul(da_dt, ce_), d) : d;
+    // The bracket dA/dt * C + A * (-x + gamma * (C / m) * dm/dt), with C = lin + tail (lin =
+    // (1 - t) x for x >= 0, -t x below) and s = sigmoid(-|x|), regrouped so that its terms in x,
+    // each about |x| and cancelling to about |x| * |c0 - t c1| where that is small, are summed
+    // exactly first:
+    //   x * ((c0 - t c1) + gamma A s / m) + tail * (dA/dt + gamma A dm/dt / m)
+    // from (1 - t) dm/dt / m = -1 + s / m (x >= 0) and -t dm/dt / m = -1 + s / m (x < 0), with
+    //   c0 = 3 alpha - 2 - gamma (1 - alpha) (x >= 0), (alpha - 1)(1 + gamma) (x < 0),
+    //   c1 = (2 alpha - 1)(2 + gamma); without alpha (A = 1) c0 = -(1 + gamma), c1 = 0;
+    //   s / m = e / (t e + 1 - t) (x >= 0), e / (t + (1 - t) e) (x < 0), e = exp(-|x|),
+    // bounded (0 where its denominator is: there M = 0 or gamma = 0 takes the term away).
+    const M nonneg = V::ge(x, V::zero());
+    const T g1 = T(1) + o.gamma;
+    const T c0_pos = weighted ? T(3) * o.alpha - T(2) - o.gamma * (T(1) - o.alpha) : -g1;
+    const T c0_neg = weighted ? (o.alpha - T(1)) * g1 : -g1;
+    const T c1 = weighted ? (T(2) * o.alpha - T(1)) * (T(2) + o.gamma) : T(0);
+    const F slope =
+        V::fma(V::neg(t), V::set1(c1), V::blend(nonneg, V::set1(c0_neg), V::set1(c0_pos)));
+    const F one_minus_t = V::sub(one, t);
+    const F den = V::blend(nonneg, V::fma(one_minus_t, s.e, t), V::fma(t, s.e, one_minus_t));
+    const F s_over_m = V::blend(V::eq(den, V::zero()), V::div(s.e, den), V::zero());
+    const F gamma_a = V::mul(V::set1(o.gamma), a);
+    const F x_coef = V::add(slope, V::mul(gamma_a, s_over_m));
+    // tail / m, not dm/dt / m: about 1 where m is small (both about e), where 1 / m overflows.
+    const auto bracket = [&](F x_, F tail_) {
+      const F d = V::add(V::mul(da_dt, tail_), V::mul(gamma_a, V::mul(over_m(tail_, m), dm_dt)));
+      return V::fma(x_, x_coef, d);
     };
-    F d = V::mul(big_m, bracket(x, ce));
+    F d = V::mul(big_m, bracket(x, tail));
     // |x| from which the terms are summed scaled down (below it they cannot overflow, for gamma
     // below 2^27); the infinite logits among those lanes take their limits.
     const M huge = V::ge(V::abs(x), V::set1(T(sizeof(T) == 4 ? 0x1p100 : 0x1p1000)));
@@ -174,7 +196,7 @@ struct SigmoidFocal {
       // t = 0.5 in float32 gave -inf for -8.75e37): summed scaled by 2^-64, exactly.
       const F down = V::set1(T(0x1p-64));
       const F scaled =
-          V::mul(V::mul(big_m, bracket(V::mul(x, down), V::mul(ce, down))), V::set1(T(0x1p64)));
+          V::mul(V::mul(big_m, bracket(V::mul(x, down), V::mul(tail, down))), V::set1(T(0x1p64)));
       d = V::blend(huge, d, scaled);
       if (V::any(infinite(x))) {
         // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
