@@ -179,12 +179,17 @@ struct SigmoidFocal {
         V::fma(V::neg(t), V::set1(c1), V::blend(nonneg, V::set1(c0_neg), V::set1(c0_pos)));
     const F one_minus_t = V::sub(one, t);
     const F den = V::blend(nonneg, V::fma(one_minus_t, s.e, t), V::fma(t, s.e, one_minus_t));
-    const F s_over_m = V::blend(V::eq(den, V::zero()), V::div(s.e, den), V::zero());
+    // 1 / m = (1 + e) / den: one division serves s / m and tail / m, through r = 1 / (den K)
+    // (K = 2^64, 2^512 for double: 1 / den overflows where den is tiny; s / m and tail / m,
+    // both about e / den there, do not). tail / m, not dm/dt / m: the same reason.
+    const F big = V::set1(T(sizeof(T) == 4 ? 0x1p64 : 0x1p512));
+    const F r = V::blend(V::eq(den, V::zero()), V::div(one, V::mul(den, big)), V::zero());
     const F gamma_a = V::mul(V::set1(o.gamma), a);
-    const F x_coef = V::add(slope, V::mul(gamma_a, s_over_m));
-    // tail / m, not dm/dt / m: about 1 where m is small (both about e), where 1 / m overflows.
+    const F x_coef = V::add(slope, V::mul(gamma_a, V::mul(V::mul(s.e, big), r)));
+    const F one_plus_e = V::add(one, s.e);
     const auto bracket = [&](F x_, F tail_) {
-      const F d = V::add(V::mul(da_dt, tail_), V::mul(gamma_a, V::mul(over_m(tail_, m), dm_dt)));
+      const F tail_over_m = V::mul(V::mul(V::mul(tail_, big), one_plus_e), r);
+      const F d = V::add(V::mul(da_dt, tail_), V::mul(gamma_a, V::mul(tail_over_m, dm_dt)));
       return V::fma(x_, x_coef, d);
     };
     F d = V::mul(big_m, bracket(x, tail));
