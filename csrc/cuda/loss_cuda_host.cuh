@@ -142,9 +142,11 @@ struct Driver {
   template <typename scalar_t>
   using E = Formulas<Loss, at::opmath_type<scalar_t>>;
   using EFloat = Formulas<Loss, float>;
-  // The variants this loss has.
-  static constexpr int kTables =
-      (EFloat::kTakesWeight ? kWeighted | kSmooth : 0) | (EFloat::kPosWeight ? kPosWeighted : 0);
+  // The variants this loss has (label smoothing only where its schema takes one: the varifocal
+  // loss takes a weight and no smoothing).
+  static constexpr int kTables = (EFloat::kTakesWeight ? kWeighted : 0) |
+                                 (losses::Traits<Loss>::kLabelSmoothing ? kSmooth : 0) |
+                                 (EFloat::kPosWeight ? kPosWeighted : 0);
   static constexpr int kForward = kTables | kReduce | (EFloat::kChecksRange ? kStrict : 0);
   static constexpr int kBackward = kTables | kGradScalar;
 
