@@ -10,6 +10,7 @@ __all__ = ["BCELoss", "binary_cross_entropy"]
 
 op = torch.ops.bce_ext.binary_cross_entropy.default
 
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean", *, label_smoothing=0.0):
     r"""Binary cross entropy between probabilities ``input`` and ``target``, as

@@ -10,6 +10,7 @@ __all__ = ["BCEWithLogitsLoss", "binary_cross_entropy_with_logits"]
 
 op = torch.ops.bce_ext.binary_cross_entropy_with_logits.default
 
+
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None, *, label_smoothing=0.0):
     r"""Binary cross entropy between the logits ``input`` and ``target``, as

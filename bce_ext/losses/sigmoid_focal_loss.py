@@ -9,7 +9,6 @@ from .._common import NotScriptable, scalar
 __all__ = ["SigmoidFocalLoss", "sigmoid_focal_loss"]
 
 op = torch.ops.bce_ext.sigmoid_focal_loss.default
-
 _FOCAL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
 
