@@ -197,8 +197,8 @@ struct SigmoidFocal {
     // below 2^27); the infinite logits among those lanes take their limits.
     const M huge = V::ge(V::abs(x), V::set1(T(sizeof(T) == 4 ? 0x1p100 : 0x1p1000)));
     if (V::any(huge)) {
-      // The terms, each up to about (1 + gamma) |x|, overflow where their sum does not (x = 2e38,
-      // t = 0.5 in float32 gave -inf for -8.75e37): summed scaled by 2^-64, exactly.
+      // x * x_coef, up to about (1 + gamma) |x|, overflows where M times it does not (x = 2e38,
+      // t = 0.5 in float32 once gave -inf for -8.75e37): computed scaled by 2^-64, exactly.
       const F down = V::set1(T(0x1p-64));
       const F scaled =
           V::mul(V::mul(big_m, bracket(V::mul(x, down), V::mul(tail, down))), V::set1(T(0x1p64)));
@@ -207,8 +207,7 @@ struct SigmoidFocal {
         // |x| * M * (dA/dt * m - sign(x) * (1 + gamma) * A): the sum of infinities above has no
         // value; its limit is this (m = 1 - t or t there).
         const F sign = V::blend(V::gt(x, V::zero()), V::set1(T(-1)), one);
-        const F limit_bracket =
-            V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(T(1) + o.gamma), a)));
+        const F limit_bracket = V::sub(V::mul(da_dt, m), V::mul(sign, V::mul(V::set1(g1), a)));
         const F v = V::mul(big_m, limit_bracket);
         const F limit =
             V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
