@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 import torch
-from oracle import assert_matches, compute_dtype, probabilities
+from oracle import assert_matches, expected, leaves, probabilities, run
 
 import bce_ext._registry as registry
 
@@ -198,37 +198,6 @@ def __getattr__(name):
     torch_losses = [r for r in rows if registry.get(r.name).replaces.startswith("torch.")]
     globals().update(ALL_LOSSES=rows, LOSSES=torch_losses, ROWS={r.name: r for r in rows})
     return globals()[name]
-
-
-def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
-    """fn's loss and the gradients that autograd asks for (`wrt`: "input", "target" or "both",
-    of which x and t must be the leaves that require grad), for the incoming gradient g (default
-    ones)."""
-    out = fn(x, t, weight=w, reduction=reduction, **(extra or {}))
-    wanted = [v for v, name in ((x, "input"), (t, "target")) if wrt in (name, "both")]
-    grads = torch.autograd.grad(out, wanted, torch.ones_like(out) if g is None else g)
-    return (out.detach(),) + tuple(grads)
-
-
-def leaves(x, t, wrt="both", dtype=None):
-    """x and t as autograd leaves (in `dtype`; as they are, layout included, when it is None), the
-    ones `wrt` names requiring grad."""
-    def leaf(v, wanted):
-        v = v.detach() if dtype is None else v.detach().to(dtype)
-        return v.requires_grad_(wanted)
-    return leaf(x, wrt in ("input", "both")), leaf(t, wrt in ("target", "both"))
-
-
-def expected(loss, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
-    """The oracle: PyTorch's loss and gradients in bce_ext's compute type (float32 for the half
-    types, rounded to them once at the end: oracle.py), in x's dtype."""
-    up = compute_dtype(x.dtype)
-    # bce_ext computes every operand of a half-type call in float32 (pos_weight - 1 included).
-    extra = {k: v.to(up) if isinstance(v, torch.Tensor) and v.dtype != up and
-             v.is_floating_point() else v for k, v in (extra or {}).items()}
-    results = run(loss.reference, *leaves(x, t, wrt, up), w, reduction,
-                  None if g is None else g.to(up), wrt, extra)
-    return tuple(r.to(x.dtype) for r in results)
 
 
 def assert_valid_call_works(loss, device, dtype=torch.float32, shape=(5, 7), seed=0):

@@ -1,5 +1,12 @@
-"""The oracle: PyTorch's own losses, run on the same inputs as bce_ext's (the losses themselves,
-one row each, are in losses.py).
+"""The one harness that every suite, CPU and CUDA, judges bce_ext by (the losses themselves, one
+row each, are in losses.py and the tests/test_<loss>.py files):
+
+- oracle() / expected(): the row's reference (PyTorch's own loss, or the peer library's formula
+  in torch ops) in bce_ext's compute type, compared with assert_matches at tolerances();
+- truth(): the float64 truth on the CPU (the row's exact formula where it has one), compared with
+  assert_near_truth at TRUTH_TOLERANCES, or used by assert_as_accurate where a float32 reference
+  loses digits that bce_ext keeps;
+- ours() / run(): bce_ext's loss and gradients on any device.
 
 For float32/float64 bce_ext follows PyTorch's kernels. For float16/bfloat16 it computes in float32
 (beyond PyTorch), so there the oracle is PyTorch run on the float32 upcast of the inputs, rounded
@@ -33,15 +40,40 @@ def _smoothed(fn):
     return loss
 
 
+def run(fn, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
+    """fn's loss and the gradients that autograd asks for (`wrt`: "input", "target" or "both",
+    of which x and t must be the leaves that require grad), for the incoming gradient g (default
+    ones)."""
+    out = fn(x, t, weight=w, reduction=reduction, **(extra or {}))
+    wanted = [v for v, name in ((x, "input"), (t, "target")) if wrt in (name, "both")]
+    grads = torch.autograd.grad(out, wanted, torch.ones_like(out) if g is None else g)
+    return (out.detach(),) + tuple(grads)
+
+
+def leaves(x, t, wrt="both", dtype=None):
+    """x and t as autograd leaves (in `dtype`; as they are, layout included, when it is None), the
+    ones `wrt` names requiring grad."""
+    def leaf(v, wanted):
+        v = v.detach() if dtype is None else v.detach().to(dtype)
+        return v.requires_grad_(wanted)
+    return leaf(x, wrt in ("input", "both")), leaf(t, wrt in ("target", "both"))
+
+
+def expected(loss, x, t, w=None, reduction="mean", g=None, wrt="both", extra=None):
+    """The oracle: PyTorch's loss and gradients in bce_ext's compute type (float32 for the half
+    types, rounded to them once at the end: oracle.py), in x's dtype."""
+    up = compute_dtype(x.dtype)
+    # bce_ext computes every operand of a half-type call in float32 (pos_weight - 1 included).
+    extra = {k: v.to(up) if isinstance(v, torch.Tensor) and v.dtype != up and
+             v.is_floating_point() else v for k, v in (extra or {}).items()}
+    results = run(loss.reference, *leaves(x, t, wrt, up), w, reduction,
+                  None if g is None else g.to(up), wrt, extra)
+    return tuple(r.to(x.dtype) for r in results)
+
+
 def loss_and_grads(fn, x, t, w, reduction, g=None, **kwargs):
     """fn's loss and its gradients w.r.t. x and t (upstream gradient g, default ones)."""
-    x = x.detach().clone().requires_grad_(True)
-    t = t.detach().clone().requires_grad_(True)
-    out = fn(x, t, w, reduction=reduction, **kwargs)
-    if g is None:
-        g = torch.ones_like(out)
-    gx, gt = torch.autograd.grad(out, (x, t), g)
-    return out.detach(), gx, gt
+    return run(fn, *leaves(x, t), w, reduction, g, "both", kwargs)
 
 
 def _bce():
@@ -63,8 +95,24 @@ def oracle(x, t, w, reduction, g=None, loss=None, **kwargs):
     return out.to(t.dtype), gx.to(dtype), gt.to(t.dtype)
 
 
-def ours(x, t, w, reduction, g=None, loss=None, **kwargs):
+def ours(x, t, w=None, reduction="mean", g=None, loss=None, **kwargs):
+    """bce_ext's loss and both gradients, on x's device and in its dtype."""
     return loss_and_grads((loss or _bce()).ours, x, t, w, reduction, g, **kwargs)
+
+
+def _cpu64(v):
+    if not isinstance(v, torch.Tensor):
+        return v
+    v = v.detach().cpu()
+    return v.double() if v.is_floating_point() else v
+
+
+def truth(x, t, w=None, reduction="mean", g=None, loss=None, **kwargs):
+    """The float64 truth of any device's result: the loss and both gradients of the row's exact
+    formula where it has one (else of its oracle), on float64 CPU copies of every operand."""
+    loss = loss or _bce()
+    return oracle(_cpu64(x), _cpu64(t), _cpu64(w), reduction, _cpu64(g),
+                  loss=getattr(loss, "exact", loss), **{n: _cpu64(v) for n, v in kwargs.items()})
 
 
 def tolerances(dtype):
@@ -76,6 +124,24 @@ def tolerances(dtype):
         torch.float16: dict(rtol=1e-3, atol=1e-5),
         torch.bfloat16: dict(rtol=8e-3, atol=1e-5),
     }[dtype]
+
+
+# Against the float64 truth (truth()): the dtype's rounding of the result, with room for the
+# float32 arithmetic inside (half types compute in float32 and round once at the end).
+TRUTH_TOLERANCES = {
+    torch.float32: dict(rtol=1e-5, atol=1e-6),
+    torch.float64: dict(rtol=1e-10, atol=1e-12),
+    torch.float16: dict(rtol=1e-3, atol=1e-5),
+    torch.bfloat16: dict(rtol=8e-3, atol=1e-4),
+}
+
+
+def assert_near_truth(actual, expected, dtype, **tolerances):
+    """actual (in dtype, on any device) against a float64 truth rounded to dtype first: the best
+    result the dtype holds (a value beyond its range is inf there, as PyTorch's result is).
+    tolerances: TRUTH_TOLERANCES[dtype]'s, or these."""
+    torch.testing.assert_close(actual.cpu().double(), expected.cpu().to(dtype).double(),
+                               equal_nan=True, **(tolerances or TRUTH_TOLERANCES[dtype]))
 
 
 def assert_matches(actual, expected, dtype=None):
@@ -98,8 +164,8 @@ def assert_as_accurate(actual, expected, reference, what="output"):
         assert_matches(actual, expected)
     except AssertionError:
         r = reference()
-        ours_error = (actual.double() - r).abs().nan_to_num(0.0)
-        theirs_error = (expected.double() - r).abs().nan_to_num(0.0)
+        ours_error = (actual.cpu().double() - r).abs().nan_to_num(0.0)
+        theirs_error = (expected.cpu().double() - r).abs().nan_to_num(0.0)
         tol = tolerances(actual.dtype)
         worse = ours_error > theirs_error + tol["atol"] + tol["rtol"] * r.abs()
         assert torch.equal(actual.isnan(), expected.isnan()) and not worse.any(), (
@@ -112,10 +178,7 @@ def assert_loss_matches(x, t, w, reduction, g=None, loss=None, strides=False, **
     assert_as_accurate). strides: also PyTorch's output strides."""
     actual = ours(x, t, w, reduction, g, loss=loss, **kwargs)
     expected = oracle(x, t, w, reduction, g, loss=loss, **kwargs)
-    reference = functools.cache(lambda: oracle(
-        float64_of(x), float64_of(t), float64_of(w), reduction, float64_of(g),
-        loss=getattr(loss, "exact", loss),
-        **{n: float64_of(v) for n, v in kwargs.items()}))
+    reference = functools.cache(lambda: truth(x, t, w, reduction, g, loss, **kwargs))
     for k, (a, e) in enumerate(zip(actual, expected)):
         if x.dtype == torch.float32:
             assert_as_accurate(a, e, lambda k=k: reference()[k], f"output {k}")

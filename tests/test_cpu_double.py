@@ -6,8 +6,8 @@ and AVX-512. Their math is within 1 ulp (test_cpu_math.py), so they stay within 
 tolerances of PyTorch (oracle.tolerances)."""
 import pytest
 import torch
-from losses import ALL_LOSSES, MIXES, run
-from oracle import tolerances
+from losses import ALL_LOSSES, MIXES
+from oracle import run, tolerances
 from test_cpu_simd import SUPPORTED, isa_params, use_isa
 
 LANES = 8  # AVX-512's double lanes; AVX2 has 4

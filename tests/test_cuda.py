@@ -7,8 +7,8 @@ has: BCE's NaN rather than a device-side assert for bad values and its strict mo
 dtype labels and 'mean' backward to the bit; the logits loss's infinite logits, mixed dtypes,
 pos_weight broadcasts and label smoothing; the focal loss's alpha and gamma over every dtype and
 reduction, its infinite logits, broadcast operands and the determinism of each of its formula's
-paths. The oracle is PyTorch: its loss on float64 copies of the same inputs (or its own kernels);
-for the focal loss torchvision's (test_sigmoid_focal_loss.TORCHVISION).
+paths. The oracle is the harness the CPU suites use (oracle.py): truth(), the float64 result on
+the CPU of PyTorch's loss or the row's exact formula, and bce_ext's own CPU kernels.
 
 Without a GPU (or with a CPU-only build) the CUDA tests skip. Tests whose claim holds on the CPU
 too are parametrised over the device (DEVICES below), so that their logic runs everywhere; the
@@ -27,6 +27,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from losses import ALL_LOSSES, LOSSES
+from oracle import TRUTH_TOLERANCES, assert_near_truth, ours, truth
 from test_binary_cross_entropy import ROW as BCE
 from test_binary_cross_entropy_with_logits import ROW as BCE_WITH_LOGITS
 from test_sigmoid_focal_loss import ROW as FOCAL
@@ -43,14 +44,6 @@ CUDA_DEVICE = "cuda"
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 REDUCTIONS = ["none", "mean", "sum"]
-# Against a float64 reference: the dtype's rounding of the result, with room for the float32
-# arithmetic inside (half types compute in float32 and round once at the end).
-TOL = {
-    torch.float32: dict(rtol=1e-5, atol=1e-6),
-    torch.float64: dict(rtol=1e-10, atol=1e-12),
-    torch.float16: dict(rtol=1e-3, atol=1e-5),
-    torch.bfloat16: dict(rtol=8e-3, atol=1e-4),
-}
 INPUT_MESSAGE = "all elements of input should be between 0 and 1"
 TARGET_MESSAGE = "all elements of target should be between 0 and 1"
 # Elements of the large-N accuracy test; a sanitizer run makes it smaller (benchmarks/gpu_check.sh).
@@ -98,50 +91,6 @@ def weight_of(loss, shape, dtype=torch.float32, device=CUDA_DEVICE, low=0.01, hi
     if not loss.takes_weight:
         return None
     return probabilities(shape, dtype, device, low=low, high=high, seed=seed)
-
-
-def _double(v):
-    return v.detach().cpu().double() if isinstance(v, torch.Tensor) else v
-
-
-def _theirs(xd, td, weight, reduction, loss, kw):
-    """PyTorch's loss of float64 CPU tensors xd, td (label_smoothing: of the smoothed target)."""
-    kw = dict(kw)
-    s = kw.pop("label_smoothing", 0.0)
-    if s:
-        td = td * (1 - s) + s / 2
-    return loss.theirs(xd, td, _double(weight), reduction=reduction,
-                       **{k: _double(v) for k, v in kw.items()})
-
-
-def reference(x, t, weight=None, reduction="mean", loss=BCE, **kw):
-    """PyTorch's loss in float64 on the CPU."""
-    return _theirs(_double(x), _double(t), weight, reduction, loss, kw)
-
-
-def reference_grads(x, t, weight=None, reduction="mean", grad=None, loss=BCE, **kw):
-    """Gradients of PyTorch's loss in float64 on the CPU, for input and target."""
-    xd = _double(x).requires_grad_()
-    td = _double(t).requires_grad_()
-    out = _theirs(xd, td, weight, reduction, loss, kw)
-    out.backward(None if grad is None else _double(grad))
-    return xd.grad, td.grad
-
-
-def ours_with_grads(x, t, weight=None, reduction="mean", grad=None, loss=BCE, **kw):
-    """bce_ext's loss and gradients for input and target (on x's device and in its dtype)."""
-    x = x.detach().requires_grad_()
-    t = t.detach().requires_grad_()
-    out = loss.ours(x, t, weight, reduction=reduction, **kw)
-    out.backward(grad)
-    return out.detach(), x.grad, t.grad
-
-
-def assert_close(actual, expected, dtype):
-    """actual (in dtype) against a float64 reference rounded to dtype first: the best result the
-    dtype holds (a value beyond its range is inf there, as PyTorch's result is)."""
-    torch.testing.assert_close(actual.cpu().double(), expected.cpu().to(dtype).double(),
-                               equal_nan=True, **TOL[dtype])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,15 +157,15 @@ def test_bad_values_give_nan_then_next_call_works(dtype, smoothing):
     none = bce_ext.binary_cross_entropy(xc, tc, reduction="none", label_smoothing=smoothing)
     assert torch.isnan(none.cpu()[bad]).all()
     # The good elements are untouched by their bad neighbours.
-    expected = reference(x[~bad], t[~bad], reduction="none", label_smoothing=smoothing)
-    assert_close(none.cpu()[~bad], expected, dtype)
+    expected = truth(x[~bad], t[~bad], reduction="none", label_smoothing=smoothing)[0]
+    assert_near_truth(none.cpu()[~bad], expected, dtype)
     for reduction in ("mean", "sum"):
         out = bce_ext.binary_cross_entropy(xc, tc, reduction=reduction, label_smoothing=smoothing)
         assert torch.isnan(out).item()
     if CUDA:
         torch.cuda.synchronize()  # a device-side assert would surface here
     good_x, good_t = probabilities((64,), dtype, seed=3), probabilities((64,), dtype, seed=4)
-    assert_close(bce_ext.binary_cross_entropy(good_x, good_t), reference(good_x, good_t), dtype)
+    assert_near_truth(bce_ext.binary_cross_entropy(good_x, good_t), truth(good_x, good_t)[0], dtype)
 
 
 @needs_cuda
@@ -234,11 +183,11 @@ def test_strict_mode_raises_cpu_message(bad_input_at, bad_target_at, reduction):
         bce_ext.binary_cross_entropy(x.to(CUDA_DEVICE), t.to(CUDA_DEVICE), reduction=reduction)
     # After the error: a good call works, in strict mode and out of it.
     good_x, good_t = probabilities((100,), seed=5), probabilities((100,), seed=6)
-    assert_close(bce_ext.binary_cross_entropy(good_x, good_t, reduction=reduction),
-                 reference(good_x, good_t, reduction=reduction), torch.float32)
+    assert_near_truth(bce_ext.binary_cross_entropy(good_x, good_t, reduction=reduction),
+                      truth(good_x, good_t, reduction=reduction)[0], torch.float32)
     bce_ext.set_strict(False)
-    assert_close(bce_ext.binary_cross_entropy(good_x, good_t, reduction=reduction),
-                 reference(good_x, good_t, reduction=reduction), torch.float32)
+    assert_near_truth(bce_ext.binary_cross_entropy(good_x, good_t, reduction=reduction),
+                      truth(good_x, good_t, reduction=reduction)[0], torch.float32)
 
 
 @needs_cuda
@@ -253,7 +202,7 @@ def test_strict_mode_refuses_graph_capture_clearly():
             x * 2  # the graph is not empty
             bce_ext.binary_cross_entropy(x, t)
     bce_ext.set_strict(False)
-    assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
+    assert_near_truth(bce_ext.binary_cross_entropy(x, t), truth(x, t)[0], torch.float32)
 
 
 @needs_cuda
@@ -345,8 +294,8 @@ def test_bitwise_reproducible(loss, dtype, n):
         bce_ext.set_strict(False)
         # A large float16 sum overflows to inf, as PyTorch's would: only the mean meets the oracle.
         if reduction == "mean":
-            assert_close(first, reference(x, t, w, reduction, loss, **ex), dtype)
-    grads = [ours_with_grads(x, t, w, loss=loss, **ex)[1:] for _ in range(10)]
+            assert_near_truth(first, truth(x, t, w, reduction, None, loss, **ex)[0], dtype)
+    grads = [ours(x, t, w, loss=loss, **ex)[1:] for _ in range(10)]
     assert all(torch.equal(grads[0][0], g[0]) and torch.equal(grads[0][1], g[1]) for g in grads)
 
 
@@ -376,20 +325,19 @@ def check_against_oracles(x, t, weight=None, grad_none=None, loss=BCE, **kw):
         grad_none = probabilities(x.shape, dtype, device=x.device, seed=99)
     for reduction in REDUCTIONS:
         grad = grad_none if reduction == "none" else None
-        out, gx, gt = ours_with_grads(x, t, weight, reduction, grad, loss, **kw)
-        ref_gx, ref_gt = reference_grads(x, t, weight, reduction, grad, loss, **kw)
-        ref = reference(x, t, weight, reduction, loss, **kw)
+        out, gx, gt = ours(x, t, weight, reduction, grad, loss, **kw)
+        ref, ref_gx, ref_gt = truth(x, t, weight, reduction, grad, loss, **kw)
         if reduction == "sum" and ref.abs() > torch.finfo(dtype).max:
             assert torch.isinf(out)  # a float16 sum beyond its range, as PyTorch's
         else:
-            assert_close(out, ref, dtype)
-        assert_close(gx, ref_gx, dtype)
-        assert_close(gt, ref_gt, dtype)
+            assert_near_truth(out, ref, dtype)
+        assert_near_truth(gx, ref_gx, dtype)
+        assert_near_truth(gt, ref_gt, dtype)
         cpu_kw = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in kw.items()}
-        cpu = ours_with_grads(x.cpu(), t.cpu(), None if weight is None else weight.cpu(),
-                              reduction, None if grad is None else grad.cpu(), loss, **cpu_kw)
+        cpu = ours(x.cpu(), t.cpu(), None if weight is None else weight.cpu(),
+                   reduction, None if grad is None else grad.cpu(), loss, **cpu_kw)
         for mine, theirs in zip((out, gx, gt), cpu):
-            assert_close(mine, theirs, dtype)
+            assert_near_truth(mine, theirs, dtype)
         if reduction == "none":
             # Layout as PyTorch: empty_like(input) (the logits loss: of the target); the focal
             # loss's as BCE's (docs/behaviour.md, 3; csrc/loss_prepare.cpp).
@@ -481,8 +429,8 @@ def test_weight_table_with_inner_and_period(loss):
     w = probabilities((1000, 1), low=0.5, high=2.0, seed=33)
     ex = extras(loss, (3001,), seed=34)
     for reduction in REDUCTIONS:
-        assert_close(loss.ours(x, t, w, reduction=reduction, **ex),
-                     reference(x, t, w, reduction, loss, **ex), torch.float32)
+        assert_near_truth(loss.ours(x, t, w, reduction=reduction, **ex),
+                          truth(x, t, w, reduction, None, loss, **ex)[0], torch.float32)
 
 
 @needs_cuda
@@ -494,14 +442,14 @@ def test_bce_boundary_values(dtype):
     x, t = x.contiguous(), t.contiguous()
     for reduction in ("none", "sum"):
         grad = torch.ones_like(x) if reduction == "none" else None
-        out, gx, gt = ours_with_grads(x.to(CUDA_DEVICE), t.to(CUDA_DEVICE), reduction=reduction,
-                                      grad=None if grad is None else grad.to(CUDA_DEVICE))
-        cpu_out, cpu_gx, cpu_gt = ours_with_grads(x, t, reduction=reduction, grad=grad)
-        assert_close(out, cpu_out, dtype)
-        assert_close(gx, cpu_gx, dtype)
-        assert_close(gt, cpu_gt, dtype)
+        out, gx, gt = ours(x.to(CUDA_DEVICE), t.to(CUDA_DEVICE), reduction=reduction,
+                           g=None if grad is None else grad.to(CUDA_DEVICE))
+        cpu_out, cpu_gx, cpu_gt = ours(x, t, reduction=reduction, g=grad)
+        assert_near_truth(out, cpu_out, dtype)
+        assert_near_truth(gx, cpu_gx, dtype)
+        assert_near_truth(gt, cpu_gt, dtype)
         expected = F.binary_cross_entropy(x, t, reduction=reduction)
-        assert_close(out, expected, dtype)
+        assert_near_truth(out, expected, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,10 +491,11 @@ def test_cuda_graph_capture_forward_backward(loss, reduction):
         graph.replay()
         torch.cuda.synchronize()
         replayed_out, replayed_grad = static_out.clone(), x.grad.clone()
-        eager_out, eager_grad, _ = ours_with_grads(x, t, w, reduction, grad, loss, **ex)
+        eager_out, eager_grad, _ = ours(x, t, w, reduction, grad, loss, **ex)
         assert torch.equal(replayed_out, eager_out)
         assert torch.equal(replayed_grad, eager_grad)
-        assert_close(replayed_out, reference(x, t, w, reduction, loss, **ex), torch.float32)
+        assert_near_truth(replayed_out, truth(x, t, w, reduction, None, loss, **ex)[0],
+                          torch.float32)
 
 
 @needs_cuda
@@ -594,19 +543,19 @@ def test_second_device(loss):
     with torch.cuda.device(0):
         for reduction in REDUCTIONS:
             grad = probabilities(x.shape, device="cuda:1", seed=3) if reduction == "none" else None
-            out, gx, gt = ours_with_grads(x, t, w, reduction, grad, loss, **ex)
+            out, gx, gt = ours(x, t, w, reduction, grad, loss, **ex)
             assert out.device == x.device and gx.device == x.device and gt.device == x.device
-            ref_gx, ref_gt = reference_grads(x, t, w, reduction, grad, loss, **ex)
-            assert_close(out, reference(x, t, w, reduction, loss, **ex), torch.float32)
-            assert_close(gx, ref_gx, torch.float32)
-            assert_close(gt, ref_gt, torch.float32)
+            ref, ref_gx, ref_gt = truth(x, t, w, reduction, grad, loss, **ex)
+            assert_near_truth(out, ref, torch.float32)
+            assert_near_truth(gx, ref_gx, torch.float32)
+            assert_near_truth(gt, ref_gt, torch.float32)
         if loss is BCE:
             bce_ext.set_strict(True)
             bad = x.clone()
             bad[5, 3] = 2.0
             with pytest.raises(RuntimeError, match=INPUT_MESSAGE):
                 bce_ext.binary_cross_entropy(bad, t)
-            assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
+            assert_near_truth(bce_ext.binary_cross_entropy(x, t), truth(x, t)[0], torch.float32)
         assert torch.cuda.current_device() == 0
 
 
@@ -636,7 +585,7 @@ def test_cpu_operand_among_cuda_ones_gives_the_device_message(loss):
     for call in calls:
         with pytest.raises(RuntimeError, match=message):
             call()
-        assert_close(loss.ours(gpu, gpu), reference(gpu, gpu, loss=loss), torch.float32)
+        assert_near_truth(loss.ours(gpu, gpu), truth(gpu, gpu, loss=loss)[0], torch.float32)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -649,11 +598,11 @@ def test_unsupported_dtype_names_pytorchs_kernel(device, dtype):
     with pytest.raises(NotImplementedError) as pytorch:
         torch.ops.aten.binary_cross_entropy(x, x, None, 1)
     expected = str(pytorch.value).splitlines()[0]
-    for ours in (lambda: torch.ops.bce_ext.binary_cross_entropy(x, x, None, 1),
+    for call in (lambda: torch.ops.bce_ext.binary_cross_entropy(x, x, None, 1),
                  lambda: torch.ops.bce_ext.binary_cross_entropy_backward(x, x, x, None, 1,
                                                                          [True, False])):
         with pytest.raises(NotImplementedError) as mine:
-            ours()
+            call()
         assert str(mine.value).splitlines()[0] == expected
 
 
@@ -780,10 +729,10 @@ def test_backward_target_gradient_only(device, loss, dtype, reduction):
     assert torch.equal(gt, both[1])
     assert torch.equal(call([True, False])[0], both[0])
     name = ["none", "mean", "sum"][reduction]
-    _, ref_gt = reference_grads(x, t, w, name, g if reduction == 0 else None, loss, **ex)
+    _, ref_gt = truth(x, t, w, name, g if reduction == 0 else None, loss, **ex)[1:]
     if reduction != 0:
         ref_gt = ref_gt * 0.5
-    assert_close(gt, ref_gt, dtype)
+    assert_near_truth(gt, ref_gt, dtype)
 
 
 def _weights_of_other_layouts(device):
@@ -813,11 +762,11 @@ def test_weights_of_other_layouts(device, loss, case):
         for reduction in REDUCTIONS:
             grad = probabilities(shape, device=device, seed=68) if reduction == "none" else None
             for weight, ex in [(w, {})] + [(None, {name: w}) for name in loss.extras]:
-                out, gx, gt = ours_with_grads(xs, t, weight, reduction, grad, loss, **ex)
-                ref_gx, ref_gt = reference_grads(xs, t, weight, reduction, grad, loss, **ex)
-                assert_close(out, reference(xs, t, weight, reduction, loss, **ex), torch.float32)
-                assert_close(gx, ref_gx, torch.float32)
-                assert_close(gt, ref_gt, torch.float32)
+                out, gx, gt = ours(xs, t, weight, reduction, grad, loss, **ex)
+                ref, ref_gx, ref_gt = truth(xs, t, weight, reduction, grad, loss, **ex)
+                assert_near_truth(out, ref, torch.float32)
+                assert_near_truth(gx, ref_gx, torch.float32)
+                assert_near_truth(gt, ref_gt, torch.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -841,8 +790,9 @@ def test_strict_half_types_bad_element_outside_the_groups(device, dtype, reducti
         with pytest.raises(RuntimeError, match=message):
             bce_ext.binary_cross_entropy(x, t, reduction=reduction)
         good = probabilities((n,), dtype, device=device, seed=71)
-        assert_close(bce_ext.binary_cross_entropy(good, t.nan_to_num(0.5), reduction=reduction),
-                     reference(good, t.nan_to_num(0.5), reduction=reduction), dtype)
+        t_good = t.nan_to_num(0.5)
+        assert_near_truth(bce_ext.binary_cross_entropy(good, t_good, reduction=reduction),
+                          truth(good, t_good, reduction=reduction)[0], dtype)
 
 
 @needs_cuda
@@ -865,12 +815,12 @@ def test_strict_mode_while_another_stream_captures():
                 with torch.cuda.stream(other):
                     bce_ext.binary_cross_entropy(x, t)
         torch.cuda.synchronize()
-        assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
+        assert_near_truth(bce_ext.binary_cross_entropy(x, t), truth(x, t)[0], torch.float32)
         with pytest.raises(RuntimeError, match=INPUT_MESSAGE):
             bce_ext.binary_cross_entropy(bad, t)
     finally:
         bce_ext.set_strict(False)
-    assert_close(bce_ext.binary_cross_entropy(x, t), reference(x, t), torch.float32)
+    assert_near_truth(bce_ext.binary_cross_entropy(x, t), truth(x, t)[0], torch.float32)
 
 
 @needs_cuda
@@ -935,7 +885,7 @@ def test_nan_default_and_strict_each_followed_by_a_valid_call(device, dtype):
     t = probabilities((777,), dtype, device=device, seed=75)
     bad = x.clone()
     bad[700] = float("nan")
-    expected = reference(x, t)
+    expected = truth(x, t)[0]
     for strict in (False, True, False, True):
         bce_ext.set_strict(strict)
         if device == "cuda" and not strict:
@@ -945,7 +895,7 @@ def test_nan_default_and_strict_each_followed_by_a_valid_call(device, dtype):
                 bce_ext.binary_cross_entropy(bad, t)
         for mode in (strict, not strict):
             bce_ext.set_strict(mode)
-            assert_close(bce_ext.binary_cross_entropy(x, t), expected, dtype)
+            assert_near_truth(bce_ext.binary_cross_entropy(x, t), expected, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1032,8 +982,8 @@ def test_non_default_stream_with_an_event_dependency(loss):
         grad, = torch.autograd.grad(out, xr)
         done.record()
     torch.cuda.current_stream().wait_event(done)
-    assert_close(out, reference(x, t, reduction="sum", loss=loss), torch.float32)
-    assert_close(grad, reference_grads(x, t, reduction="sum", loss=loss)[0], torch.float32)
+    assert_near_truth(out, truth(x, t, reduction="sum", loss=loss)[0], torch.float32)
+    assert_near_truth(grad, truth(x, t, reduction="sum", loss=loss)[1], torch.float32)
 
 
 @needs_cuda
@@ -1110,20 +1060,21 @@ def test_more_than_2_31_elements(loss, dtype):
         total += loss.theirs(rx, rt, wd, reduction="sum", **ex64)
     reductions = ["mean", "sum"] if dtype == torch.bfloat16 else ["mean"]
     for reduction in reductions:
-        ours = loss.ours(x, t, wt, reduction=reduction, **ex).double()
+        value = loss.ours(x, t, wt, reduction=reduction, **ex).double()
         exact = total / n if reduction == "mean" else total
         # The float accumulation is far inside the half type's rounding of the result.
-        assert abs((ours - exact) / exact).item() < TOL[dtype]["rtol"], (reduction, ours, exact)
+        assert abs((value - exact) / exact).item() < TRUTH_TOLERANCES[dtype]["rtol"], (
+            reduction, value, exact)
     # The last rows, one by one: their table indices are beyond 2^31.
     tail = slice(rows - 3, rows)
     none = loss.ours(x, t, wt, reduction="none", **ex)
-    assert_close(none[tail], reference(x[tail], t[tail], w, "none", loss, **ex), dtype)
+    assert_near_truth(none[tail], truth(x[tail], t[tail], w, "none", None, loss, **ex)[0], dtype)
     del none
     op = loss.backward_op
     weight_arg = (wt,) if loss.takes_weight else ()
     gi, _ = op(torch.ones((), dtype=dtype, device="cuda"), x, t, *weight_arg, reduction=2,
                output_mask=[True, False], **ex)
-    assert_close(gi[tail], reference_grads(x[tail], t[tail], w, "sum", None, loss, **ex)[0], dtype)
+    assert_near_truth(gi[tail], truth(x[tail], t[tail], w, "sum", None, loss, **ex)[1], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1141,7 +1092,7 @@ def test_expanded_gradient_of_another_dtype(device, loss, dtype):
     got = op(other, x, t, reduction=0, output_mask=[True, True])
     want = op(same, x, t, reduction=0, output_mask=[True, True])
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    assert_close(got[0], reference_grads(x, t, None, "none", same, loss)[0], dtype)
+    assert_near_truth(got[0], truth(x, t, None, "none", same, loss)[1], dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1160,17 +1111,17 @@ def test_logits_infinite_logits_give_the_limits(device, dtype, with_pos_weight):
     inf = float("inf")
     want_plus = [inf, inf, 0.0]
     want_minus = [0.0, 0.0 if with_pos_weight else inf, inf]
-    out, gx, gt = ours_with_grads(x, t, None, "none", torch.ones_like(x), BCE_WITH_LOGITS, **kw)
+    out, gx, gt = ours(x, t, None, "none", torch.ones_like(x), BCE_WITH_LOGITS, **kw)
     assert out[:3].tolist() == want_plus and out[3:6].tolist() == want_minus
     assert torch.isfinite(gx).all()
     assert torch.isinf(bce_ext.binary_cross_entropy_with_logits(x, t, reduction="sum", **kw))
     # (The target's gradient keeps PyTorch's formula: NaN where pw = 0 meets x = -inf.)
     if device != "cpu":
-        cpu = ours_with_grads(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(),
-                              BCE_WITH_LOGITS, **{k: v.cpu() for k, v in kw.items()})
+        cpu = ours(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(),
+                   BCE_WITH_LOGITS, **{k: v.cpu() for k, v in kw.items()})
         for mine, theirs in zip((out, gx, gt), cpu):
             torch.testing.assert_close(mine[:6].cpu(), theirs[:6], rtol=0, atol=0, equal_nan=True)
-            assert_close(mine[6:], theirs[6:], dtype)
+            assert_near_truth(mine[6:], theirs[6:], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1187,14 +1138,14 @@ def test_logits_inputs_of_two_dtypes(device, dtypes, reduction):
     grad = None
     if reduction == "none":
         grad = probabilities((9, 31), dtypes[1], device=device, seed=83)
-    out, gx, gt = ours_with_grads(x, t, None, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
+    out, gx, gt = ours(x, t, None, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
     ref = F.binary_cross_entropy_with_logits(x, t, reduction=reduction, pos_weight=pw)
     assert out.dtype == ref.dtype == t.dtype and gx.dtype == x.dtype and gt.dtype == t.dtype
     worst = max(dtypes, key=lambda d: torch.finfo(d).eps)
-    ref_gx, ref_gt = reference_grads(x, t, None, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
-    assert_close(out, reference(x, t, None, reduction, BCE_WITH_LOGITS, pos_weight=pw), worst)
-    assert_close(gx, ref_gx, worst)
-    assert_close(gt, ref_gt, worst)
+    ref, ref_gx, ref_gt = truth(x, t, None, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
+    assert_near_truth(out, ref, worst)
+    assert_near_truth(gx, ref_gx, worst)
+    assert_near_truth(gt, ref_gt, worst)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1210,12 +1161,11 @@ def test_logits_pos_weight_broadcasts(device, pw_shape, reduction):
         pw = probabilities(pw_shape, dtype, device=device, low=0.5, high=3.0, seed=86)
         grad = probabilities(shape, dtype, device=device, seed=87) if reduction == "none" else None
         for w in (None, probabilities((5, 1), dtype, device=device, low=0.5, high=2.0, seed=88)):
-            out, gx, gt = ours_with_grads(x, t, w, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
-            ref_gx, ref_gt = reference_grads(x, t, w, reduction, grad, BCE_WITH_LOGITS,
-                                             pos_weight=pw)
-            assert_close(out, reference(x, t, w, reduction, BCE_WITH_LOGITS, pos_weight=pw), dtype)
-            assert_close(gx, ref_gx, dtype)
-            assert_close(gt, ref_gt, dtype)
+            out, gx, gt = ours(x, t, w, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
+            ref, ref_gx, ref_gt = truth(x, t, w, reduction, grad, BCE_WITH_LOGITS, pos_weight=pw)
+            assert_near_truth(out, ref, dtype)
+            assert_near_truth(gx, ref_gx, dtype)
+            assert_near_truth(gt, ref_gt, dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1234,15 +1184,15 @@ def test_label_smoothing_on_every_path(device, loss, smoothing, dtype):
     ex = extras(loss, (n,), device=device, dtype=dtype)
     # The smoothed target is rounded to float32 once (the reference keeps it in float64): BCE's
     # grad_input divides that rounding by x (1 - x), up to 100 times.
-    tol = dict(TOL[dtype], atol=1e-5) if dtype == torch.float32 else TOL[dtype]
+    tol = TRUTH_TOLERANCES[dtype]
+    tol = dict(tol, atol=1e-5) if dtype == torch.float32 else tol
     for sl in (slice(1, None), slice(None, n)):  # misaligned and aligned
         for weight in (None, w[sl]):
             for reduction in REDUCTIONS:
                 g = grad if reduction == "none" else None
                 kw = dict(ex, label_smoothing=smoothing)
-                out, gx, gt = ours_with_grads(x[sl], t[sl], weight, reduction, g, loss, **kw)
-                ref_gx, ref_gt = reference_grads(x[sl], t[sl], weight, reduction, g, loss, **kw)
-                expected = (reference(x[sl], t[sl], weight, reduction, loss, **kw), ref_gx, ref_gt)
+                out, gx, gt = ours(x[sl], t[sl], weight, reduction, g, loss, **kw)
+                expected = truth(x[sl], t[sl], weight, reduction, g, loss, **kw)
                 for mine, theirs in zip((out, gx, gt), expected):
                     torch.testing.assert_close(mine.cpu().double(), theirs, **tol)
 
@@ -1295,25 +1245,25 @@ def test_focal_infinite_logits_give_the_limits(device, dtype, alpha, gamma):
     x = torch.tensor([inf, -inf, inf, -inf, inf, -inf, 0.75], dtype=dtype, device=device)
     t = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.25], dtype=dtype, device=device)
     kw = dict(alpha=alpha, gamma=gamma)
-    out, gx, gt = ours_with_grads(x, t, None, "none", torch.ones_like(x), FOCAL, **kw)
+    out, gx, gt = ours(x, t, None, "none", torch.ones_like(x), FOCAL, **kw)
     assert out[:2].tolist() == [0.0, 0.0] and gx[:2].tolist() == [0.0, 0.0]
     weight_wrong = [1 - alpha, alpha] if alpha >= 0 else [1.0, 1.0]
     for i, w in zip((2, 3), weight_wrong):
         assert out[i].item() == (inf if w > 0 else 0.0), (i, out[i])
     assert torch.isfinite(gx).all(), gx
-    finite = ours_with_grads(x[6:], t[6:], None, "none", torch.ones_like(x[6:]), FOCAL, **kw)
+    finite = ours(x[6:], t[6:], None, "none", torch.ones_like(x[6:]), FOCAL, **kw)
     assert torch.equal(out[6:], finite[0]) and torch.equal(gx[6:], finite[1])
     right = torch.tensor([0, 1, 6], device=device)
     for reduction in ("mean", "sum"):
-        value, gxr, _ = ours_with_grads(x[right], t[right], None, reduction, None, FOCAL, **kw)
+        value, gxr, _ = ours(x[right], t[right], None, reduction, None, FOCAL, **kw)
         assert torch.isfinite(value) and torch.isfinite(gxr).all()
         scale = 3 if reduction == "mean" else 1
-        assert_close(value * scale, finite[0][0], dtype)
+        assert_near_truth(value * scale, finite[0][0], dtype)
     if device != "cpu":
-        cpu = ours_with_grads(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(), FOCAL, **kw)
+        cpu = ours(x.cpu(), t.cpu(), None, "none", torch.ones_like(x).cpu(), FOCAL, **kw)
         for mine, theirs in zip((out, gx, gt), cpu):
             torch.testing.assert_close(mine[:6].cpu(), theirs[:6], rtol=0, atol=0, equal_nan=True)
-            assert_close(mine[6:], theirs[6:], dtype)
+            assert_near_truth(mine[6:], theirs[6:], dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -1340,7 +1290,7 @@ def test_focal_paths_are_deterministic(device, dtype, alpha, gamma):
             for operands in (aligned, misaligned, aligned):
                 assert torch.equal(FOCAL.ours(*operands, reduction=reduction, **kw), first)
         bce_ext.set_strict(False)
-    grads = [ours_with_grads(*operands, loss=FOCAL, **kw)[1:]
+    grads = [ours(*operands, loss=FOCAL, **kw)[1:]
              for operands in (aligned, misaligned, aligned)]
     assert all(torch.equal(grads[0][0], g[0]) and torch.equal(grads[0][1], g[1]) for g in grads)
 

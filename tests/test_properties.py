@@ -37,8 +37,8 @@ pytest.importorskip("hypothesis", reason="the property tests need hypothesis (th
 from conftest import DEVICES  # noqa: E402
 from hypothesis import currently_in_test_context, given, note  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from losses import ALL_LOSSES, MIXES, assert_valid_call_works, expected, leaves, run  # noqa: E402
-from oracle import REDUCTIONS, assert_as_accurate, float64_of  # noqa: E402
+from losses import ALL_LOSSES, MIXES, assert_valid_call_works  # noqa: E402
+from oracle import REDUCTIONS, assert_as_accurate, expected, float64_of, leaves, run  # noqa: E402
 from test_sigmoid_focal_loss import ROW as FOCAL  # noqa: E402
 
 # None: the input's dtype, the common case (drawn more often).
