@@ -1,5 +1,5 @@
 """bce_ext: drop-in torch.nn.BCELoss and BCEWithLogitsLoss, torchvision's sigmoid focal loss and
-mmdetection's varifocal loss, with fused C++ and CUDA kernels.
+mmdetection's varifocal and quality focal losses, with fused C++ and CUDA kernels.
 
     import bce_ext
     loss_fn = bce_ext.BCEWithLogitsLoss()  # instead of torch.nn.BCEWithLogitsLoss()
@@ -16,14 +16,21 @@ from .losses.binary_cross_entropy_with_logits import (
     BCEWithLogitsLoss,
     binary_cross_entropy_with_logits,
 )
+from .losses.quality_focal_loss import (
+    QualityFocalLoss,
+    quality_focal_loss,
+    quality_focal_loss_tensor_target,
+    quality_focal_loss_with_prob,
+)
 from .losses.sigmoid_focal_loss import SigmoidFocalLoss, sigmoid_focal_loss
 from .losses.varifocal_loss import VarifocalLoss, varifocal_loss
 
 __version__ = "0.1.0"
 __all__ = ["ArgumentError", "BCELoss", "BCEWithLogitsLoss", "BinaryCrossEntropyFunction",
-           "SigmoidFocalLoss", "VarifocalLoss", "binary_cross_entropy",
-           "binary_cross_entropy_with_logits", "is_strict", "set_strict", "sigmoid_focal_loss",
-           "varifocal_loss", "__version__"]
+           "QualityFocalLoss", "SigmoidFocalLoss", "VarifocalLoss", "binary_cross_entropy",
+           "binary_cross_entropy_with_logits", "is_strict", "quality_focal_loss",
+           "quality_focal_loss_tensor_target", "quality_focal_loss_with_prob", "set_strict",
+           "sigmoid_focal_loss", "varifocal_loss", "__version__"]
 
 # DTensor sharding rules, registered once torch.distributed.tensor is imported (before or after).
 _distributed.install()

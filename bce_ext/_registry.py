@@ -38,6 +38,10 @@ class LossEntry:
     default_reduction: str = "mean"
     # Other names it had or has elsewhere (command lines, saved results).
     aliases: tuple = ()
+    # Whether its functional sums the op's element losses over dim 1 (the classes) before its
+    # weight, one per row, and the reduction (mmdetection's quality focal loss): its inputs are
+    # at least 2-D; the op itself is element by element, as every loss's.
+    sums_rows: bool = False
 
     @property
     def op(self):
@@ -53,6 +57,13 @@ class LossEntry:
     def function(self):
         """Its functional, from its own module bce_ext/losses/<name>.py."""
         return getattr(importlib.import_module(f"bce_ext.losses.{self.name}"), self.name)
+
+    @property
+    def element_function(self):
+        """Its functional with the op's semantics, element by element (what generic code calls):
+        the public one, or for a loss that sums rows (sums_rows) its module's <name>_elements."""
+        name = self.name + "_elements" if self.sums_rows else self.name
+        return getattr(importlib.import_module(f"bce_ext.losses.{self.name}"), name)
 
     @property
     def module_class(self):
@@ -91,6 +102,10 @@ LOSSES = (
               replaces="mmdet.models.losses.varifocal_loss:varifocal_loss", input="logit",
               params=(("alpha", 0.75), ("gamma", 2.0), ("iou_weighted", True)),
               aliases=("varifocal", "vfl")),
+    LossEntry("quality_focal_loss", module="QualityFocalLoss",
+              replaces="mmdet.models.losses.gfocal_loss:quality_focal_loss_tensor_target",
+              input="logit", params=(("beta", 2.0),), aliases=("quality_focal", "qfl"),
+              sums_rows=True),
 )
 
 _BY_NAME = {}

@@ -82,7 +82,9 @@ def check_case(loss, device, dtype, reduction, weighted, gen):
     if weighted and not loss.tensors:  # no weight: other values of its parameters
         kw = {name: OTHER_PARAMS[name] for name, _ in loss.params}
     elif weighted:
-        kw["weight"] = (torch.rand(SHAPE[-1], generator=gen) + 0.5).to(device, dtype)
+        # One weight per class, or per row for a loss that sums the classes of each row.
+        per = SHAPE[0] if loss.sums_rows else SHAPE[-1]
+        kw["weight"] = (torch.rand(per, generator=gen) + 0.5).to(device, dtype)
         if "pos_weight" in loss.tensors:
             kw["pos_weight"] = (3 * torch.rand(SHAPE[-1], generator=gen)).to(device, dtype)
     g = torch.randn(SHAPE if reduction == "none" else (), generator=gen).to(device, dtype)

@@ -17,7 +17,7 @@ from references import reference  # noqa: E402
 
 from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
 
-__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses"]
+__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses", "shape_of"]
 
 # The GPU scripts' inputs from uniform [0, 1) values u drawn on the device, by the input's domain.
 DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
@@ -26,7 +26,10 @@ DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
 # of the positives and 0 elsewhere (10% positives in both): the benchmarks time those; the others
 # get soft targets (torch.rand).
 HARD_TARGETS = {"sigmoid_focal_loss"}
-SPARSE_SCORE_TARGETS = {"varifocal_loss"}
+SPARSE_SCORE_TARGETS = {"varifocal_loss", "quality_focal_loss"}
+# The classes of a loss that sums each row's (the registry's sums_rows): COCO's 80, where they
+# divide the size.
+CLASSES = 80
 
 
 def parse_losses(text):
@@ -41,9 +44,20 @@ def baseline(entry):
     return reference(entry.name)
 
 
+def shape_of(entry, n):
+    """The shape of a timed case of n elements: (n,), or rows of classes for a loss that sums each
+    row (CLASSES of them where they divide n, else 64; a power of two has 64)."""
+    if not entry.sums_rows:
+        return (n,)
+    classes = CLASSES if n % CLASSES == 0 else 64
+    return (n // classes, classes)
+
+
 def inputs(entry, shape, gen, device="cpu", dtype=torch.float32):
     """(input, target) of a timed case: probabilities in [0, 1) or logits 3 * randn by the
     input's domain; soft targets, or those of HARD_TARGETS and SPARSE_SCORE_TARGETS."""
+    if len(shape) == 1:
+        shape = shape_of(entry, shape[0])
     x = torch.rand(shape, generator=gen) if entry.input == "probability" else \
         3 * torch.randn(shape, generator=gen)
     t = torch.rand(shape, generator=gen)

@@ -191,6 +191,8 @@ MATH_PER_ELEMENT = {
     ("sigmoid_focal_loss", "bwd"): ("exp", "log1p01"),  # the cross entropy again
     ("varifocal_loss", "fwd"): ("exp", "log1p01"),      # gamma = 2: |p - t|^2 is a product
     ("varifocal_loss", "bwd"): ("exp", "log1p01"),
+    ("quality_focal_loss", "fwd"): ("exp", "log1p01"),  # beta = 2: |t - p|^2 is a product
+    ("quality_focal_loss", "bwd"): ("exp", "log1p01"),
 }
 MATH_DOMAIN = {"log01": (1e-6, 1.0), "log1m": (0.0, 0.999), "exp": (-16.0, 0.0),
                "log1p01": (0.0, 1.0), "sigmoid": (-8.0, 8.0)}

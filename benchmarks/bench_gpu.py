@@ -35,7 +35,7 @@ import bce_ext  # noqa: F401
 # isort: split
 # Each loss's eager and compiled baseline: the function it replaces, or its formula in torch ops
 # where that library is not installed (the same as bench_bce.py's).
-from _losses import DRAW, baseline, get, parse_losses
+from _losses import DRAW, baseline, get, parse_losses, shape_of
 
 TARGET_LOG2 = 28            # targets are judged at N = 2^28, 'mean'
 TARGET_FRACTION = 0.85      # of the copy bandwidth, forward and forward+backward
@@ -113,8 +113,8 @@ def main():
             for dtype in dtypes:
                 n = 1 << log2
                 gen = torch.Generator("cuda").manual_seed(log2)
-                x = draw(torch.rand(n, device="cuda", generator=gen)).to(dtype)
-                t = torch.rand(n, device="cuda", generator=gen).to(dtype)
+                x = draw(torch.rand(shape_of(entry, n), device="cuda", generator=gen)).to(dtype)
+                t = torch.rand(x.shape, device="cuda", generator=gen).to(dtype)
                 x_grad = x.clone().requires_grad_()
                 # Cross-check the values ('mean') before timing them, against the baseline in
                 # float32 on the same inputs, as bce_ext computes (a formula of several ops

@@ -8,7 +8,7 @@ The inputs are random (never zeros: they can run faster than real data). Each ca
 replays every kernel it profiles, from a flushed cache, so no warm-up is needed.
 """
 import torch
-from _losses import DRAW, LOSSES
+from _losses import DRAW, LOSSES, shape_of
 
 N = 1 << 26
 
@@ -18,8 +18,8 @@ def main():
     for entry in LOSSES:
         name, fn, draw = entry.name, entry.function, DRAW[entry.input]
         for dtype in (torch.float32, torch.bfloat16):
-            x = draw(torch.rand(N, device="cuda")).to(dtype).requires_grad_()
-            t = torch.rand(N, device="cuda").to(dtype)
+            x = draw(torch.rand(shape_of(entry, N), device="cuda")).to(dtype).requires_grad_()
+            t = torch.rand(x.shape, device="cuda").to(dtype)
             for reduction in ("mean", "none"):
                 out = fn(x, t, reduction=reduction)
                 (out.sum() if reduction == "none" else out).backward()

@@ -179,8 +179,8 @@ def call_functional(case, x, t, operands, g):
     """The public function's loss, and its gradients for input and target (incoming g)."""
     x = x.detach().requires_grad_()
     t = t.detach().requires_grad_()
-    out = getattr(bce_ext, case.loss.functional)(x, t, reduction=case.reduction, **operands,
-                                                  **dict(case.loss.kwargs))
+    out = case.loss.entry.element_function(x, t, reduction=case.reduction, **operands,
+                                           **dict(case.loss.kwargs))
     gx, gt = torch.autograd.grad(out, (x, t), g)
     return out, gx, gt
 

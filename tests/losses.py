@@ -164,7 +164,8 @@ def row(name, **particular):
     """The table's row of the loss called `name`: what bce_ext/_registry.py says of it (its
     functional, module, ops, broadcast tensors) and what is `particular` to it here."""
     entry = registry.get(name)
-    return Loss(**{"name": entry.name, "ours": entry.function, "module": entry.module_class,
+    return Loss(**{"name": entry.name, "ours": entry.element_function,
+                   "module": entry.module_class,
                    "forward_op": entry.op, "backward_op": entry.backward_op,
                    "extras": tuple(v for v in entry.tensors if v != "weight"),
                    "takes_weight": entry.takes_weight,

@@ -8,6 +8,7 @@
 // list and KindOf, never visit_loss, a host function).
 #include "bce.h"
 #include "bce_with_logits.h"
+#include "quality_focal.h"
 #include "sigmoid_focal.h"
 #include "traits.h"
 #include "varifocal.h"
@@ -16,7 +17,8 @@
   X(Bce)                  \
   X(BceWithLogits)        \
   X(SigmoidFocal)         \
-  X(Varifocal)
+  X(Varifocal)            \
+  X(QualityFocal)
 
 namespace bce_ext {
 
