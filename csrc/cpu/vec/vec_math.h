@@ -1,5 +1,4 @@
 #pragma once
-#include "force_inline.h"
 // Math<V>: the elementary functions of the loss formulas over a float vector backend V (AVX2,
 // AVX-512), built from V's one-instruction wrappers: Cephes-style range reductions and
 // polynomials, within about 1 ulp of the correctly rounded result (tests/test_cpu_simd.py sweeps
@@ -51,7 +50,7 @@ constexpr int32_t kExponentBias = 127;
 // (so the loss keeps PyTorch's sign of zero): f carries the sign of -x, and every later addition
 // adds a zero of that sign or -0 (hence k enters negated, times negated constants).
 template <class V, bool kWithC>
-BCE_EXT_FORCE_INLINE typename V::F log_core(typename V::F s, typename V::F cn) {
+inline typename V::F log_core(typename V::F s, typename V::F cn) {
   using F = typename V::F;
   using I = typename V::I;
   const I ix = V::as_i(s);
@@ -96,11 +95,11 @@ struct Math {
   using F = typename V::F;
   using M = typename V::M;
 
-  BCE_EXT_FORCE_INLINE static F log01(F x) {
+  static F log01(F x) {
     return log_core<V, false>(V::fma(x, V::set1(kTwo24), V::zero()), V::zero());
   }
 
-  BCE_EXT_FORCE_INLINE static F log1m(F x) {
+  static F log1m(F x) {
     const F u = V::sub(V::set1(1.0f), x);
     const F cn = V::sub(x, V::sub(V::set1(1.0f), u));  // exact: 1 - x = u - cn
     return log_core<V, true>(V::mul(u, V::set1(kTwo24)), cn);
@@ -109,11 +108,9 @@ struct Math {
   struct LogPair {
     F log_x, log1m_x;
   };
-  BCE_EXT_FORCE_INLINE static LogPair log_pair(F x, F lo) {
-    return {V::max(lo, log01(x)), V::max(lo, log1m(x))};
-  }
+  static LogPair log_pair(F x, F lo) { return {V::max(lo, log01(x)), V::max(lo, log1m(x))}; }
 
-  BCE_EXT_FORCE_INLINE static F log_select(F x, M use_x) {
+  static F log_select(F x, M use_x) {
     const F one = V::set1(1.0f);
     const F two24 = V::set1(kTwo24);
     const F u = V::sub(one, x);
@@ -123,7 +120,7 @@ struct Math {
     return log_core<V, true>(s, V::blend(use_x, cn, V::set1(-0.0f)));
   }
 
-  BCE_EXT_FORCE_INLINE static F log_any(F q) {
+  static F log_any(F q) {
     const F zero = V::zero();
     const F r = log_core<V, false>(V::fma(q, V::set1(kTwo24), zero), zero);
     // Where q is not a finite positive number: -inf at zero, q itself at +inf and NaN, else NaN.
@@ -134,7 +131,7 @@ struct Math {
     return V::blend(finite_pos, special, r);
   }
 
-  BCE_EXT_FORCE_INLINE static F exp(F y) {
+  static F exp(F y) {
     // NaN stays NaN: max and min return their second operand when either is NaN.
     y = V::max(V::set1(kExpMin), V::min(V::set1(kExpMax), y));
     // y = n ln2 + r, |r| <= ln2 / 2; n in [-150, 128].
@@ -157,7 +154,7 @@ struct Math {
     return V::mul(V::mul(e, s1), s2);
   }
 
-  BCE_EXT_FORCE_INLINE static F log1p01(F e) {
+  static F log1p01(F e) {
     // u = 1 + e rounded; 1 + e = u - cn exactly (Fast2Sum: |1| >= |e|).
     const F one = V::set1(1.0f);
     const F u = V::add(one, e);
@@ -165,7 +162,7 @@ struct Math {
     return log_core<V, true>(V::mul(u, V::set1(kTwo24)), cn);
   }
 
-  BCE_EXT_FORCE_INLINE static F sigmoid(F x) {
+  static F sigmoid(F x) {
     const F e = exp(V::neg(V::abs(x)));
     const F one = V::set1(1.0f);
     return V::div(V::blend(V::ge(x, V::zero()), e, one), V::add(one, e));

@@ -1,5 +1,4 @@
 #pragma once
-#include "force_inline.h"
 // vec_math_f64::Math<V>: the elementary functions of the loss formulas over a double vector backend
 // V (avx2_double_backend.h, avx512_double_backend.h), within about 1 ulp (tests/test_cpu_math.py
 // sweeps them). Same functions, domains and signs of zero as vec_math.h's float Math, which lists
@@ -86,8 +85,7 @@ constexpr double kRoundMagic = 6755399441055744.0;
 // (e - 1) / 2 needs one bit more than e has): its rounding error d is carried, as d / (1 + f)
 // ~ d (2 - m) (within (m - 1)^2 < 0.09 relative). Without it log1p01 was 1.42 ulp off there.
 template <class V, bool kWithC, bool kCarry = false>
-BCE_EXT_FORCE_INLINE typename V::F log_core(typename V::F s, typename V::F cn,
-                                            typename V::F ne_bias) {
+inline typename V::F log_core(typename V::F s, typename V::F cn, typename V::F ne_bias) {
   using F = typename V::F;
   using I = typename V::I;
   const I tmp = V::add_i(V::as_i(s), V::set1i(kReduceOffset));
@@ -131,12 +129,12 @@ struct Math {
   using F = typename V::F;
   using M = typename V::M;
 
-  BCE_EXT_FORCE_INLINE static F log01(F x) {
+  static F log01(F x) {
     // fma(x, 2^52, +0) turns -0 into +0 (the scaled bits of -0 would be garbage).
     return log_core<V, false>(V::fma(x, V::set1(kTwo52), V::zero()), V::zero(), V::set1(kNegKBias));
   }
 
-  BCE_EXT_FORCE_INLINE static F log1m(F x) {
+  static F log1m(F x) {
     const F u = V::sub(V::set1(1.0), x);
     const F cn = V::sub(x, V::sub(V::set1(1.0), u));  // exact: 1 - x = u - cn
     return log_core<V, true>(V::mul(u, V::set1(kTwo52)), cn, V::set1(kNegKBias));
@@ -145,11 +143,9 @@ struct Math {
   struct LogPair {
     F log_x, log1m_x;
   };
-  BCE_EXT_FORCE_INLINE static LogPair log_pair(F x, F lo) {
-    return {V::max(lo, log01(x)), V::max(lo, log1m(x))};
-  }
+  static LogPair log_pair(F x, F lo) { return {V::max(lo, log01(x)), V::max(lo, log1m(x))}; }
 
-  BCE_EXT_FORCE_INLINE static F log_select(F x, M use_x) {
+  static F log_select(F x, M use_x) {
     const F one = V::set1(1.0);
     const F two52 = V::set1(kTwo52);
     const F u = V::sub(one, x);
@@ -159,7 +155,7 @@ struct Math {
     return log_core<V, true>(s, V::blend(use_x, cn, V::set1(-0.0)), V::set1(kNegKBias));
   }
 
-  BCE_EXT_FORCE_INLINE static F log_any(F q) {
+  static F log_any(F q) {
     const F zero = V::zero();
     // Only subnormal q are scaled: 2^52 q overflows for q above 2^971.
     const M tiny = V::gt(V::set1(kMinNormal), q);
@@ -174,7 +170,7 @@ struct Math {
     return V::blend(finite_pos, special, r);
   }
 
-  BCE_EXT_FORCE_INLINE static F exp(F y) {
+  static F exp(F y) {
     using I = typename V::I;
     // NaN stays NaN: max and min return their second operand when either is NaN.
     y = V::max(V::set1(kExpMin), V::min(V::set1(kExpMax), y));
@@ -207,7 +203,7 @@ struct Math {
     return V::mul(V::mul(e, s1), s2);
   }
 
-  BCE_EXT_FORCE_INLINE static F log1p01(F e) {
+  static F log1p01(F e) {
     // u = 1 + e rounded; 1 + e = u - cn exactly (Fast2Sum: |1| >= |e|).
     const F one = V::set1(1.0);
     const F u = V::add(one, e);
@@ -215,7 +211,7 @@ struct Math {
     return log_core<V, true, true>(V::mul(u, V::set1(kTwo52)), cn, V::set1(kNegKBias));
   }
 
-  BCE_EXT_FORCE_INLINE static F sigmoid(F x) {
+  static F sigmoid(F x) {
     const F e = exp(V::neg(V::abs(x)));
     const F one = V::set1(1.0);
     return V::div(V::blend(V::ge(x, V::zero()), e, one), V::add(one, e));
