@@ -84,13 +84,7 @@ struct QualityFocal {
     const Terms r = terms(x, t, own(k));
     F d = V::sub(V::mul(V::neg(x), r.f), V::mul(r.ce, r.df_du));
     if (V::any(Focal::infinite(x))) {
-      // |x| * (-sign(x) * F - c * dF/du), c = C / |x| there.
-      const M plus = V::gt(x, V::zero());
-      const F c = V::blend(plus, t, V::sub(V::set1(T(1)), t));
-      const F v = V::sub(V::blend(plus, r.f, V::neg(r.f)), V::mul(c, r.df_du));
-      const F limit =
-          V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
-      d = Focal::where_infinite(x, d, limit);
+      d = Focal::where_infinite(x, d, Focal::target_limit(x, t, r.f, V::neg(r.df_du)));  // F_t
     }
     // A negative's target is mmdetection's constant zero.
     return V::blend(V::eq(t, V::zero()), V::mul(d, g), V::zero());

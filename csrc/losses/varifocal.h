@@ -101,13 +101,7 @@ struct Varifocal {
       d = V::blend(r.positive, d, V::add(V::mul(factor, x), r.tail));
     }
     if (V::any(Focal::infinite(x))) {
-      // |x| * (-sign(x) * w + c * dw/dt), c = C / |x| there.
-      const M plus = V::gt(x, V::zero());
-      const F c = V::blend(plus, t, V::sub(V::set1(T(1)), t));
-      const F v = V::add(V::blend(plus, r.w, V::neg(r.w)), V::mul(c, dw_dt));
-      const F limit =
-          V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
-      d = Focal::where_infinite(x, d, limit);
+      d = Focal::where_infinite(x, d, Focal::target_limit(x, t, r.w, dw_dt));
     }
     return V::mul(d, g);
   }
