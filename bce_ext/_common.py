@@ -3,7 +3,8 @@ replace do it, and the modules' refusal of TorchScript."""
 import torch
 from torch.nn import _reduction as _Reduction
 
-__all__ = ["ArgumentError", "NotScriptable", "reduction_enum", "scalar"]
+__all__ = ["ArgumentError", "NotScriptable", "check_avg_factor", "over_avg_factor",
+           "reduction_enum", "scalar"]
 
 
 class ArgumentError(ValueError, AssertionError):
@@ -16,6 +17,22 @@ def reduction_enum(size_average, reduce, reduction):
     if size_average is not None or reduce is not None:
         return _Reduction.legacy_get_enum(size_average, reduce)
     return _Reduction.get_enum(reduction)
+
+
+# mmdetection's weight_reduce_loss: the eps of a 'mean' over an avg_factor, whatever the dtype.
+_AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
+
+
+def check_avg_factor(avg_factor, reduction):
+    """mmdetection's refusal of an avg_factor with 'sum' (its weight_reduce_loss), before any
+    work."""
+    if avg_factor is not None and reduction == "sum":
+        raise ValueError('avg_factor can not be used with reduction="sum"')
+
+
+def over_avg_factor(total, avg_factor):
+    """A 'mean' over mmdetection's avg_factor: the sum divided by avg_factor + eps."""
+    return total / (avg_factor + _AVG_FACTOR_EPS)
 
 
 def scalar(value, name):

@@ -18,14 +18,12 @@ from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from .. import _C  # noqa: F401  (loading the library registers the ops)
-from .._common import ArgumentError, NotScriptable, scalar
+from .._common import ArgumentError, NotScriptable, check_avg_factor, over_avg_factor, scalar
 
 __all__ = ["QualityFocalLoss", "quality_focal_loss", "quality_focal_loss_elements",
            "quality_focal_loss_tensor_target", "quality_focal_loss_with_prob"]
 
 op = torch.ops.bce_ext.quality_focal_loss.default
-# mmdetection's weight_reduce_loss: the eps of a 'mean' over an avg_factor, whatever the dtype.
-_AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 _SUM = _Reduction.get_enum("sum")
 
 
@@ -77,8 +75,7 @@ def _rows_reduced(pred, target, weight, reduction, avg_factor, beta, activated):
     """mmdetection's loss of a dense target: the element losses summed over dim 1, weighted per
     row, reduced (weighted_loss and weight_reduce_loss)."""
     reduction_enum = _Reduction.get_enum(reduction)  # mmdetection's reduce_loss: its ValueError
-    if avg_factor is not None and reduction == "sum":
-        raise ValueError('avg_factor can not be used with reduction="sum"')
+    check_avg_factor(avg_factor, reduction)
     target = _checked(pred, target)
     if pred.dim() < 2:  # mmdetection's sum over dim 1
         raise IndexError(f"Dimension out of range (expected to be in range of "
@@ -99,7 +96,7 @@ def _rows_reduced(pred, target, weight, reduction, avg_factor, beta, activated):
     if reduction_enum == _SUM:
         return total
     if avg_factor is not None:
-        return total / (avg_factor + _AVG_FACTOR_EPS)
+        return over_avg_factor(total, avg_factor)
     return total / math.prod(row_shape)  # 0 / 0 (no rows) is NaN, as mmdetection's mean
 
 
@@ -107,7 +104,7 @@ def _reduce(rows, reduction_enum, avg_factor):
     if reduction_enum == 0:
         return rows
     if avg_factor is not None:
-        return rows.sum() / (avg_factor + _AVG_FACTOR_EPS)
+        return over_avg_factor(rows.sum(), avg_factor)
     return rows.mean() if reduction_enum == 1 else rows.sum()
 
 

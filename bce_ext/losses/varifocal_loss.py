@@ -4,13 +4,11 @@ from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from .. import _C  # noqa: F401  (loading the library registers the ops)
-from .._common import ArgumentError, NotScriptable, scalar
+from .._common import ArgumentError, NotScriptable, check_avg_factor, over_avg_factor, scalar
 
 __all__ = ["VarifocalLoss", "varifocal_loss"]
 
 op = torch.ops.bce_ext.varifocal_loss.default
-# mmdetection's weight_reduce_loss: the eps of a 'mean' over an avg_factor, whatever the dtype.
-_AVG_FACTOR_EPS = torch.finfo(torch.float32).eps
 
 
 def varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighted=True,
@@ -39,17 +37,16 @@ def varifocal_loss(pred, target, weight=None, alpha=0.75, gamma=2.0, iou_weighte
             varifocal_loss, (pred, target, weight), pred, target, weight=weight, alpha=alpha,
             gamma=gamma, iou_weighted=iou_weighted, reduction=reduction, avg_factor=avg_factor)
     reduction_enum = _Reduction.get_enum(reduction)  # mmdetection's reduce_loss: its ValueError
-    if avg_factor is not None and reduction == "sum":
-        raise ValueError('avg_factor can not be used with reduction="sum"')
+    check_avg_factor(avg_factor, reduction)
     if pred.size() != target.size():  # mmdetection asserts it
         raise ArgumentError(f"varifocal_loss: pred and target must have the same size, got "
                             f"{tuple(pred.size())} and {tuple(target.size())}")
     target = target.type_as(pred)
-    over_avg_factor = avg_factor is not None and reduction == "mean"  # the sum, divided below
-    loss = op(pred, target, weight, _Reduction.get_enum("sum") if over_avg_factor
+    divided = avg_factor is not None and reduction == "mean"  # the sum, divided below
+    loss = op(pred, target, weight, _Reduction.get_enum("sum") if divided
                         else reduction_enum, scalar(alpha, "alpha"), scalar(gamma, "gamma"),
                         bool(iou_weighted))
-    return loss / (avg_factor + _AVG_FACTOR_EPS) if over_avg_factor else loss
+    return over_avg_factor(loss, avg_factor) if divided else loss
 
 
 class VarifocalLoss(NotScriptable, torch.nn.Module):
