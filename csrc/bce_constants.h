@@ -22,5 +22,9 @@ constexpr double kDoubleBackwardEps = 1e-12;
 constexpr int64_t kReductionNone = 0;
 constexpr int64_t kReductionMean = 1;
 constexpr int64_t kReductionSum = 2;
+// bce_ext's own, for a call with an ignore_index only: the forward returns a float64 tensor of two
+// elements, the sum of the losses and the number of elements not ignored, so that 'mean' can hand
+// its divisor from the forward to the backward (autograd, DTensor) without a second pass.
+constexpr int64_t kReductionSumAndCount = 3;
 
 }  // namespace bce_ext

@@ -19,6 +19,9 @@ struct LossCall {
   std::optional<at::Tensor> weight, pos_weight;  // pos_weight: the logits loss only
   int64_t reduction = 1;
   LossParams params;
+  // The backward's divisor of 'mean' with an ignore_index: a 0-dim float64 tensor on the input's
+  // device, the count the forward returned (reduction 3); absent: the backward counts.
+  std::optional<at::Tensor> kept;
 
   // The op's name, as PyTorch's messages give it ("binary_cross_entropy", ...).
   const char* name() const;

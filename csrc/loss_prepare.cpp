@@ -195,12 +195,34 @@ bool weight_needs_promotion(const std::optional<at::Tensor>& weight, at::ScalarT
          compute_type(dtype) == at::kFloat;
 }
 
+// Whether each element of the call is ignored (a bool tensor), for the paths computed here in
+// ATen ops; undefined without an ignore_index.
+at::Tensor ignored_mask(const LossCall& c) {
+  return c.params.ignore ? c.target == c.params.ignore_value : at::Tensor();
+}
+
+// The number of elements not ignored, as the forward's reduction 3 returns it (a 0-dim float64
+// tensor on the input's device).
+at::Tensor kept_count(const LossCall& c) {
+  return (c.target != c.params.ignore_value).sum(at::kDouble);
+}
+
 // A reduction of the promoted-weight path: PyTorch's loss.sum() or loss.mean(), accumulated in
-// double (whose rounding to the output's type hides the order of the additions).
-at::Tensor reduce_promoted(const at::Tensor& loss, int64_t reduction) {
+// double (whose rounding to the output's type hides the order of the additions); with an
+// ignore_index, 'mean' divides by the elements not ignored, and reduction 3 returns both.
+at::Tensor reduce_promoted(const LossCall& c, const at::Tensor& loss) {
   at::Tensor total = loss.sum(at::kDouble);
-  if (reduction == kReductionMean) total = total / static_cast<double>(loss.numel());
+  if (c.reduction == kReductionSumAndCount) return at::stack({total, kept_count(c)});
+  if (c.reduction == kReductionMean) {
+    total = c.params.ignore ? total / kept_count(c) : total / static_cast<double>(loss.numel());
+  }
   return total.to(loss.scalar_type());
+}
+
+// t where an element is not ignored, 0 where it is (the weight of an ignored element may be
+// anything, a NaN or an infinity included).
+at::Tensor zero_ignored(const at::Tensor& t, const at::Tensor& ignored) {
+  return ignored.defined() ? at::where(ignored, at::zeros({}, t.options()), t) : t;
 }
 
 // The dtypes the kernels take (those of PyTorch's dispatch macros).
@@ -363,7 +385,9 @@ void check_forward(const LossCall& c, int first_index) {
   check_defined(c.target, first_index + 1, "target");
   // PyTorch's order for each loss: reduction and shape (torch/nn/functional.py), then the order
   // in which its ATen code meets the rest.
-  TORCH_CHECK_VALUE(c.reduction >= kReductionNone && c.reduction <= kReductionSum, c.reduction,
+  // Reduction 3 is bce_ext's own (bce_constants.h), for a call with an ignore_index.
+  const int64_t last = c.params.ignore ? kReductionSumAndCount : kReductionSum;
+  TORCH_CHECK_VALUE(c.reduction >= kReductionNone && c.reduction <= last, c.reduction,
                     " is not a valid value for reduction");
   LossChecks checks(c);
   visit_loss(c.kind, [&](auto loss) { decltype(loss)::Traits::check(checks); });
@@ -373,13 +397,24 @@ void check_backward(const LossCall& c, const at::Tensor& grad_output) {
   check_defined(grad_output, 0, "grad_output");
   check_forward(c, 1);
   check_same_device(c.self, grad_output);
+  TORCH_CHECK_VALUE(c.reduction != kReductionSumAndCount, c.name(),
+                    "_backward: reduction 3 (sum and count) has no backward; its gradient is "
+                    "'sum''s");
   TORCH_CHECK(c.reduction == kReductionNone || grad_output.sym_numel() == 1, c.name(),
               "_backward: a reduced loss takes a one-element gradient, got ",
               grad_output.sym_sizes());
+  if (c.kept.has_value() && c.kept->defined()) {
+    TORCH_CHECK_VALUE(c.params.ignore && c.reduction == kReductionMean, c.name(),
+                      "_backward: kept is the divisor of 'mean' with an ignore_index");
+    TORCH_CHECK_VALUE(c.kept->sym_numel() == 1 && c.kept->scalar_type() == at::kDouble, c.name(),
+                      "_backward: kept must be a one-element float64 tensor, got ",
+                      c.kept->scalar_type(), " of size ", c.kept->sym_sizes());
+    check_same_device(c.self, *c.kept);
+  }
 }
 
 // The dtype of a loss's result: PyTorch's (torchvision's for the focal loss).
-static at::ScalarType result_type(const LossCall& c) {
+at::ScalarType result_type(const LossCall& c) {
   const auto rule = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kResult; });
   switch (rule) {
     case losses::ResultDtype::kInput:
@@ -397,6 +432,8 @@ at::Tensor empty_forward_output(const LossCall& c) {
   const auto layout = visit_loss(c.kind, [](auto loss) { return decltype(loss)::Traits::kLayout; });
   const at::Tensor& like = layout == losses::LaidOutLike::kTarget ? c.target : c.self;
   const auto options = like.options().dtype(result_type(c));
+  if (c.reduction == kReductionSumAndCount)
+    return at::empty({2}, like.options().dtype(at::kDouble));
   return c.reduction != kReductionNone ? at::empty({}, options) : at::empty_like(like, options);
 }
 
@@ -439,7 +476,8 @@ ForwardArgs prepare_forward(const LossCall& c, Tables tables) {
     // The logits losses of two dtypes: computed in their promoted type, returned in the result's
     // (the target's for BCE with logits, the promoted one for the focal loss).
     const auto common = at::promote_types(c.self.scalar_type(), c.target.scalar_type());
-    a.out = call_forward(c.with(c.self.to(common), c.target.to(common))).to(result_type(c));
+    a.out = call_forward(c.with(c.self.to(common), c.target.to(common)));
+    if (c.reduction != kReductionSumAndCount) a.out = a.out.to(result_type(c));
     return a;
   }
   if (weight_needs_promotion(c.weight, c.self.scalar_type())) {
@@ -451,13 +489,18 @@ ForwardArgs prepare_forward(const LossCall& c, Tables tables) {
     unweighted.reduction = kReductionNone;
     at::Tensor loss = call_forward(unweighted);
     if (dtype != loss.scalar_type()) loss = loss.to(at::kDouble);
-    loss.mul_(*c.weight);
-    a.out = (reduced ? reduce_promoted(loss, c.reduction) : loss).to(dtype);
+    loss = zero_ignored(loss.mul_(*c.weight), ignored_mask(c));
+    if (!reduced) {
+      a.out = loss.to(dtype);
+    } else {
+      a.out = reduce_promoted(c, loss);
+      if (c.reduction != kReductionSumAndCount) a.out = a.out.to(dtype);
+    }
     return a;
   }
   a.out = empty_forward_output(c);
   if (c.self.numel() == 0) {
-    // mean of nothing is 0/0 as in PyTorch; sum is 0; 'none' is empty.
+    // mean of nothing is 0/0 as in PyTorch; sum is 0 (and so is the count); 'none' is empty.
     if (reduced) a.out.fill_(c.reduction == kReductionMean ? NAN : 0.0);
     return a;
   }
@@ -494,14 +537,23 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
     LossCall unweighted = c.with(c.self.to(compute), c.target.to(compute));
     unweighted.weight = std::nullopt;
     if (c.reduction == kReductionMean) unweighted.reduction = kReductionSum;
+    unweighted.kept = std::nullopt;
     std::tie(b.gi, b.gt) = call_backward(unweighted, grad_output.to(compute), output_mask);
+    const at::Tensor ignored = ignored_mask(c);
     for (int k = 0; k < 2; ++k) {
       at::Tensor& g = k == 0 ? b.gi : b.gt;
       if (!output_mask[k]) continue;
       if (dtype != compute) g = g.to(at::kDouble);
       if (g.numel() != 0) {
         g.mul_(*c.weight);
-        if (c.reduction == kReductionMean) g.div_(c.self.numel());
+        if (c.reduction == kReductionMean) {
+          if (c.params.ignore) {
+            g.div_(c.kept.has_value() && c.kept->defined() ? *c.kept : kept_count(c));
+          } else {
+            g.div_(c.self.numel());
+          }
+        }
+        g = zero_ignored(g, ignored);
       }
       g = g.to(dtype);
     }
@@ -518,9 +570,26 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
   b.x = in_order(c.self, sizes, order);
   b.t = in_order(c.target, sizes, order);
   b.grad = incoming_grad(grad_output, c.self, order);
+  if (c.params.ignore && c.reduction == kReductionMean) {
+    // The forward's count where the caller has it (autograd does), else counted here.
+    b.kept = c.kept.has_value() && c.kept->defined() ? *c.kept : kept_count(c);
+  }
   b.weight = weight_table(c.weight, sizes, order, c.self.scalar_type(), tables);
   b.pos_weight = weight_table(c.pos_weight, sizes, order, c.self.scalar_type(), tables);
   return b;
+}
+
+double ignore_value_in(at::ScalarType target_dtype, double ignore_index) {
+  switch (target_dtype) {
+    case at::kHalf:
+      return static_cast<float>(static_cast<at::Half>(ignore_index));
+    case at::kBFloat16:
+      return static_cast<float>(static_cast<at::BFloat16>(ignore_index));
+    case at::kFloat:
+      return static_cast<float>(ignore_index);
+    default:  // float64, and dtypes the checks reject: the value as given
+      return ignore_index;
+  }
 }
 
 }  // namespace bce_ext

@@ -67,12 +67,16 @@ ForwardArgs prepare_forward(const LossCall& call, Tables tables = Tables::kCompu
 struct BackwardArgs {
   at::Tensor gi, gt, gi_flat, gt_flat, x, t;
   IncomingGrad grad;
+  at::Tensor kept;  // 'mean' with an ignore_index: its divisor (0-dim float64), else undefined
   WeightTable weight, pos_weight;
   bool done() const { return !x.defined(); }
 };
 BackwardArgs prepare_backward(const LossCall& call, const at::Tensor& grad_output,
                               std::array<bool, 2> output_mask,
                               Tables tables = Tables::kComputeType);
+
+// The dtype of a loss's result: PyTorch's (torchvision's for the focal loss).
+at::ScalarType result_type(const LossCall& call);
 
 // The outputs of either op, as the kernels allocate them (the Meta kernels return just these).
 at::Tensor empty_forward_output(const LossCall& call);

@@ -14,6 +14,11 @@ namespace bce_ext {
 struct LossParams {
   double label_smoothing = 0.0;  // the target t becomes t * (1 - s) + s / 2
   double scalars[losses::kMaxScalars] = {};
+  // ignore_index: an element whose (raw) target equals ignore_value contributes 0 to the loss and
+  // to both gradients, and is not counted by 'mean'. ignore_value is the index rounded to the
+  // target's dtype (the comparison PyTorch's `target == ignore_index` makes), then widened.
+  bool ignore = false;
+  double ignore_value = 0.0;
 };
 
 }  // namespace bce_ext

@@ -25,6 +25,7 @@
 #include <type_traits>
 
 #include "../bce_constants.h"
+#include "../loss_prepare.h"
 #include "../ops/loss_kernels.h"
 #include "loss_derivatives.h"
 
@@ -56,10 +57,11 @@ void add_to(at::Tensor& acc, const at::Tensor& v) {
   if (v.defined()) acc = acc.defined() ? acc + v : v;
 }
 
-// PyTorch's apply_loss_reduction.
-at::Tensor reduce(const at::Tensor& v, int64_t reduction) {
-  if (reduction == kReductionMean) return v.mean();
-  if (reduction == kReductionSum) return v.sum();
+// PyTorch's apply_loss_reduction; with an ignore_index, 'mean' divides by the forward's count
+// (v is 0 at the ignored elements).
+at::Tensor reduce(const at::Tensor& v, const LossCall& c) {
+  if (c.reduction == kReductionMean) return c.kept ? v.sum() / *c.kept : v.mean();
+  if (c.reduction == kReductionSum) return v.sum();
   return v;
 }
 
@@ -72,7 +74,7 @@ void check_not_differentiable(const LossCall& c) {
 // What a node keeps of its call: the tensors as saved variables, the rest as is.
 struct SavedCall {
   LossKind kind = LossKind::kBce;
-  SavedVariable self, target, weight, pos_weight;
+  SavedVariable self, target, weight, pos_weight, kept;
   int64_t reduction = kReductionMean;
   LossParams params;
 
@@ -82,6 +84,7 @@ struct SavedCall {
     target = SavedVariable(c.target, false);
     weight = SavedVariable(c.weight, false);
     pos_weight = SavedVariable(c.pos_weight, false);
+    kept = SavedVariable(c.kept, false);
     reduction = c.reduction;
     params = c.params;
   }
@@ -93,7 +96,8 @@ struct SavedCall {
             optional_of(weight.unpack()),
             optional_of(pos_weight.unpack()),
             reduction,
-            params};
+            params,
+            optional_of(kept.unpack())};
   }
 
   void reset() {
@@ -101,6 +105,7 @@ struct SavedCall {
     target.reset_data();
     weight.reset_data();
     pos_weight.reset_data();
+    kept.reset_data();
   }
 };
 
@@ -143,9 +148,10 @@ at::Tensor forward_tangent(const LossCall& c, const at::Tensor& result) {
   const at::Tensor x_t = c.self._fw_grad(0);
   const at::Tensor t_t = c.target._fw_grad(0);
   at::Tensor tangent;
+  primal.kept = std::nullopt;
   if (x_t.defined()) add_to(tangent, std::get<0>(call_backward(primal, x_t, {true, false})));
   if (t_t.defined()) add_to(tangent, std::get<1>(call_backward(primal, t_t, {false, true})));
-  tangent = reduce(tangent, c.reduction);
+  tangent = reduce(tangent, c);
   // Inputs of two dtypes (the logits loss): the tangent in the result's.
   return tangent.scalar_type() == result.scalar_type() ? tangent : tangent.to(result.scalar_type());
 }
@@ -216,23 +222,36 @@ void set_backward_tangents(const LossCall& c, const at::Tensor& grad_output,
 
 // The autograd kernels of every loss op (see ops/loss_kernels.h).
 struct AutogradKernels {
-  static at::Tensor forward(c10::DispatchKeySet ks, const LossCall& c) {
-    check_not_differentiable(c);
-    const bool requires_grad = torch::autograd::compute_requires_grad(c.self, c.target);
-    const bool forward_ad =
-        torch::autograd::isFwGradDefined(c.self) || torch::autograd::isFwGradDefined(c.target);
-    decltype(make_node<ForwardBackward>()) node;
-    if (requires_grad) {
-      node = make_node<ForwardBackward>();
-      node->set_next_edges(torch::autograd::collect_next_edges(c.self, c.target));
-      node->call.save(c);
-    }
+  static at::Tensor forward(c10::DispatchKeySet ks, const LossCall& call) {
+    check_not_differentiable(call);
+    const bool requires_grad = torch::autograd::compute_requires_grad(call.self, call.target);
+    const bool forward_ad = torch::autograd::isFwGradDefined(call.self) ||
+                            torch::autograd::isFwGradDefined(call.target);
+    TORCH_CHECK_VALUE(!(requires_grad || forward_ad) || call.reduction != kReductionSumAndCount,
+                      call.name(), ": reduction 3 (sum and count) is not differentiable");
+    LossCall c = call;
     at::Tensor result;
     {
       at::AutoDispatchBelowADInplaceOrView guard;
-      result = call_forward(c, ks & c10::after_autograd_keyset);
+      const auto below = ks & c10::after_autograd_keyset;
+      if (c.params.ignore && c.reduction == kReductionMean && (requires_grad || forward_ad)) {
+        // 'mean' with an ignore_index: the kernels' sum and count in one pass (reduction 3), the
+        // count kept for the backward's divisor, the mean as the 'mean' kernels round it.
+        c.reduction = kReductionSumAndCount;
+        const at::Tensor sum_count = call_forward(c, below);
+        c.reduction = kReductionMean;
+        c.kept = sum_count.select(0, 1);
+        result = (sum_count.select(0, 0) / *c.kept).to(result_type(c));
+      } else {
+        result = call_forward(c, below);
+      }
     }
-    if (node) torch::autograd::set_history(result, node);
+    if (requires_grad) {
+      auto node = make_node<ForwardBackward>();
+      node->set_next_edges(torch::autograd::collect_next_edges(c.self, c.target));
+      node->call.save(c);
+      torch::autograd::set_history(result, node);
+    }
     if (forward_ad) result._set_fw_grad(forward_tangent(c, result), 0, false);
     return result;
   }

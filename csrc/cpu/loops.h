@@ -65,12 +65,12 @@ struct Loops {
   const char* isa;  // "scalar", "avx2", "avx512": reported by bce_ext.info
   // Sum of w * loss over the run, accumulated in blocks of T and combined in double. Sets *bad
   // when the loss checks ranges and an x or t of the run is outside [0, 1] or NaN (the caller
-  // finds which).
-  double (*forward_sum)(const Run<S>& run, const LossParams& params, bool* bad);
+  // finds which). Adds to *kept the number of elements not ignored (LossParams::ignore).
+  double (*forward_sum)(const Run<S>& run, const LossParams& params, bool* bad, double* kept);
   // out[i] = w * loss; same *bad contract.
   void (*forward_none)(const Run<S>& run, const LossParams& params, S* out, bool* bad);
   // Writes gi and/or gt (either may be null): the gradient (g[i], or g_scalar where g is null)
-  // times w, divided by divisor (N for 'mean', 1 otherwise).
+  // times w, divided by divisor (N for 'mean', or the elements not ignored; 1 otherwise).
   void (*backward)(const Run<S>& run, const LossParams& params, const S* g, T g_scalar, T divisor,
                    S* gi, S* gt);
 };

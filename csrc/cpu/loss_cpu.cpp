@@ -172,15 +172,17 @@ bool out_of_range(T v) {
   return !(v >= T(0) && v <= T(1));
 }
 
-// Raises PyTorch's message for the first bad element of the first chunk that reported one.
+// Raises PyTorch's message for the first bad element of the first chunk that reported one
+// (an ignored element is never bad).
 template <typename scalar_t>
 void raise_first_bad(const std::vector<char>& chunk_bad, const scalar_t* x, const scalar_t* t,
-                     int64_t n) {
+                     int64_t n, const LossParams& params) {
   using T = compute_t<scalar_t>;
   for (size_t c = 0; c < chunk_bad.size(); ++c) {
     if (!chunk_bad[c]) continue;
     const int64_t end = std::min<int64_t>(n, (c + 1) * kChunk);
     for (int64_t i = c * kChunk; i < end; ++i) {
+      if (params.ignore && static_cast<T>(t[i]) == static_cast<T>(params.ignore_value)) continue;
       TORCH_CHECK(!out_of_range(static_cast<T>(x[i])),
                   "all elements of input should be between 0 and 1");
       TORCH_CHECK(!out_of_range(static_cast<T>(t[i])),
@@ -227,12 +229,14 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
   const S* wh = as_storage(half_table<scalar_t>(a.weight, n));
   const S* ph = as_storage(half_table<scalar_t>(a.pos_weight, n));
   std::vector<double> partial(num_chunks(n), 0.0);
+  std::vector<double> chunk_kept(num_chunks(n), 0.0);
   std::vector<char> chunk_bad(num_chunks(n), 0);
 
   at::parallel_for(0, num_chunks(n), kParallelGrain, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const int64_t end = std::min(n, (c + 1) * kChunk);
       double sum = 0.0;
+      double kept = 0.0;
       bool bad = false;
       for (int64_t b = c * kChunk; b < end; b += kRunBlock) {
         for_each_run(w, pw, b, std::min(b + kRunBlock, end),
@@ -243,19 +247,28 @@ void forward_kernel(LossKind loss, const ForwardArgs& a, int64_t reduction,
                        if (op) {
                          L.forward_none(run, params, op + i, &bad);
                        } else {
-                         sum += L.forward_sum(run, params, &bad);
+                         sum += L.forward_sum(run, params, &bad, &kept);
                        }
                      });
       }
       partial[c] = sum;
+      chunk_kept[c] = kept;
       chunk_bad[c] = bad;
     }
   });
-  raise_first_bad(chunk_bad, x, t, n);
+  raise_first_bad(chunk_bad, x, t, n, params);
   if (reduction != kReductionNone) {
     double total = 0.0;
     for (double p : partial) total += p;
-    if (reduction == kReductionMean) total /= static_cast<double>(n);
+    double kept = 0.0;  // whole numbers: exact in any order
+    for (double k : chunk_kept) kept += k;
+    if (reduction == kReductionSumAndCount) {
+      double* out = a.out.data_ptr<double>();
+      out[0] = total;
+      out[1] = kept;
+      return;
+    }
+    if (reduction == kReductionMean) total /= kept;
     *a.out.data_ptr<scalar_t>() = static_cast<scalar_t>(total);
   }
 }
@@ -274,7 +287,10 @@ void backward_kernel(LossKind loss, const BackwardArgs& b, int64_t reduction,
   const T g_scalar = static_cast<T>(*g);
   S* gip = b.gi_flat.defined() ? as_storage(b.gi_flat.data_ptr<scalar_t>()) : nullptr;
   S* gtp = b.gt_flat.defined() ? as_storage(b.gt_flat.data_ptr<scalar_t>()) : nullptr;
-  const T divisor = reduction == kReductionMean ? static_cast<T>(n) : T(1);
+  // 'mean' divides by N, or by the elements not ignored (b.kept, counted by the forward).
+  const T divisor = reduction != kReductionMean ? T(1)
+                    : b.kept.defined()          ? static_cast<T>(b.kept.item<double>())
+                                                : static_cast<T>(n);
   const CpuWeight<T> w = compute_table<scalar_t>(b.weight, n);
   const CpuWeight<T> pw = compute_table<scalar_t>(b.pos_weight, n);
   const S* wh = as_storage(half_table<scalar_t>(b.weight, n));

@@ -16,8 +16,10 @@ template <typename T>
 struct Params {
   Layout layout;
   DeviceWeight<T> w, pw;
-  T keep = T(1), shift = T(0);  // label smoothing: t * keep + shift
-  losses::Coefficients<T> k;    // the loss's own scalars (the focal loss's alpha, gamma)
+  T keep = T(1), shift = T(0);   // label smoothing: t * keep + shift
+  losses::Coefficients<T> k;     // the loss's own scalars (the focal loss's alpha, gamma)
+  T ignore = T(0);               // kIgnore: the ignored target value
+  const double* kept = nullptr;  // kIgnore, backward of 'mean': its divisor, on the device
 };
 
 // A thread's positions in the tables that kFlags has.

@@ -10,9 +10,9 @@
 //   kSmooth       LossParams::label_smoothing != 0 (csrc/loss_types.h), which the CPU loops
 //                 test at run time (loops_impl.h: Smoothing::on)
 // and kGradScalar is the CPU's g == nullptr with g_scalar in Loops::backward (loops_impl.h:
-// kGradBroadcast). kStrict has no CPU counterpart: the CPU loops always report a bad value
-// (Loops::forward_sum's and forward_none's *bad), and loss_cpu.cpp then raises for the first bad
-// element, as strict mode does here.
+// kGradBroadcast), kIgnore the CPU loops' kIgnore (LossParams::ignore). kStrict has no CPU
+// counterpart: the CPU loops always report a bad value (Loops::forward_sum's and forward_none's
+// *bad), and loss_cpu.cpp then raises for the first bad element, as strict mode does here.
 
 namespace bce_ext::cuda {
 
@@ -26,6 +26,7 @@ enum Variant : int {
   kPosWeighted = 1 << 3,  // a positive-weight table
   kSmooth = 1 << 4,       // label smoothing
   kGradScalar = 1 << 5,   // backward: one incoming gradient for every element
+  kIgnore = 1 << 6,       // an ignore_index (the forward's reductions also count what they keep)
 };
 
 }  // namespace bce_ext::cuda

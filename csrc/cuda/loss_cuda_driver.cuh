@@ -61,12 +61,12 @@
 
 namespace bce_ext::cuda {
 
-// Whether every target of a group is 0 or 1 (& and |, not && and ||: no branches).
+// Whether every target of a group is 0 or 1, or ignored (& and |, not && and ||: no branches).
 template <typename T, int K>
-__device__ __forceinline__ bool all_hard(const T (&t)[K]) {
+__device__ __forceinline__ bool all_hard(const T (&t)[K], const bool (&ignored)[K]) {
   bool hard = true;
 #pragma unroll
-  for (int k = 0; k < K; ++k) hard = hard & ((t[k] == T(0)) | (t[k] == T(1)));
+  for (int k = 0; k < K; ++k) hard = hard & ((t[k] == T(0)) | (t[k] == T(1)) | ignored[k]);
   return hard;
 }
 
@@ -76,6 +76,7 @@ struct ForwardState {
   double total = 0.0;    // runs added so far
   T run = T(0);          // the current run, in the compute type
   int64_t bad_x, bad_t;  // strict mode: this thread's first bad index of x and of t (n: none)
+  int64_t kept = 0;      // kIgnore: the elements not ignored
 };
 
 // K elements from index i (a group, or one element of the head or the tail). kAllVec: every operand
@@ -93,6 +94,12 @@ __device__ __forceinline__ void forward_elements(
   load(t, i, kAllVec || p.layout.vec(1), tv);
 #pragma unroll
   for (int k = 0; k < K; ++k) c.take(p, w[k], pw[k]);
+  // kIgnore: an element whose raw target is the ignored value contributes 0 and is not counted.
+  bool ignored[K] = {};
+  if constexpr ((kFlags & kIgnore) != 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) ignored[k] = tv[k] == p.ignore;
+  }
   auto general = [&] {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -101,7 +108,7 @@ __device__ __forceinline__ void forward_elements(
     check_range<E, false>(xv, tv, l);
   };
   if constexpr (E::kHardPath && (kFlags & kSmooth) == 0) {
-    bool hard = all_hard(tv);
+    bool hard = all_hard(tv, ignored);
     // One path per warp where the warp's threads disagree: both give the same bits, and the
     // general path alone costs less than both one after the other.
     if (K > 1) hard = __all_sync(__activemask(), hard);
@@ -119,8 +126,15 @@ __device__ __forceinline__ void forward_elements(
 #pragma unroll
     for (int k = 0; k < K; ++k) l[k] *= w[k];
   }
+  if constexpr ((kFlags & kIgnore) != 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      l[k] = ignored[k] ? T(0) : l[k];
+      s.kept += ignored[k] ? 0 : 1;
+    }
+  }
   if constexpr ((kFlags & kStrict) != 0) {
-    track_first_bad<E>(xv, tv, i, p.layout.n, s.bad_x, s.bad_t);
+    track_first_bad<E>(xv, tv, ignored, i, p.layout.n, s.bad_x, s.bad_t);
   }
   if constexpr ((kFlags & kReduce) != 0) {
 #pragma unroll
@@ -163,7 +177,8 @@ __device__ __forceinline__ void forward_groups(
   }
 }
 
-// Forward. kReduce: this block's sum goes to partials[blockIdx.x]; else out[i] = w * loss.
+// Forward. kReduce: this block's sum goes to partials[blockIdx.x] (and with kIgnore, its count
+// of elements kept to partials[gridDim.x + blockIdx.x]); else out[i] = w * loss.
 // kStrict: the smallest bad index of x goes to first_bad[0], of t to first_bad[1] (atomicMin on
 // integers: deterministic).
 template <class E, typename scalar_t, int kFlags>
@@ -192,6 +207,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   if constexpr ((kFlags & kReduce) != 0) {
     const double block = block_sum(s.total + static_cast<double>(s.run));
     if (threadIdx.x == 0) partials[blockIdx.x] = block;
+    if constexpr ((kFlags & kIgnore) != 0) {
+      __syncthreads();  // block_sum's shared memory is written again
+      const double kept = block_sum(static_cast<double>(s.kept));
+      if (threadIdx.x == 0) partials[gridDim.x + blockIdx.x] = kept;
+    }
   }
 }
 
@@ -216,21 +236,30 @@ __device__ __forceinline__ void backward_elements(
   load(x, i, kAllVec || p.layout.vec(1), xv);
 #pragma unroll
   for (int k = 0; k < K; ++k) c.take(p, wv[k], pw[k]);
-  // PyTorch's order: the gradient, times the weight, times 1/N (scale is 1 unless 'mean').
-  auto finish = [&](T v, T wk) { return ((kFlags & kWeighted) != 0 ? v * wk : v) * scale; };
-  // The target where a formula reads it (grad_input, and the focal loss's grad_target).
+  // PyTorch's order: the gradient, times the weight, times 1/N (scale is 1 unless 'mean');
+  // kIgnore: 0 at an ignored element whatever its operands.
+  bool ignored[K] = {};
+  auto finish = [&](T v, T wk, int k) {
+    v = ((kFlags & kWeighted) != 0 ? v * wk : v) * scale;
+    return (kFlags & kIgnore) != 0 && ignored[k] ? T(0) : v;
+  };
+  // The target where a formula reads it (grad_input, and the focal loss's grad_target), and
+  // always with kIgnore.
   T tv[K] = {};
-  if (gi || (gt && E::kGradTargetUsesTarget)) {
+  if ((kFlags & kIgnore) != 0 || gi || (gt && E::kGradTargetUsesTarget)) {
     load(t, i, kAllVec || p.layout.vec(2), tv);
 #pragma unroll
-    for (int k = 0; k < K; ++k) tv[k] = smoothed<kFlags>(tv[k], p);
+    for (int k = 0; k < K; ++k) {
+      if constexpr ((kFlags & kIgnore) != 0) ignored[k] = tv[k] == p.ignore;
+      tv[k] = smoothed<kFlags>(tv[k], p);
+    }
   }
   if (gi) {
     T o[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const T v = E::template grad_input<kPw>(gv[k], xv[k], tv[k], pw[k], p.k);
-      o[k] = finish(v, wv[k]);
+      o[k] = finish(v, wv[k], k);
     }
     store(gi, i, kAllVec || p.layout.vec(3), o);
   }
@@ -240,7 +269,7 @@ __device__ __forceinline__ void backward_elements(
     for (int k = 0; k < K; ++k) {
       T v = E::template grad_target<kPw>(gv[k], xv[k], tv[k], pw[k], p.k);
       if constexpr ((kFlags & kSmooth) != 0) v = rn::mul(v, p.keep);  // d ts / d t
-      o[k] = finish(v, wv[k]);
+      o[k] = finish(v, wv[k], k);
     }
     store(gt, i, kAllVec || p.layout.vec(4), o);
   }
@@ -270,12 +299,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     backward_kernel(const scalar_t* __restrict__ g, const scalar_t* __restrict__ x,
                     const scalar_t* __restrict__ t, scalar_t* __restrict__ gi,
                     scalar_t* __restrict__ gt, const Params<at::opmath_type<scalar_t>> p,
-                    const at::opmath_type<scalar_t> scale) {
+                    at::opmath_type<scalar_t> scale) {
   using T = at::opmath_type<scalar_t>;
   using C = Cursor<T, kFlags>;
   const int64_t tid = thread_index();
   const int64_t stride = grid_threads();
   const T g0 = (kFlags & kGradScalar) != 0 ? static_cast<T>(g[0]) : T(0);
+  // 'mean' with an ignore_index: 1 / the forward's count, read here (no synchronisation).
+  if constexpr ((kFlags & kIgnore) != 0) {
+    if (p.kept != nullptr) scale = T(1) / static_cast<T>(*p.kept);
+  }
   thread_share<kVec<scalar_t>, C>(
       p, tid,
       [&](C& c, int64_t i) {

@@ -90,6 +90,7 @@ Params<at::opmath_type<scalar_t>> make_params(const Layout& layout, int blocks,
   p.keep = T(1) - s;
   p.shift = s * T(0.5);
   for (int i = 0; i < losses::kMaxScalars; ++i) p.k.v[i] = static_cast<T>(lp.scalars[i]);
+  p.ignore = static_cast<T>(lp.ignore_value);
   return p;
 }
 
@@ -98,7 +99,7 @@ inline int table_flags(const WeightTable& weight, const WeightTable& pos_weight,
                        const LossParams& lp) {
   return (weight.values.defined() ? kWeighted : 0) |
          (pos_weight.values.defined() ? kPosWeighted : 0) |
-         (lp.label_smoothing != 0.0 ? kSmooth : 0);
+         (lp.label_smoothing != 0.0 ? kSmooth : 0) | (lp.ignore ? kIgnore : 0);
 }
 
 // Strict mode reads the first bad indices back, which synchronises the current stream. CUDA
@@ -146,7 +147,8 @@ struct Driver {
   // loss takes a weight and no smoothing).
   static constexpr int kTables = (EFloat::kTakesWeight ? kWeighted : 0) |
                                  (losses::Traits<Loss>::kLabelSmoothing ? kSmooth : 0) |
-                                 (EFloat::kPosWeight ? kPosWeighted : 0);
+                                 (EFloat::kPosWeight ? kPosWeighted : 0) |
+                                 (losses::Traits<Loss>::kIgnoreIndex ? kIgnore : 0);
   static constexpr int kForward = kTables | kReduce | (EFloat::kChecksRange ? kStrict : 0);
   static constexpr int kBackward = kTables | kGradScalar;
 
@@ -162,8 +164,11 @@ struct Driver {
     Layout layout = make_layout<scalar_t, 3>(n, {x, t, out}, /*peel=*/!reduce);
     const int blocks = finish_layout(layout, kVec<scalar_t>);
     const auto p = make_params<scalar_t>(layout, blocks, a.weight, a.pos_weight, c.params);
+    // With an ignore_index, the blocks' counts follow their sums.
+    const bool ignore = (flags & kIgnore) != 0;
     at::Tensor partials;
-    if (reduce) partials = at::empty({blocks}, a.x.options().dtype(at::kDouble));
+    if (reduce)
+      partials = at::empty({ignore ? 2 * blocks : blocks}, a.x.options().dtype(at::kDouble));
     double* partial_ptr = reduce ? partials.mutable_data_ptr<double>() : nullptr;
     with_flags<kForward>(flags, [&](auto f) {
       forward_kernel<E<scalar_t>, scalar_t, decltype(f)::value>
@@ -171,9 +176,18 @@ struct Driver {
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     if (reduce) {
-      const double divisor = c.reduction == kReductionMean ? static_cast<double>(n) : 1.0;
-      finish_kernel<scalar_t><<<1, kThreads, 0, stream>>>(
-          partials.const_data_ptr<double>(), blocks, divisor, a.out.mutable_data_ptr<scalar_t>());
+      const double* sums = partials.const_data_ptr<double>();
+      if (c.reduction == kReductionSumAndCount) {
+        finish_kernel<Finish::kSumAndCount, double>
+            <<<1, kThreads, 0, stream>>>(sums, blocks, 1.0, a.out.mutable_data_ptr<double>());
+      } else if (ignore && c.reduction == kReductionMean) {
+        finish_kernel<Finish::kDivideByKept, scalar_t>
+            <<<1, kThreads, 0, stream>>>(sums, blocks, 1.0, a.out.mutable_data_ptr<scalar_t>());
+      } else {
+        const double divisor = c.reduction == kReductionMean ? static_cast<double>(n) : 1.0;
+        finish_kernel<Finish::kDivide, scalar_t>
+            <<<1, kThreads, 0, stream>>>(sums, blocks, divisor, a.out.mutable_data_ptr<scalar_t>());
+      }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
@@ -214,17 +228,22 @@ struct Driver {
     const scalar_t* t = b.t.const_data_ptr<scalar_t>();
     scalar_t* gi = b.gi_flat.defined() ? b.gi_flat.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t* gt = b.gt_flat.defined() ? b.gt_flat.mutable_data_ptr<scalar_t>() : nullptr;
-    // t is read for grad_input only.
+    // t is read for grad_input, for a grad_target that reads it, and for an ignore_index (a null
+    // operand counts as aligned: the one read must be laid out).
+    const bool reads_t = gi || (gt && EFloat::kGradTargetUsesTarget) || c.params.ignore;
     Layout layout = make_layout<scalar_t, 5>(
-        n, {b.grad.scalar ? nullptr : g, x, gi ? t : nullptr, gi, gt}, /*peel=*/true);
+        n, {b.grad.scalar ? nullptr : g, x, reads_t ? t : nullptr, gi, gt}, /*peel=*/true);
     const int blocks = finish_layout(layout, kVec<scalar_t>);
-    const auto p = make_params<scalar_t>(layout, blocks, b.weight, b.pos_weight, c.params);
+    auto p = make_params<scalar_t>(layout, blocks, b.weight, b.pos_weight, c.params);
+    if (b.kept.defined()) p.kept = b.kept.const_data_ptr<double>();
     // 'mean' as PyTorch's CUDA kernels do it: grad_input.div_(numel) with a CPU scalar is a
     // multiply by the reciprocal computed in the compute type (aten/src/ATen/native/cuda/
     // BinaryDivTrueKernel.cu: div_true_kernel_cuda, "compute a * reciprocal(b)"), so 1/N is
     // rounded first, as here. The CPU kernels divide, as PyTorch's CPU kernel; the two can differ
     // in the last bit.
-    const T scale = c.reduction == kReductionMean ? T(1) / static_cast<T>(n) : T(1);
+    // 'mean' with an ignore_index divides by the forward's count (p.kept) in the kernel.
+    const T scale =
+        c.reduction == kReductionMean && !b.kept.defined() ? T(1) / static_cast<T>(n) : T(1);
     const int flags =
         table_flags(b.weight, b.pos_weight, c.params) | (b.grad.scalar ? kGradScalar : 0);
     with_flags<kBackward>(flags, [&](auto f) {

@@ -27,14 +27,16 @@ __device__ __forceinline__ void check_range(const T (&xv)[K], const T (&tv)[K], 
 
 // Strict mode, in a thread: the first bad index of x and of t among K elements from index i, into
 // this thread's bad_x and bad_t (n: none yet).
+// An ignored element (ignored[k]) is never bad.
 template <class E, typename T, int K>
-__device__ __forceinline__ void track_first_bad(const T (&xv)[K], const T (&tv)[K], int64_t i,
-                                                int64_t n, int64_t& bad_x, int64_t& bad_t) {
+__device__ __forceinline__ void track_first_bad(const T (&xv)[K], const T (&tv)[K],
+                                                const bool (&ignored)[K], int64_t i, int64_t n,
+                                                int64_t& bad_x, int64_t& bad_t) {
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     // Indices only grow along a thread's elements: its first bad one is its smallest.
-    if (!E::in_range(xv[k]) && bad_x == n) bad_x = i + k;
-    if (!E::in_range(tv[k]) && bad_t == n) bad_t = i + k;
+    if (!ignored[k] && !E::in_range(xv[k]) && bad_x == n) bad_x = i + k;
+    if (!ignored[k] && !E::in_range(tv[k]) && bad_t == n) bad_t = i + k;
   }
 }
 

@@ -35,15 +35,34 @@ __device__ __forceinline__ double block_sum(double v) {
 }
 
 // Second stage of the reduction: one block adds the partials in a fixed order, in double, and
-// writes the 0-dim result (divisor: N for 'mean', 1 for 'sum').
-template <typename scalar_t>
+// writes the 0-dim result (divisor: N for 'mean', 1 for 'sum'). With an ignore_index, partials
+// holds `count` sums and then `count` counts of the elements kept: 'mean' divides by their total
+// (kDivideByKept), and reduction 3 (kSumAndCount, bce_constants.h) writes the sum and the count.
+enum class Finish { kDivide, kDivideByKept, kSumAndCount };
+
+template <Finish kFinish, typename out_t>
 __global__ void __launch_bounds__(kThreads)
     finish_kernel(const double* __restrict__ partials, const int count, const double divisor,
-                  scalar_t* __restrict__ out) {
+                  out_t* __restrict__ out) {
   double v = 0.0;
   for (int j = threadIdx.x; j < count; j += kThreads) v += partials[j];
   v = block_sum(v);
-  if (threadIdx.x == 0) *out = static_cast<scalar_t>(v / divisor);
+  if constexpr (kFinish == Finish::kDivide) {
+    if (threadIdx.x == 0) *out = static_cast<out_t>(v / divisor);
+  } else {
+    double kept = 0.0;
+    for (int j = threadIdx.x; j < count; j += kThreads) kept += partials[count + j];
+    __syncthreads();  // block_sum's shared memory, read above, is written again
+    kept = block_sum(kept);
+    if (threadIdx.x == 0) {
+      if constexpr (kFinish == Finish::kSumAndCount) {
+        out[0] = v;
+        out[1] = kept;
+      } else {
+        *out = static_cast<out_t>(v / kept);
+      }
+    }
+  }
 }
 
 }  // namespace bce_ext::cuda

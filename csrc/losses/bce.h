@@ -81,6 +81,7 @@ struct Traits<Bce> {
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
   static constexpr int kTables = 1;
   static constexpr bool kLabelSmoothing = true;
+  static constexpr bool kIgnoreIndex = true;
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<>;
   static constexpr const char* kScalars = "";

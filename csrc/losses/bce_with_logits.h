@@ -99,6 +99,7 @@ struct Traits<BceWithLogits> {
   static constexpr LaidOutLike kLayout = LaidOutLike::kTarget;
   static constexpr int kTables = 2;
   static constexpr bool kLabelSmoothing = true;
+  static constexpr bool kIgnoreIndex = true;
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<>;
   static constexpr const char* kScalars = "";

@@ -102,6 +102,7 @@ struct Traits<QualityFocal> {
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
   static constexpr int kTables = 1;
   static constexpr bool kLabelSmoothing = false;
+  static constexpr bool kIgnoreIndex = false;  // mmdetection's has none
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<double>;
   static constexpr const char* kScalars = "float beta=2.0";

@@ -237,6 +237,7 @@ struct Traits<SigmoidFocal> {
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
   static constexpr int kTables = 0;
   static constexpr bool kLabelSmoothing = false;
+  static constexpr bool kIgnoreIndex = true;
   static constexpr int kDefaultReduction = 0;
   using Scalars = std::tuple<double, double>;
   static constexpr const char* kScalars = "float alpha=0.25, float gamma=2.0";

@@ -27,6 +27,7 @@ enum class LaidOutLike { kInput, kTarget };
 //   static constexpr int kTables;         the tensors after input and target that broadcast
 //                                         against the target: 0, 1 (weight) or 2 (and pos_weight)
 //   static constexpr bool kLabelSmoothing;      whether it takes bce_ext's label_smoothing
+//   static constexpr bool kIgnoreIndex;         whether it takes bce_ext's ignore_index
 //   static constexpr int kDefaultReduction;     its reduction's default (0 none, 1 mean, 2 sum)
 //   using Scalars = std::tuple<...>;      its own scalar arguments' C++ types, in schema order
 //   static constexpr const char* kScalars;      their schema text ("float alpha=0.25, ..."), or ""
@@ -36,10 +37,11 @@ enum class LaidOutLike { kInput, kTarget };
 //   template <class Tn> static Tn partial(const Partial<Tn>& a);
 //                                         its second derivatives (below)
 // The schema: kOp(Tensor self, Tensor target[, Tensor? weight=None[, Tensor? pos_weight=None]],
-// int reduction=R[, float label_smoothing=0.0][, <kScalars>]) -> Tensor, and its backward op
-// kOp_backward(Tensor grad_output, Tensor self, Tensor target[, tables], int reduction=R,
-// bool[2] output_mask=[True, False][, float label_smoothing=0.0][, <kScalars>]) -> (Tensor,
-// Tensor).
+// int reduction=R[, float label_smoothing=0.0][, <kScalars>][, float? ignore_index=None]) ->
+// Tensor, and its backward op kOp_backward(Tensor grad_output, Tensor self, Tensor target[,
+// tables], int reduction=R, bool[2] output_mask=[True, False][, float label_smoothing=0.0][,
+// <kScalars>][, float? ignore_index=None, Tensor? kept=None]) -> (Tensor, Tensor), kept the
+// divisor of 'mean' that the forward counted (reduction 3, bce_constants.h).
 template <template <class, class> class Loss>
 struct Traits;
 

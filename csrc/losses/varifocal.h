@@ -118,6 +118,7 @@ struct Traits<Varifocal> {
   static constexpr LaidOutLike kLayout = LaidOutLike::kInput;
   static constexpr int kTables = 1;
   static constexpr bool kLabelSmoothing = false;
+  static constexpr bool kIgnoreIndex = true;
   static constexpr int kDefaultReduction = 1;
   using Scalars = std::tuple<double, double, bool>;
   static constexpr const char* kScalars =

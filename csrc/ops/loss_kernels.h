@@ -25,25 +25,40 @@ template <size_t>
 using Table = const std::optional<at::Tensor>&;  // weight, pos_weight
 template <size_t>
 using Smoothing = double;  // label_smoothing
+template <size_t>
+using IgnoreIndex = std::optional<double>;  // ignore_index
+template <size_t>
+using Kept = const std::optional<at::Tensor>&;  // the backward's divisor of 'mean' (kept)
 }  // namespace kernel_args
 
+// ignore_index rounded to the target's dtype (the comparison `target == ignore_index` makes).
+double ignore_value_in(at::ScalarType target_dtype, double ignore_index);
+
 // The typed kernels of loss L over Impl, and the calls of its ops from C++ (Ti: its tables, Si:
-// its label smoothing, if any, S and Ki: its own scalars' types and slots).
+// its label smoothing, if any, S and Ki: its own scalars' types and slots, Ii: its ignore_index,
+// if any).
 template <class Impl, template <class, class> class L,
           class Tables = std::make_index_sequence<losses::Traits<L>::kTables>,
           class Smoothing = std::make_index_sequence<losses::Traits<L>::kLabelSmoothing ? 1 : 0>,
           class Scalars = typename losses::Traits<L>::Scalars,
-          class ScalarSlots = std::make_index_sequence<std::tuple_size_v<Scalars>>>
+          class ScalarSlots = std::make_index_sequence<std::tuple_size_v<Scalars>>,
+          class Ignore = std::make_index_sequence<losses::Traits<L>::kIgnoreIndex ? 1 : 0>>
 struct TypedKernels;
 
 template <class Impl, template <class, class> class L, size_t... Ti, size_t... Si, class... S,
-          size_t... Ki>
+          size_t... Ki, size_t... Ii>
 struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si...>,
-                    std::tuple<S...>, std::index_sequence<Ki...>> {
+                    std::tuple<S...>, std::index_sequence<Ki...>, std::index_sequence<Ii...>> {
   static LossCall make(const at::Tensor& self, const at::Tensor& target,
                        std::array<const std::optional<at::Tensor>*, 2> tables, int64_t reduction,
-                       double label_smoothing, const S&... scalars) {
+                       double label_smoothing, std::optional<double> ignore_index,
+                       const std::optional<at::Tensor>* kept, const S&... scalars) {
     LossCall c;
+    if (ignore_index.has_value()) {
+      c.params.ignore = true;
+      c.params.ignore_value = ignore_value_in(target.scalar_type(), *ignore_index);
+    }
+    if (kept != nullptr) c.kept = *kept;
     c.kind = KindOf<L>::value;
     c.self = self;
     c.target = target;
@@ -58,19 +73,22 @@ struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si.
   static at::Tensor forward(c10::DispatchKeySet ks, const at::Tensor& self,
                             const at::Tensor& target, kernel_args::Table<Ti>... tables,
                             int64_t reduction, kernel_args::Smoothing<Si>... smoothing,
-                            S... scalars) {
-    return Impl::forward(
-        ks, make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing), scalars...));
+                            S... scalars, kernel_args::IgnoreIndex<Ii>... ignore_index) {
+    return Impl::forward(ks, make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing),
+                                  first_of(ignore_index...), nullptr, scalars...));
   }
 
   static TensorPair backward(c10::DispatchKeySet ks, const at::Tensor& grad_output,
                              const at::Tensor& self, const at::Tensor& target,
                              kernel_args::Table<Ti>... tables, int64_t reduction,
                              std::array<bool, 2> output_mask,
-                             kernel_args::Smoothing<Si>... smoothing, S... scalars) {
-    return Impl::backward(
-        ks, make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing), scalars...),
-        grad_output, output_mask);
+                             kernel_args::Smoothing<Si>... smoothing, S... scalars,
+                             kernel_args::IgnoreIndex<Ii>... ignore_index,
+                             kernel_args::Kept<Ii>... kept) {
+    return Impl::backward(ks,
+                          make(self, target, {&tables...}, reduction, (0.0 + ... + smoothing),
+                               first_of(ignore_index...), first_ptr(kept...), scalars...),
+                          grad_output, output_mask);
   }
 
   // The call `c` of L's ops through a typed handle (op.call, or op.redispatch below ks), its
@@ -80,10 +98,10 @@ struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si.
                                  const LossCall& c) {
     if (ks) {
       return op.redispatch(*ks, c.self, c.target, table<Ti>(c)..., c.reduction, smoothing<Si>(c)...,
-                           static_cast<S>(c.params.scalars[Ki])...);
+                           static_cast<S>(c.params.scalars[Ki])..., ignore<Ii>(c)...);
     }
     return op.call(c.self, c.target, table<Ti>(c)..., c.reduction, smoothing<Si>(c)...,
-                   static_cast<S>(c.params.scalars[Ki])...);
+                   static_cast<S>(c.params.scalars[Ki])..., ignore<Ii>(c)...);
   }
 
   template <class Op>
@@ -93,10 +111,12 @@ struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si.
     if (ks) {
       return op.redispatch(*ks, grad_output, c.self, c.target, table<Ti>(c)..., c.reduction,
                            output_mask, smoothing<Si>(c)...,
-                           static_cast<S>(c.params.scalars[Ki])...);
+                           static_cast<S>(c.params.scalars[Ki])..., ignore<Ii>(c)...,
+                           kept<Ii>(c)...);
     }
     return op.call(grad_output, c.self, c.target, table<Ti>(c)..., c.reduction, output_mask,
-                   smoothing<Si>(c)..., static_cast<S>(c.params.scalars[Ki])...);
+                   smoothing<Si>(c)..., static_cast<S>(c.params.scalars[Ki])..., ignore<Ii>(c)...,
+                   kept<Ii>(c)...);
   }
 
  private:
@@ -107,6 +127,20 @@ struct TypedKernels<Impl, L, std::index_sequence<Ti...>, std::index_sequence<Si.
   template <size_t>
   static double smoothing(const LossCall& c) {
     return c.params.label_smoothing;
+  }
+  template <size_t>
+  static std::optional<double> ignore(const LossCall& c) {
+    return c.params.ignore ? std::optional<double>(c.params.ignore_value) : std::nullopt;
+  }
+  template <size_t>
+  static const std::optional<at::Tensor>& kept(const LossCall& c) {
+    return c.kept;
+  }
+  static std::optional<double> first_of() { return std::nullopt; }
+  static std::optional<double> first_of(std::optional<double> v) { return v; }
+  static const std::optional<at::Tensor>* first_ptr() { return nullptr; }
+  static const std::optional<at::Tensor>* first_ptr(const std::optional<at::Tensor>& v) {
+    return &v;
   }
 };
 

@@ -14,7 +14,8 @@ namespace {
 // The arguments after input and target up to the reduction: ATen's for BCE and BCE with logits,
 // so that aten::binary_cross_entropy{,_with_logits} are the test oracles. Its backward op has
 // output_mask after the reduction (which gradients are wanted; an unwanted one comes back as an
-// empty tensor); label_smoothing (0 keeps PyTorch's results) and the loss's own scalars follow.
+// empty tensor); label_smoothing (0 keeps PyTorch's results) and the loss's own scalars follow,
+// then bce_ext's ignore_index (and the backward's kept: loss_call.h).
 template <template <class, class> class L>
 std::string schema(Loss<L>, bool backward) {
   using Traits = losses::Traits<L>;
@@ -26,6 +27,10 @@ std::string schema(Loss<L>, bool backward) {
   if (backward) s += ", bool[2] output_mask=[True, False]";
   if (Traits::kLabelSmoothing) s += ", float label_smoothing=0.0";
   if (Traits::kScalars[0] != '\0') s += std::string(", ") + Traits::kScalars;
+  if (Traits::kIgnoreIndex) {
+    s += ", float? ignore_index=None";
+    if (backward) s += ", Tensor? kept=None";
+  }
   return s + (backward ? ") -> (Tensor, Tensor)" : ") -> Tensor");
 }
 

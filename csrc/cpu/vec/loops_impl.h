@@ -148,22 +148,33 @@ inline losses::Coefficients<T<V>> coefficients(const LossParams& p) {
   return k;
 }
 
-// Whether each of the n <= kBlock targets from t is 0 or 1 (stops at the first that is not).
-template <class V, class S>
-inline bool all_hard(const S* t, int64_t n) {
+// Whether each of the n <= kBlock targets from t is 0 or 1, or ignored (ignore: the ignored
+// value; stops at the first that is none of them).
+template <class V, class S, bool kIgnore>
+inline bool all_hard(const S* t, int64_t n, F<V> ignore) {
   constexpr int L = V::kLanes;
   const F<V> zero = V::zero();
   const F<V> one = V::set1(T<V>(1));
+  auto hard = [&](F<V> tv) {
+    auto m = V::mor(V::eq(tv, zero), V::eq(tv, one));
+    if constexpr (kIgnore) m = V::mor(m, V::eq(tv, ignore));
+    return V::all(m);
+  };
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    const F<V> tv = IO<V, S>::load(t + i);
-    if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
+    if (!hard(IO<V, S>::load(t + i))) return false;
   }
   if (i < n) {
-    const F<V> tv = IO<V, S>::load_n(t + i, V::tail_mask(int(n - i)));  // zeros past the end
-    if (!V::all(V::mor(V::eq(tv, zero), V::eq(tv, one)))) return false;
+    // zeros past the end
+    if (!hard(IO<V, S>::load_n(t + i, V::tail_mask(int(n - i))))) return false;
   }
   return true;
+}
+
+// The ignored value of a call (LossParams::ignore_value) in the lane type.
+template <class V>
+inline F<V> ignore_of(const LossParams& p) {
+  return V::set1(static_cast<T<V>>(p.ignore_value));
 }
 
 // The state of one forward run.
@@ -174,6 +185,7 @@ struct ForwardState {
   Smoothing<V> smooth;
   losses::Coefficients<T<V>> k;
   RangeAcc<V> range;
+  F<V> ignore;  // the ignored target value (used by the kIgnore instances only)
 
   static ForwardState make(const Run<S>& run, const LossParams& params) {
     return {run,
@@ -181,13 +193,16 @@ struct ForwardState {
             broadcast_of<V>(run.pw),
             Smoothing<V>::make(params),
             coefficients<V>(params),
-            {V::as_i(V::zero()), V::as_i(V::zero())}};
+            {V::as_i(V::zero()), V::as_i(V::zero())},
+            ignore_of<V>(params)};
   }
 };
 
 // One vector of weighted losses at element i; `m` masks the tail (kTail), whose lanes come out +0.
-template <class V, class S, class E, int kW, int kP, bool kHard, bool kTail>
-inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m) {
+// kIgnore: lanes whose target is the ignored value come out +0 whatever their operands, are left
+// out of the range check, and `kept` gets 1 in the lanes counted by 'mean' (0 in the others).
+template <class V, class S, class E, int kW, int kP, bool kHard, bool kTail, bool kIgnore>
+inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m, F<V>& kept) {
   const Run<S>& r = s.run;
   F<V> x, t;
   if constexpr (kTail) {  // masked loads read zeros there (x = t = 0 is in range)
@@ -197,7 +212,17 @@ inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m) {
     x = IO<V, S>::load(r.x + i);
     t = IO<V, S>::load(r.t + i);
   }
-  if constexpr (E::kChecksRange) track_range(s.range, x, t);
+  [[maybe_unused]] typename V::M ignored{};
+  if constexpr (kIgnore) {
+    ignored = V::eq(t, s.ignore);
+    kept = V::blend(ignored, V::set1(T<V>(1)), V::zero());
+    if constexpr (kTail) kept = V::zero_unless(m, kept);
+    if constexpr (E::kChecksRange) {
+      track_range(s.range, V::blend(ignored, x, V::zero()), V::blend(ignored, t, V::zero()));
+    }
+  } else if constexpr (E::kChecksRange) {
+    track_range(s.range, x, t);
+  }
   F<V> l;
   if constexpr (kHard) {
     l = E::loss_hard(x, t);
@@ -208,6 +233,7 @@ inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m) {
   if constexpr (kW != kAbsent) {
     l = V::mul(l, table_value<V, S, kW, kTail>(r.w, r.w_stored, i, s.wb, m));
   }
+  if constexpr (kIgnore) l = V::blend(ignored, l, V::zero());
   if constexpr (kTail) l = V::zero_unless(m, l);
   return l;
 }
@@ -215,16 +241,25 @@ inline F<V> weighted_loss(ForwardState<V, S>& s, int64_t i, typename V::M m) {
 template <class V>
 struct SumAcc {
   typename V::DAcc total[kSumLanes / V::kLanes];
+  typename V::DAcc kept;  // the elements counted (kIgnore)
 };
 
 // Adds the losses of the block of n <= kBlock elements at b into acc (n < kBlock only at the end).
-template <class V, class S, class E, int kW, int kP, bool kHard>
+template <class V, class S, class E, int kW, int kP, bool kHard, bool kIgnore>
 inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& acc) {
   constexpr int L = V::kLanes;
   constexpr int U = kSumLanes / L;
   const typename V::M full = V::tail_mask(L);
   F<V> block[U];
   for (int u = 0; u < U; ++u) block[u] = V::zero();
+  // Whole numbers below 2^24 (kBlock elements at most): exact in float.
+  F<V> kept = V::zero();
+  auto loss = [&]<bool kTail>(int64_t at, typename V::M m) {
+    F<V> k;
+    const F<V> l = weighted_loss<V, S, E, kW, kP, kHard, kTail, kIgnore>(s, at, m, k);
+    if constexpr (kIgnore) kept = V::add(kept, k);
+    return l;
+  };
   int64_t i = 0;
   // kGroups groups of kSumLanes at a time: their losses are independent chains (of a few dozen
   // dependent operations each) that the core can overlap; they are added in element order.
@@ -232,8 +267,7 @@ inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& ac
     F<V> part[kGroups][U];
     for (int j = 0; j < kGroups; ++j) {
       for (int u = 0; u < U; ++u) {
-        part[j][u] =
-            weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + j * kSumLanes + u * L, full);
+        part[j][u] = loss.template operator()<false>(b + i + j * kSumLanes + u * L, full);
       }
     }
     for (int j = 0; j < kGroups; ++j) {
@@ -242,37 +276,36 @@ inline void sum_block(ForwardState<V, S>& s, int64_t b, int64_t n, SumAcc<V>& ac
   }
   for (; i + kSumLanes <= n; i += kSumLanes) {
     for (int u = 0; u < U; ++u) {
-      block[u] =
-          V::add(block[u], weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i + u * L, full));
+      block[u] = V::add(block[u], loss.template operator()<false>(b + i + u * L, full));
     }
   }
   for (int u = 0; u < U; ++u) {
     const int64_t k = i + u * L;
     if (k < n) {
       const int rest = n - k < L ? int(n - k) : L;
-      block[u] = V::add(block[u],
-                        weighted_loss<V, S, E, kW, kP, kHard, true>(s, b + k, V::tail_mask(rest)));
+      block[u] = V::add(block[u], loss.template operator()<true>(b + k, V::tail_mask(rest)));
     }
     V::dadd(acc.total[u], block[u]);
   }
+  if constexpr (kIgnore) V::dadd(acc.kept, kept);
 }
 
 // Whether the block of n elements at b takes the hard-label path (a loss that has one, no label
-// smoothing, every target 0 or 1).
-template <class V, class S>
+// smoothing, every target 0 or 1 or ignored).
+template <class V, class S, bool kIgnore>
 inline bool hard_block(const ForwardState<V, S>& s, int64_t b, int64_t n) {
-  return !s.smooth.on && all_hard<V, S>(s.run.t + b, n);
+  return !s.smooth.on && all_hard<V, S, kIgnore>(s.run.t + b, n, s.ignore);
 }
 
 // Calls block.template operator()<kHard>(b, len) for each block of (at most) kBlock elements of
 // the run in turn, kHard where the block takes the loss's hard-label path; then reports the range
 // check into *bad.
-template <class V, class S, class E, class Block>
+template <class V, class S, class E, bool kIgnore, class Block>
 inline void for_each_block(ForwardState<V, S>& s, bool* bad, Block&& block) {
   for (int64_t b = 0; b < s.run.n; b += kBlock) {
     const int64_t len = s.run.n - b < kBlock ? s.run.n - b : kBlock;
     if constexpr (E::kHardPath) {
-      if (hard_block(s, b, len)) {
+      if (hard_block<V, S, kIgnore>(s, b, len)) {
         block.template operator()<true>(b, len);
         continue;
       }
@@ -284,44 +317,55 @@ inline void for_each_block(ForwardState<V, S>& s, bool* bad, Block&& block) {
   }
 }
 
-template <class V, class S, class E, int kW, int kP>
-double forward_sum_run(const Run<S>& run, const LossParams& params, bool* bad) {
+template <class V, class S, class E, int kW, int kP, bool kIgnore>
+double forward_sum_run(const Run<S>& run, const LossParams& params, bool* bad, double* kept) {
   static_assert(kSumLanes % V::kLanes == 0, "vector width must divide kSumLanes");
   ForwardState<V, S> s = ForwardState<V, S>::make(run, params);
   SumAcc<V> acc;
   for (auto& d : acc.total) d = V::dzero();
-  for_each_block<V, S, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
-    sum_block<V, S, E, kW, kP, kHard>(s, b, len, acc);
+  acc.kept = V::dzero();
+  for_each_block<V, S, E, kIgnore>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    sum_block<V, S, E, kW, kP, kHard, kIgnore>(s, b, len, acc);
   });
   double lanes[kSumLanes];
   for (int u = 0; u < kSumLanes / V::kLanes; ++u) V::dstore(acc.total[u], lanes + u * V::kLanes);
   for (int step = 1; step < kSumLanes; step *= 2) {
     for (int j = 0; j < kSumLanes; j += 2 * step) lanes[j] += lanes[j + step];
   }
+  if constexpr (kIgnore) {
+    double counts[V::kLanes];
+    V::dstore(acc.kept, counts);
+    for (int j = 0; j < V::kLanes; ++j) *kept += counts[j];  // whole numbers: exact
+  } else {
+    *kept += static_cast<double>(run.n);
+  }
   return lanes[0];
 }
 
 // flatten: the formulas inlined here whatever the compiler's budget (GCC 12 left BCE's loss out of
 // line in its bfloat16 loop once more losses shared the translation unit: a quarter slower).
-template <class V, class S, class E, int kW, int kP, bool kHard>
+template <class V, class S, class E, int kW, int kP, bool kHard, bool kIgnore>
 [[gnu::flatten]] inline void none_block(ForwardState<V, S>& s, int64_t b, int64_t n, S* out) {
   constexpr int L = V::kLanes;
   const typename V::M full = V::tail_mask(L);
+  F<V> kept;  // unused: 'none' counts nothing
   int64_t i = 0;
   for (; i + L <= n; i += L) {
-    IO<V, S>::store(out + b + i, weighted_loss<V, S, E, kW, kP, kHard, false>(s, b + i, full));
+    IO<V, S>::store(out + b + i,
+                    weighted_loss<V, S, E, kW, kP, kHard, false, kIgnore>(s, b + i, full, kept));
   }
   if (i < n) {
     const typename V::M m = V::tail_mask(int(n - i));
-    IO<V, S>::store_n(out + b + i, weighted_loss<V, S, E, kW, kP, kHard, true>(s, b + i, m), m);
+    IO<V, S>::store_n(out + b + i,
+                      weighted_loss<V, S, E, kW, kP, kHard, true, kIgnore>(s, b + i, m, kept), m);
   }
 }
 
-template <class V, class S, class E, int kW, int kP>
+template <class V, class S, class E, int kW, int kP, bool kIgnore>
 void forward_none_run(const Run<S>& run, const LossParams& params, S* out, bool* bad) {
   ForwardState<V, S> s = ForwardState<V, S>::make(run, params);
-  for_each_block<V, S, E>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
-    none_block<V, S, E, kW, kP, kHard>(s, b, len, out);
+  for_each_block<V, S, E, kIgnore>(s, bad, [&]<bool kHard>(int64_t b, int64_t len) {
+    none_block<V, S, E, kW, kP, kHard, kIgnore>(s, b, len, out);
   });
 }
 
@@ -336,11 +380,13 @@ struct BackwardState {
   losses::Coefficients<T<V>> k;
   S* gi;
   S* gt;
+  F<V> ignore;  // the ignored target value (kIgnore instances only)
 };
 
 // One vector of the backward at element i; `m` masks the tail (loads and stores of all lanes when
 // kTail is false).
-template <class V, class S, class E, int kW, int kP, bool kGradBroadcast, bool kTail>
+// kIgnore: the lanes whose raw target is the ignored value get +0 whatever their operands.
+template <class V, class S, class E, int kW, int kP, bool kGradBroadcast, bool kTail, bool kIgnore>
 inline void backward_vector(const BackwardState<V, S>& s, int64_t i, typename V::M m) {
   using IOS = IO<V, S>;
   const Run<S>& r = s.run;
@@ -361,14 +407,24 @@ inline void backward_vector(const BackwardState<V, S>& s, int64_t i, typename V:
   const F<V> pw = table_value<V, S, kP, kTail>(r.pw, r.pw_stored, i, s.pb, m);
   F<V> w = V::zero();
   if constexpr (kW != kAbsent) w = table_value<V, S, kW, kTail>(r.w, r.w_stored, i, s.wb, m);
+  [[maybe_unused]] typename V::M ignored{};
+  F<V> t = V::zero();
+  if constexpr (kIgnore) {
+    const F<V> raw = load(r.t + i);
+    ignored = V::eq(raw, s.ignore);
+    t = s.smooth.apply(raw);
+  }
   // PyTorch's order: the gradient times g, times the weight, then divided by N.
   auto finish = [&](F<V> v) {
     if constexpr (kW != kAbsent) v = V::mul(v, w);
-    return s.divide ? V::div(v, s.divisor) : v;
+    v = s.divide ? V::div(v, s.divisor) : v;
+    if constexpr (kIgnore) v = V::blend(ignored, v, V::zero());
+    return v;
   };
   // The target where a formula reads it (grad_input, and the focal loss's grad_target).
-  F<V> t = V::zero();
-  if (s.gi || (s.gt && E::kGradTargetUsesTarget)) t = s.smooth.apply(load(r.t + i));
+  if constexpr (!kIgnore) {
+    if (s.gi || (s.gt && E::kGradTargetUsesTarget)) t = s.smooth.apply(load(r.t + i));
+  }
   if (s.gi) {
     store(s.gi + i, finish(E::template grad_input<kP != kAbsent>(g, x, t, pw, s.k)));
   }
@@ -379,15 +435,17 @@ inline void backward_vector(const BackwardState<V, S>& s, int64_t i, typename V:
   }
 }
 
-template <class V, class S, class E, int kW, int kP, bool kGradBroadcast>
+template <class V, class S, class E, int kW, int kP, bool kGradBroadcast, bool kIgnore>
 void backward_run(const BackwardState<V, S>& s) {
   constexpr int L = V::kLanes;
   const typename V::M all = V::tail_mask(L);  // unused by the full vectors
   const int64_t n = s.run.n;
   int64_t i = 0;
-  for (; i + L <= n; i += L) backward_vector<V, S, E, kW, kP, kGradBroadcast, false>(s, i, all);
+  for (; i + L <= n; i += L) {
+    backward_vector<V, S, E, kW, kP, kGradBroadcast, false, kIgnore>(s, i, all);
+  }
   if (i < n) {
-    backward_vector<V, S, E, kW, kP, kGradBroadcast, true>(s, i, V::tail_mask(int(n - i)));
+    backward_vector<V, S, E, kW, kP, kGradBroadcast, true, kIgnore>(s, i, V::tail_mask(int(n - i)));
   }
 }
 
@@ -432,19 +490,28 @@ inline auto with_tables(const Run<S>& run, Fn&& f) {
   return with_p(TableKind<kAbsent>{});
 }
 
-template <class V, class S, class E>
-double forward_sum(const Run<S>& run, const LossParams& params, bool* bad) {
-  return with_tables<E>(
-      run, [&]<int kW, int kP>() { return forward_sum_run<V, S, E, kW, kP>(run, params, bad); });
+// kTakesIgnore: whether the loss takes an ignore_index (no kIgnore instance is made otherwise).
+template <class V, class S, class E, bool kTakesIgnore>
+double forward_sum(const Run<S>& run, const LossParams& params, bool* bad, double* kept) {
+  return with_tables<E>(run, [&]<int kW, int kP>() {
+    if constexpr (kTakesIgnore) {
+      if (params.ignore) return forward_sum_run<V, S, E, kW, kP, true>(run, params, bad, kept);
+    }
+    return forward_sum_run<V, S, E, kW, kP, false>(run, params, bad, kept);
+  });
 }
 
-template <class V, class S, class E>
+template <class V, class S, class E, bool kTakesIgnore>
 void forward_none(const Run<S>& run, const LossParams& params, S* out, bool* bad) {
-  with_tables<E>(
-      run, [&]<int kW, int kP>() { forward_none_run<V, S, E, kW, kP>(run, params, out, bad); });
+  with_tables<E>(run, [&]<int kW, int kP>() {
+    if constexpr (kTakesIgnore) {
+      if (params.ignore) return forward_none_run<V, S, E, kW, kP, true>(run, params, out, bad);
+    }
+    forward_none_run<V, S, E, kW, kP, false>(run, params, out, bad);
+  });
 }
 
-template <class V, class S, class E>
+template <class V, class S, class E, bool kTakesIgnore>
 void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_scalar, T<V> divisor,
               S* gi, S* gt) {
   const BackwardState<V, S> s{run,
@@ -457,13 +524,20 @@ void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_sc
                               Smoothing<V>::make(params),
                               coefficients<V>(params),
                               gi,
-                              gt};
+                              gt,
+                              ignore_of<V>(params)};
   with_tables<E>(run, [&]<int kW, int kP>() {
-    if (g == nullptr) {
-      backward_run<V, S, E, kW, kP, true>(s);
-    } else {
-      backward_run<V, S, E, kW, kP, false>(s);
+    auto with_grad = [&]<bool kIgnore>() {
+      if (g == nullptr) {
+        backward_run<V, S, E, kW, kP, true, kIgnore>(s);
+      } else {
+        backward_run<V, S, E, kW, kP, false, kIgnore>(s);
+      }
+    };
+    if constexpr (kTakesIgnore) {
+      if (params.ignore) return with_grad.template operator()<true>();
     }
+    with_grad.template operator()<false>();
   });
 }
 
@@ -471,8 +545,9 @@ void backward(const Run<S>& run, const LossParams& params, const S* g, T<V> g_sc
 template <class V, template <class, class> class Loss, class MathV, class S = T<V>>
 constexpr Loops<S> make_loops(const char* isa) {
   using E = Loss<V, MathV>;
-  return Loops<S>{KindOf<Loss>::value, isa, &forward_sum<V, S, E>, &forward_none<V, S, E>,
-                  &backward<V, S, E>};
+  constexpr bool kTakesIgnore = losses::Traits<Loss>::kIgnoreIndex;
+  return Loops<S>{KindOf<Loss>::value, isa, &forward_sum<V, S, E, kTakesIgnore>,
+                  &forward_none<V, S, E, kTakesIgnore>, &backward<V, S, E, kTakesIgnore>};
 }
 
 }  // namespace loops
