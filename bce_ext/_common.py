@@ -1,10 +1,12 @@
 """What the losses' modules (bce_ext/losses/) share: argument handling as the libraries they
 replace do it, and the modules' refusal of TorchScript."""
+import numbers
+
 import torch
 from torch.nn import _reduction as _Reduction
 
-__all__ = ["ArgumentError", "NotScriptable", "check_avg_factor", "over_avg_factor",
-           "reduction_enum", "scalar"]
+__all__ = ["ArgumentError", "NotScriptable", "check_avg_factor", "ignore_value",
+           "over_avg_factor", "reduction_enum", "scalar"]
 
 
 class ArgumentError(ValueError, AssertionError):
@@ -33,6 +35,17 @@ def check_avg_factor(avg_factor, reduction):
 def over_avg_factor(total, avg_factor):
     """A 'mean' over mmdetection's avg_factor: the sum divided by avg_factor + eps."""
     return total / (avg_factor + _AVG_FACTOR_EPS)
+
+
+def ignore_value(ignore_index):
+    """ignore_index as the ops take it: None, or a float (any real number; a bool or a tensor is
+    refused, as CrossEntropyLoss's int argument refuses them)."""
+    if ignore_index is None:
+        return None
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Real):
+        raise TypeError(f"ignore_index must be a number or None, got "
+                        f"{type(ignore_index).__name__}")
+    return float(ignore_index)
 
 
 def scalar(value, name):

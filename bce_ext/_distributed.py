@@ -130,7 +130,7 @@ def _register_all():
 class _Signature:
     """Reads an op's arguments by name: positional and keyword, with the schema's defaults."""
 
-    KNOWN = {"grad_output", "self", "target", "reduction", "output_mask"}
+    KNOWN = {"grad_output", "self", "target", "reduction", "output_mask", "kept"}
 
     def __init__(self, op, entry):
         schema = op._schema
@@ -251,6 +251,14 @@ def _mean_as_sum(entry, sig, func, args, kwargs):
     n = x.numel()
     if n == 0:  # nothing to gather; the rule's all-Replicate path gives the NaN of an empty mean
         return NotImplemented
+    if values.get("ignore_index") is not None:
+        # With an ignore_index, N is the global count of the elements not ignored: the forward's
+        # (kept, in a backward called by autograd), or counted here; one all-reduce of a scalar.
+        n = values.get("kept")
+        if n is None:
+            n = (values["target"] != values["ignore_index"]).sum(dtype=torch.float64)
+        n = n.redistribute(n.device_mesh, [Replicate()] * n.device_mesh.ndim)
+        values["kept"] = None
     if entry.scale is None:  # no operand to scale: the sum's result (or incoming gradient) / N
         values["reduction"] = REDUCTION_SUM
         if sig.backward:
@@ -262,6 +270,8 @@ def _mean_as_sum(entry, sig, func, args, kwargs):
     if scale is not None:
         dtype = torch.promote_types(dtype, scale.dtype)
         values[entry.scale] = scale.to(dtype) / n
+    elif isinstance(n, DTensor):
+        values[entry.scale] = (1.0 / n).to(dtype)
     else:
         ref = dtensors[0]
         mesh = ref.device_mesh

@@ -14,6 +14,9 @@ forward_op = torch.ops.bce_ext.binary_cross_entropy.default
 backward_op = torch.ops.bce_ext.binary_cross_entropy_backward.default
 
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
+# bce_ext's own reduction, for a call with an ignore_index: a float64 tensor (sum, count of the
+# elements not ignored), which hands 'mean''s divisor from the forward to the backward.
+REDUCTION_SUM_AND_COUNT = 3
 
 # Each loss op: how many broadcast tensors (weight, pos_weight) follow input and target in its
 # schema. Its backward op has the same arguments after grad_output, and output_mask after reduction.
@@ -46,9 +49,16 @@ def _all_arguments(op, in_dims, args, kwargs):
     return args, tuple(in_dims) + (None,) * (len(args) - len(in_dims))
 
 
+def _kept_per_sample(target, ignore_index, batch_size):
+    """The elements of each sample (target batched first) whose target is not ignore_index, as
+    float64: 'mean''s divisor under vmap, where the kernels' count is over the whole batch."""
+    return (target.reshape(batch_size, -1) != ignore_index).sum(1, dtype=torch.float64)
+
+
 def _register_vmap_rules(name, tables):
     op = getattr(torch.ops.bce_ext, name).default
     grad_op = getattr(torch.ops.bce_ext, name + "_backward").default
+    has_ignore = op._schema.arguments[-1].name == "ignore_index"
 
     @torch.library.register_vmap("bce_ext::" + name)
     def forward_rule(info, in_dims, *args, **kwargs):
@@ -56,6 +66,7 @@ def _register_vmap_rules(name, tables):
         # double, as the kernels reduce).
         (input, target, *rest), in_dims = _all_arguments(op, in_dims, args, kwargs)
         broadcast, (reduction, *params) = rest[:tables], rest[tables:]
+        ignore_index = params[-1] if has_ignore else None
         ndim = input.dim() - (in_dims[0] is not None)
         x = _batch_first(input, in_dims[0], info.batch_size)
         t = _batch_first(target, in_dims[1], info.batch_size)
@@ -64,6 +75,11 @@ def _register_vmap_rules(name, tables):
         if reduction == REDUCTION_NONE:
             return loss, 0
         total = loss.reshape(info.batch_size, -1).sum(1, dtype=torch.float64)
+        if ignore_index is not None and reduction != REDUCTION_SUM:
+            kept = _kept_per_sample(t, ignore_index, info.batch_size)
+            if reduction == REDUCTION_SUM_AND_COUNT:
+                return torch.stack([total, kept], 1), 0
+            return (total / kept).to(loss.dtype), 0
         if reduction == REDUCTION_MEAN:
             total = total / loss[0].numel()
         return total.to(loss.dtype), 0
@@ -73,6 +89,11 @@ def _register_vmap_rules(name, tables):
         (grad_output, input, target, *rest), in_dims = _all_arguments(grad_op, in_dims, args,
                                                                       kwargs)
         broadcast, (reduction, output_mask, *params) = rest[:tables], rest[tables:]
+        kept = None
+        if has_ignore:  # ignore_index and kept close the schema
+            *params, kept = params
+            kept_dim = in_dims[-1]
+        ignore_index = params[-1] if has_ignore else None
         ndim = input.dim() - (in_dims[1] is not None)
         x = _batch_first(input, in_dims[1], info.batch_size)
         t = _batch_first(target, in_dims[2], info.batch_size)
@@ -82,11 +103,20 @@ def _register_vmap_rules(name, tables):
             # in the kernels' order (the gradient times g, times the weight, then / N).
             g = g.reshape(info.batch_size, *(1,) * ndim).expand(x.shape)
         batched = [_batched_table(v, d, ndim) for v, d in zip(broadcast, in_dims[3:])]
-        grads = grad_op(g, x, t, *batched, REDUCTION_NONE, list(output_mask), *params)
+        grads = grad_op(g, x, t, *batched, REDUCTION_NONE, list(output_mask), *params,
+                        *((None,) if has_ignore else ()))
+        divisor = x[0].numel()
+        if ignore_index is not None and reduction == REDUCTION_MEAN:
+            if kept is None:
+                kept = _kept_per_sample(t, ignore_index, info.batch_size)
+            else:
+                kept = _batch_first(kept.reshape(()) if kept_dim is None else kept, kept_dim,
+                                    info.batch_size).reshape(info.batch_size)
+            divisor = kept.reshape(info.batch_size, *(1,) * ndim)
         outputs, dims = [], []
         for wanted, grad in zip(output_mask, grads):
             if wanted and reduction == REDUCTION_MEAN:
-                grad = grad / x[0].numel()
+                grad = (grad / divisor).to(grad.dtype)
             outputs.append(grad)
             dims.append(0 if wanted else None)
         return tuple(outputs), tuple(dims)

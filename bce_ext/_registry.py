@@ -42,6 +42,9 @@ class LossEntry:
     # weight, one per row, and the reduction (mmdetection's quality focal loss): its inputs are
     # at least 2-D; the op itself is element by element, as every loss's.
     sums_rows: bool = False
+    # Whether its op, functional and module take bce_ext's keyword-only ignore_index (the last
+    # argument of its ops' schemas; its backward op's kept follows).
+    ignores: bool = True
 
     @property
     def op(self):
@@ -105,7 +108,7 @@ LOSSES = (
     LossEntry("quality_focal_loss", module="QualityFocalLoss",
               replaces="mmdet.models.losses.gfocal_loss:quality_focal_loss_tensor_target",
               input="logit", params=(("beta", 2.0),), aliases=("quality_focal", "qfl"),
-              sums_rows=True),
+              sums_rows=True, ignores=False),
 )
 
 _BY_NAME = {}

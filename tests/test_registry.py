@@ -26,16 +26,24 @@ def test_entry_matches_its_ops_and_public_api(entry):
     assert args[:2] == ["self", "target"]
     reduction = args.index("reduction")
     assert tuple(args[2:reduction]) == entry.tensors
-    assert tuple(args[reduction + 1:]) == tuple(name for name, _ in entry.params)
+    ignore = ["ignore_index"] if entry.ignores else []
+    assert args[reduction + 1:] == [name for name, _ in entry.params] + ignore
     backward = [a.name for a in entry.backward_op._schema.arguments]
     assert backward[:3] == ["grad_output", "self", "target"]
-    assert backward[3:] == args[2:reduction + 1] + ["output_mask"] + args[reduction + 1:]
+    assert backward[3:] == (args[2:reduction + 1] + ["output_mask"] + args[reduction + 1:]
+                            + (["kept"] if entry.ignores else []))
     # The public functional and module, with the parameters' defaults.
     assert entry.name in bce_ext.__all__ and entry.module in bce_ext.__all__
     assert isinstance(entry.module_class(), torch.nn.Module)
     signature = inspect.signature(entry.function).parameters
     for name, default in entry.params:
         assert signature[name].default == default, name
+    if entry.ignores:  # keyword-only, None by default, on the functional and the module
+        for fn in (entry.function, entry.module_class):
+            parameter = inspect.signature(fn).parameters["ignore_index"]
+            assert parameter.kind == parameter.KEYWORD_ONLY and parameter.default is None
+    else:
+        assert "ignore_index" not in signature
     assert signature["reduction"].default == entry.default_reduction
     assert entry.input in ("probability", "logit")
     assert entry.scale is None or entry.scale in entry.tensors
