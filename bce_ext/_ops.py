@@ -112,7 +112,8 @@ def _register_vmap_rules(name, tables):
             else:
                 kept = _batch_first(kept.reshape(()) if kept_dim is None else kept, kept_dim,
                                     info.batch_size).reshape(info.batch_size)
-            divisor = kept.reshape(info.batch_size, *(1,) * ndim)
+            # A sample with every element ignored has gradients 0 (not 0 / 0).
+            divisor = kept.clamp_min(1).reshape(info.batch_size, *(1,) * ndim)
         outputs, dims = [], []
         for wanted, grad in zip(output_mask, grads):
             if wanted and reduction == REDUCTION_MEAN:

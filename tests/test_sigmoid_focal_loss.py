@@ -136,10 +136,10 @@ def focal_extra(draw, shape, dtype, device):
 
 def _focal(fn):
     """The focal loss with the suites' calling convention (weight, reduction 'mean' by default):
-    it takes no weight."""
-    def loss(input, target, weight=None, reduction="mean", alpha=0.25, gamma=2.0):
+    it takes no weight. Keywords of bce_ext's own (ignore_index) pass through."""
+    def loss(input, target, weight=None, reduction="mean", alpha=0.25, gamma=2.0, **own):
         assert weight is None, "the focal loss takes no weight"
-        return fn(input, target, alpha=alpha, gamma=gamma, reduction=reduction)
+        return fn(input, target, alpha=alpha, gamma=gamma, reduction=reduction, **own)
     loss.__name__ = fn.__name__
     return loss
 
