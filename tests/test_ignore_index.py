@@ -53,7 +53,8 @@ def draw(row, shape, dtype, device, ignore_index, gen, mix="uniform", weight="no
         w = torch.where(ignored, float("inf"), w)  # an ignored element's weight plays no part
     elif weight == "row":
         w = torch.rand(shape[-1:], generator=gen, dtype=torch.float64) + 0.1
-    cast = (lambda v: None if v is None else v.to(dtype).to(device))
+    def cast(v):
+        return None if v is None else v.to(dtype).to(device)
     return cast(x), cast(t), cast(w)
 
 

@@ -4,8 +4,14 @@ from torch.nn import _reduction as _Reduction
 from torch.overrides import handle_torch_function, has_torch_function_variadic
 
 from .. import _C  # noqa: F401  (loading the library registers the ops)
-from .._common import (ArgumentError, NotScriptable, check_avg_factor, ignore_value,
-                       over_avg_factor, scalar)
+from .._common import (
+    ArgumentError,
+    NotScriptable,
+    check_avg_factor,
+    ignore_value,
+    over_avg_factor,
+    scalar,
+)
 
 __all__ = ["VarifocalLoss", "varifocal_loss"]
 
