@@ -141,7 +141,7 @@ def path_counts(code, first, last):
 
 
 # The kernels' variant flags (csrc/cuda/kernel_variants.cuh: Variant), bit by bit.
-FLAG_NAMES = ["reduce", "strict", "weight", "pos_weight", "smooth", "grad_scalar"]
+FLAG_NAMES = ["reduce", "strict", "weight", "pos_weight", "smooth", "grad_scalar", "ignore"]
 
 
 def kernel_label(mangled):

@@ -38,7 +38,11 @@ class LossOp:
     entry: object
     kwargs: tuple = ()        # further (name, value) arguments of the ops and the functional
 
-    key = property(lambda self: self.entry.name)
+    @property
+    def key(self):
+        return self.entry.name + ("-ignore" if self.ignore_index is not None else "")
+
+    ignore_index = property(lambda self: dict(self.kwargs).get("ignore_index"))
     op = property(lambda self: self.entry.name)
     backward = property(lambda self: self.entry.name + "_backward")
     functional = property(lambda self: self.entry.name)
@@ -67,6 +71,10 @@ def other_values(entry):
 
 
 LOSS_OPS = tuple(LossOp(entry, other_values(entry)) for entry in registry.LOSSES)
+# The losses that take an ignore_index, with one (a quarter of the targets take it): 'mean' over
+# shards divides by the global count of the elements kept.
+IGNORE_OPS = tuple(LossOp(entry, other_values(entry) + (("ignore_index", 255.0),))
+                   for entry in registry.LOSSES if entry.ignores)
 
 
 class ReferenceLoss(torch.nn.Module):
@@ -142,6 +150,9 @@ class Case:
         x = torch.randn(self.shape, generator=gen, dtype=torch.float64).to(self.dtype) \
             if self.loss.logits else rand(*self.shape).clamp(0.02, 0.98)
         t = rand(*self.shape)
+        if self.loss.ignore_index is not None:
+            ignored = torch.rand(self.shape, generator=gen) < 0.25
+            t = torch.where(ignored, torch.tensor(self.loss.ignore_index, dtype=t.dtype), t)
         operand_shape = {"none": None, "class": self.shape[-1:],
                          "sample": self.shape[:-1] + (1,), "full": self.shape}[self.weight]
         operands = {name: None if operand_shape is None else rand(*operand_shape) + 0.5
@@ -160,6 +171,11 @@ def dtensor_cases():
             LOSS_OPS, (torch.float32, torch.float16, torch.bfloat16), REDUCTIONS):
         cases.append(Case(loss, (7, 5), "S0", "class" if loss.broadcast else "none", reduction,
                           dtype))
+    for loss, (shape, placement), reduction in itertools.product(
+            IGNORE_OPS, (((7, 5), "S0"), ((8, 6), "S1"), ((3, 4, 5), "S2"), ((7, 5), "R")),
+            REDUCTIONS):
+        cases.append(Case(loss, shape, placement, "class" if loss.broadcast else "none",
+                          reduction))
     return cases
 
 
