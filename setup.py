@@ -247,7 +247,8 @@ def build_extension():
 
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/ops/*.cpp")
                      + glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/meta/*.cpp")
-                     + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp"))
+                     + glob.glob("csrc/autocast/*.cpp") + glob.glob("csrc/autograd/*.cpp")
+                     + glob.glob("csrc/siglip/*.cpp"))
     # The CUDA build's kernels, or (without BCE_EXT_WITH_CUDA) the error that says they are missing.
     sources += ["csrc/cuda/loss_cuda_missing.cpp"]
     debug = _flag("BCE_EXT_DEBUG")
@@ -257,7 +258,8 @@ def build_extension():
     macros = []
     kwargs = {"extra_link_args": shared_runtime_link_flags() + openmp_flags() + san_link}
     if home is not None:
-        sources += sorted(glob.glob("csrc/cuda/*.cu")) + cuda_instances()
+        sources += sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/siglip/*.cu"))
+        sources += cuda_instances()
         macros += [("BCE_EXT_WITH_CUDA", None), ("BCE_EXT_CUDA_ARCHS", f'"{archs}"')]
         # -isystem, not -I: searched after the toolkit's own headers, so they only fill its gaps.
         system = [f for inc in pip_toolkit_includes() for f in ("-isystem", inc)]

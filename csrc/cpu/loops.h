@@ -85,13 +85,37 @@ constexpr bool keyed_by_loss(const Loops<S> (&table)[kLossCount]) {
   return true;
 }
 
+// One tile of the pairwise sigmoid (SigLIP) loss (csrc/siglip/): rows x cols products
+// <image_i, text_j> at row stride ld, in the compute type T (vec/siglip_tile.h has the loop).
+// A pair is positive where row_ids[r] == col_ids[c] (both given), else where row0 + r == col0 + c.
+template <typename T>
+struct SiglipTile {
+  T* products;  // in; with grad, out: scale * grad_scale * d loss / d logit
+  int64_t rows, cols, ld;
+  const int64_t* row_ids;
+  const int64_t* col_ids;
+  int64_t row0, col0;
+  T scale, bias, grad_scale;  // logit = scale * product + bias
+  bool grad;
+  T* scratch;  // cols elements the loop may write
+};
+// What a tile adds: the sum of its losses, of grad_scale * d loss / d logit, and of that times the
+// product (the scale's gradient), each in double.
+struct SiglipSums {
+  double loss = 0.0, grad = 0.0, product_grad = 0.0;
+};
+template <typename T>
+using SiglipTileFn = void (*)(const SiglipTile<T>& tile, SiglipSums* sums);
+
 // The loops of every loss (each array keyed by LossKind) of one instruction set, for each
-// storage type.
+// storage type, and its SigLIP tile loops.
 struct IsaLoops {
   const Loops<float>* f32;
   const Loops<double>* f64;
   const Loops<Float16Bits>* f16;
   const Loops<BFloat16Bits>* bf16;
+  SiglipTileFn<float> siglip_f32;
+  SiglipTileFn<double> siglip_f64;
 };
 
 // Conversions between the half types' storage (their raw 16-bit patterns) and float, n elements,
@@ -109,6 +133,9 @@ struct Converters {
 // Float16Bits, BFloat16Bits (instantiated for those four in loops_dispatch.cpp).
 template <typename S>
 const Loops<S>& chosen_loops(LossKind loss);
+// The SigLIP tile loop of that instruction set, T float or double.
+template <typename T>
+SiglipTileFn<T> chosen_siglip_tile();
 const char* float_isa();
 
 // The implementations: portable (valid on any CPU), and the vectorised ones (null where not

@@ -96,6 +96,15 @@ template const Loops<double>& chosen_loops(LossKind);
 template const Loops<Float16Bits>& chosen_loops(LossKind);
 template const Loops<BFloat16Bits>& chosen_loops(LossKind);
 
+template <>
+SiglipTileFn<float> chosen_siglip_tile<float>() {
+  return chosen().siglip_f32;
+}
+template <>
+SiglipTileFn<double> chosen_siglip_tile<double>() {
+  return chosen().siglip_f64;
+}
+
 const char* float_isa() { return kOrder[chosen_isa()]; }
 
 bool cpu_isa_supported(const char* name) { return loops_named(name) != nullptr; }

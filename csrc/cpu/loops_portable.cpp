@@ -14,6 +14,7 @@
 
 #include "../losses/registry.h"
 #include "vec/loops_impl.h"
+#include "vec/siglip_tile.h"
 
 namespace bce_ext::cpu {
 namespace {
@@ -34,9 +35,12 @@ static_assert(keyed_by_loss(kPortableLoops<float>) && keyed_by_loss(kPortableLoo
               keyed_by_loss(kPortableLoops<float, Float16Bits>) &&
               keyed_by_loss(kPortableLoops<float, BFloat16Bits>));
 
-constexpr IsaLoops kLoops = {kPortableLoops<float>, kPortableLoops<double>,
+constexpr IsaLoops kLoops = {kPortableLoops<float>,
+                             kPortableLoops<double>,
                              kPortableLoops<float, Float16Bits>,
-                             kPortableLoops<float, BFloat16Bits>};
+                             kPortableLoops<float, BFloat16Bits>,
+                             &siglip::tile_loop<Portable<float>, MathOf<float>>,
+                             &siglip::tile_loop<Portable<double>, MathOf<double>>};
 
 constexpr Converters kConverters = half_convert::make_converters<Portable<float>>();
 

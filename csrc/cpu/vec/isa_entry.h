@@ -6,6 +6,7 @@
 // the half conversions, and the Math functions for the accuracy tests.
 #include "../../losses/registry.h"
 #include "loops_impl.h"
+#include "siglip_tile.h"
 
 namespace bce_ext::cpu {
 namespace {
@@ -27,8 +28,12 @@ constexpr Loops<S> kLoopsOf[kLossCount] = {
 static_assert(keyed_by_loss(kLoopsOf<V, MathV>) && keyed_by_loss(kLoopsOf<VD, MathVD>) &&
               keyed_by_loss(kLoopsOf<V, MathV, Float16Bits>) &&
               keyed_by_loss(kLoopsOf<V, MathV, BFloat16Bits>));
-constexpr IsaLoops kIsaLoops = {kLoopsOf<V, MathV>, kLoopsOf<VD, MathVD>,
-                                kLoopsOf<V, MathV, Float16Bits>, kLoopsOf<V, MathV, BFloat16Bits>};
+constexpr IsaLoops kIsaLoops = {kLoopsOf<V, MathV>,
+                                kLoopsOf<VD, MathVD>,
+                                kLoopsOf<V, MathV, Float16Bits>,
+                                kLoopsOf<V, MathV, BFloat16Bits>,
+                                &siglip::tile_loop<V, MathV>,
+                                &siglip::tile_loop<VD, MathVD>};
 
 constexpr Converters kConverters = half_convert::make_converters<V>();
 
