@@ -22,15 +22,17 @@ from .losses.quality_focal_loss import (
     quality_focal_loss_tensor_target,
     quality_focal_loss_with_prob,
 )
+from .losses.siglip_loss import SigLipLoss, siglip_loss  # pairwise: outside the registry
 from .losses.sigmoid_focal_loss import SigmoidFocalLoss, sigmoid_focal_loss
 from .losses.varifocal_loss import VarifocalLoss, varifocal_loss
 
 __version__ = "0.1.0"
 __all__ = ["ArgumentError", "BCELoss", "BCEWithLogitsLoss", "BinaryCrossEntropyFunction",
-           "QualityFocalLoss", "SigmoidFocalLoss", "VarifocalLoss", "binary_cross_entropy",
+           "QualityFocalLoss", "SigLipLoss", "SigmoidFocalLoss", "VarifocalLoss",
+           "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "is_strict", "quality_focal_loss",
            "quality_focal_loss_tensor_target", "quality_focal_loss_with_prob", "set_strict",
-           "sigmoid_focal_loss", "varifocal_loss", "__version__"]
+           "sigmoid_focal_loss", "siglip_loss", "varifocal_loss", "__version__"]
 
 # DTensor sharding rules, registered once torch.distributed.tensor is imported (before or after).
 _distributed.install()

@@ -15,7 +15,8 @@
 // in the forward's pass, saved, and scaled by the incoming gradient in the backward.
 //
 // Ops: siglip_loss (differentiable; its autograd kernel calls the other one) and
-// siglip_loss_and_grads (the loss and all four gradients, or the loss alone).
+// siglip_loss_and_grads (the loss and all four gradients, or the loss alone). `dtype`: the loss's
+// dtype, by default the features' (open_clip's under autocast is the features' before the cast).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -162,8 +163,10 @@ Grads loss_and_grads(const at::Tensor& image, const at::Tensor& text, const at::
                      const std::optional<at::Tensor>& bias,
                      const std::optional<at::Tensor>& image_ids,
                      const std::optional<at::Tensor>& text_ids, bool want_grad,
-                     int64_t max_tile_bytes) {
+                     int64_t max_tile_bytes, std::optional<at::ScalarType> result_dtype) {
   check(image, text, scale, bias, image_ids, text_ids, max_tile_bytes);
+  // The products below are the loss's own, in the types chosen here: autocast leaves them alone.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto dtype = image.scalar_type();
   const auto compute = compute_type(dtype);
   const bool cuda = image.is_cuda();
@@ -240,7 +243,7 @@ Grads loss_and_grads(const at::Tensor& image, const at::Tensor& text, const at::
   at::Tensor sums = cuda ? device_sums
                          : at::tensor({host_sums.loss, host_sums.grad, host_sums.product_grad},
                                       options.dtype(at::kDouble));
-  const at::Tensor loss = (sums[0] * grad_scale).to(dtype);
+  const at::Tensor loss = (sums[0] * grad_scale).to(result_dtype.value_or(dtype));
   if (!want_grad) return {loss, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   const at::Tensor g_bias =
       defined(bias) ? sums[1].to(bias->scalar_type()).reshape(bias->sizes()) : at::Tensor();
@@ -252,9 +255,10 @@ Grads meta_loss_and_grads(const at::Tensor& image, const at::Tensor& text, const
                           const std::optional<at::Tensor>& bias,
                           const std::optional<at::Tensor>& image_ids,
                           const std::optional<at::Tensor>& text_ids, bool want_grad,
-                          int64_t max_tile_bytes) {
+                          int64_t max_tile_bytes, std::optional<at::ScalarType> result_dtype) {
   check(image, text, scale, bias, image_ids, text_ids, max_tile_bytes);
-  const at::Tensor loss = at::empty({}, image.options());
+  const at::Tensor loss =
+      at::empty({}, image.options().dtype(result_dtype.value_or(image.scalar_type())));
   if (!want_grad) return {loss, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   return {loss, at::empty_like(image, at::MemoryFormat::Contiguous),
           at::empty_like(text, at::MemoryFormat::Contiguous), at::empty_like(scale),
@@ -266,23 +270,26 @@ Grads call_loss_and_grads(const at::Tensor& image, const at::Tensor& text, const
                           const std::optional<at::Tensor>& bias,
                           const std::optional<at::Tensor>& image_ids,
                           const std::optional<at::Tensor>& text_ids, bool want_grad,
-                          int64_t max_tile_bytes) {
+                          int64_t max_tile_bytes, std::optional<at::ScalarType> result_dtype) {
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("bce_ext::siglip_loss_and_grads", "")
           .typed<Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                        const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                       const std::optional<at::Tensor>&, bool, int64_t)>();
-  return op.call(image, text, scale, bias, image_ids, text_ids, want_grad, max_tile_bytes);
+                       const std::optional<at::Tensor>&, bool, int64_t,
+                       std::optional<at::ScalarType>)>();
+  return op.call(image, text, scale, bias, image_ids, text_ids, want_grad, max_tile_bytes,
+                 result_dtype);
 }
 
 // siglip_loss below autograd: the loss alone (one product per tile).
 at::Tensor loss_only(const at::Tensor& image, const at::Tensor& text, const at::Tensor& scale,
                      const std::optional<at::Tensor>& bias,
                      const std::optional<at::Tensor>& image_ids,
-                     const std::optional<at::Tensor>& text_ids, int64_t max_tile_bytes) {
-  return std::get<0>(
-      call_loss_and_grads(image, text, scale, bias, image_ids, text_ids, false, max_tile_bytes));
+                     const std::optional<at::Tensor>& text_ids, int64_t max_tile_bytes,
+                     std::optional<at::ScalarType> result_dtype) {
+  return std::get<0>(call_loss_and_grads(image, text, scale, bias, image_ids, text_ids, false,
+                                         max_tile_bytes, result_dtype));
 }
 
 using torch::autograd::Node;
@@ -333,7 +340,8 @@ struct SiglipLossBackward : public Node {
 at::Tensor autograd_loss(const at::Tensor& image, const at::Tensor& text, const at::Tensor& scale,
                          const std::optional<at::Tensor>& bias,
                          const std::optional<at::Tensor>& image_ids,
-                         const std::optional<at::Tensor>& text_ids, int64_t max_tile_bytes) {
+                         const std::optional<at::Tensor>& text_ids, int64_t max_tile_bytes,
+                         std::optional<at::ScalarType> result_dtype) {
   const at::Tensor none;
   const at::Tensor& b = defined(bias) ? *bias : none;
   const bool requires_grad = torch::autograd::compute_requires_grad(image, text, scale, b);
@@ -342,13 +350,13 @@ at::Tensor autograd_loss(const at::Tensor& image, const at::Tensor& text, const 
               "siglip_loss: forward-mode AD is not supported");
   if (!requires_grad) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return loss_only(image, text, scale, bias, image_ids, text_ids, max_tile_bytes);
+    return loss_only(image, text, scale, bias, image_ids, text_ids, max_tile_bytes, result_dtype);
   }
   Grads results;
   {
     at::AutoDispatchBelowADInplaceOrView guard;
-    results =
-        call_loss_and_grads(image, text, scale, bias, image_ids, text_ids, true, max_tile_bytes);
+    results = call_loss_and_grads(image, text, scale, bias, image_ids, text_ids, true,
+                                  max_tile_bytes, result_dtype);
   }
   auto node = make_node<SiglipLossBackward>();
   node->set_next_edges(torch::autograd::collect_next_edges(image, text, scale, b));
@@ -367,11 +375,12 @@ at::Tensor autograd_loss(const at::Tensor& image, const at::Tensor& text, const 
 TORCH_LIBRARY_FRAGMENT(bce_ext, m) {
   m.def(
       "siglip_loss(Tensor image, Tensor text, Tensor scale, Tensor? bias=None, Tensor? "
-      "image_ids=None, Tensor? text_ids=None, int max_tile_bytes=0) -> Tensor");
+      "image_ids=None, Tensor? text_ids=None, int max_tile_bytes=0, ScalarType? dtype=None) -> "
+      "Tensor");
   m.def(
       "siglip_loss_and_grads(Tensor image, Tensor text, Tensor scale, Tensor? bias=None, Tensor? "
-      "image_ids=None, Tensor? text_ids=None, bool want_grad=True, int max_tile_bytes=0) -> "
-      "(Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "image_ids=None, Tensor? text_ids=None, bool want_grad=True, int max_tile_bytes=0, "
+      "ScalarType? dtype=None) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(bce_ext, CPU, m) {
