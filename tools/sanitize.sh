@@ -104,7 +104,8 @@ if [ $# -gt 0 ]; then
 fi
 
 # Tests that reach the float32 and float64 loops through the default ISA: once per ISA.
-PER_ISA=(tests/test_values.py tests/test_binary_cross_entropy_with_logits.py tests/test_properties.py tests/test_concurrency.py)
+PER_ISA=(tests/test_values.py tests/test_binary_cross_entropy_with_logits.py tests/test_properties.py tests/test_concurrency.py
+         tests/test_ignore_index.py tests/test_siglip_loss.py)
 # Once: test_cpu_simd, test_cpu_double and test_cpu_math select each ISA the CPU has themselves;
 # the argument checks, autograd and the module do not depend on the ISA (the bad-value scan does,
 # and test_cpu_simd puts a bad value in every lane of every ISA).

@@ -1,0 +1,140 @@
+"""SigLIP's loss, bce_ext's tiled one against open_clip's SigLipLoss (dense B x B logits): time of
+forward+backward and peak memory beyond the inputs and their gradients, side by side, each case in
+a fresh process (its peak RSS growth on the CPU; torch.cuda.max_memory_allocated on a GPU).
+
+    python benchmarks/bench_siglip.py --threads 2                       # B = 4096, 16384, 65536
+    python benchmarks/bench_siglip.py --device cuda --dim 768 --dtype bfloat16 --batches 32768,65536
+
+open_clip's loss is loaded alone from an installed open-clip-torch (pip install --no-deps
+open-clip-torch==3.3.0); a case it cannot run (out of memory) is reported as such. Writes
+results.md and results.json into --out.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+WORKER = r"""
+import json, resource, statistics, sys, time
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import torch
+import bce_ext
+from test_siglip_loss import load_open_clip_loss
+impl, b, d, dtype, device, threads, repeats = sys.argv[1:8]
+b, d, threads, repeats = int(b), int(d), int(threads), int(repeats)
+torch.set_num_threads(threads)
+dtype = getattr(torch, dtype)
+gen = torch.Generator().manual_seed(0)
+image = torch.nn.functional.normalize(torch.randn(b, d, generator=gen), dim=-1).to(device, dtype)
+text = torch.nn.functional.normalize(torch.randn(b, d, generator=gen), dim=-1).to(device, dtype)
+image.requires_grad_(); text.requires_grad_()
+scale = torch.tensor(10.0, device=device, requires_grad=True)
+bias = torch.tensor(-10.0, device=device, requires_grad=True)
+loss_fn = bce_ext.SigLipLoss() if impl == "bce_ext" else load_open_clip_loss().SigLipLoss()
+def sync():
+    if device == "cuda":
+        torch.cuda.synchronize()
+def step():
+    for v in (image, text, scale, bias):
+        v.grad = None
+    loss_fn(image, text, scale, bias).backward()
+    sync()
+# Warm-up on a slice (code, allocator pools), then gradients of the inputs' size held, as in
+# training, before the measurement starts.
+small = loss_fn(image[:64].detach(), text[:64].detach(), scale.detach(), bias.detach())
+image.grad, text.grad = torch.zeros_like(image), torch.zeros_like(text)
+sync()
+if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+times = []
+for _ in range(repeats):
+    for v in (image, text, scale, bias):
+        v.grad = None
+    image.grad, text.grad = torch.zeros_like(image), torch.zeros_like(text)
+    sync()
+    start = time.perf_counter()
+    loss = loss_fn(image, text, scale, bias)
+    for v in (image, text, scale, bias):
+        v.grad = None
+    loss.backward()
+    sync()
+    times.append(time.perf_counter() - start)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = (torch.cuda.max_memory_allocated() - base) if device == "cuda" else (after - before) * 1024
+print(json.dumps(dict(times=times, median=statistics.median(times), peak_bytes=peak,
+                      loss=float(loss))))
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batches", default="4096,16384,65536")
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--impls", default="bce_ext,open_clip")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_siglip"))
+    return p.parse_args(argv)
+
+
+def run(impl, b, args):
+    script = WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+    cmd = [sys.executable, "-c", script, impl, str(b), str(args.dim), args.dtype, args.device,
+           str(args.threads), str(args.repeats)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout:.0f} s"}
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["killed"])[-1]
+        return {"error": f"exit {out.returncode}: {last[:200]}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = []
+    for b in (int(v) for v in args.batches.split(",")):
+        row = {"batch": b}
+        for impl in args.impls.split(","):
+            row[impl] = run(impl, b, args)
+            print(b, impl, row[impl], flush=True)
+        rows.append(row)
+    meta = dict(device=args.device, cpu=platform.processor() or platform.machine(),
+                threads=args.threads, dim=args.dim, dtype=args.dtype, repeats=args.repeats)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+
+    def cell(r, key):
+        if "error" in r:
+            return r["error"]
+        return f"{r['median']:.3f} s" if key == "time" else f"{r['peak_bytes'] / 2**20:.0f} MiB"
+    lines = [f"# SigLIP loss, forward+backward, D = {args.dim}, {args.dtype}, {args.device}, "
+             f"{args.threads} threads, median of {args.repeats}", "",
+             "| B | bce_ext time | open_clip time | speed-up | bce_ext peak | open_clip peak | "
+             "peak ratio |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        ours, theirs = row.get("bce_ext", {"error": "-"}), row.get("open_clip", {"error": "-"})
+        both = "error" not in ours and "error" not in theirs
+        speed = f"{theirs['median'] / ours['median']:.2f}x" if both else "-"
+        ratio = f"{ours['peak_bytes'] / max(theirs['peak_bytes'], 1):.3f}" if both else "-"
+        lines.append(f"| {row['batch']} | {cell(ours, 'time')} | {cell(theirs, 'time')} | "
+                     f"{speed} | {cell(ours, 'peak')} | {cell(theirs, 'peak')} | {ratio} |")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
