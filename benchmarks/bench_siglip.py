@@ -6,8 +6,10 @@ a fresh process (its peak RSS growth on the CPU; torch.cuda.max_memory_allocated
     python benchmarks/bench_siglip.py --device cuda --dim 768 --dtype bfloat16 --batches 32768,65536
 
 open_clip's loss is loaded alone from an installed open-clip-torch (pip install --no-deps
-open-clip-torch==3.3.0); a case it cannot run (out of memory) is reported as such. Writes
-results.md and results.json into --out.
+open-clip-torch==3.3.0), else its formula in torch ops (tests/test_siglip_loss.py: the same dense
+products and B x B tensors); a case it cannot run (out of memory) is reported as such. The matrix
+products' throughput is 6 B^2 D flops (forward and backward's three products) over the time.
+Writes results.md and results.json into --out.
 """
 import argparse
 import json
@@ -23,7 +25,7 @@ import json, resource, statistics, sys, time
 sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 import torch
 import bce_ext
-from test_siglip_loss import load_open_clip_loss
+from test_siglip_loss import formula, load_open_clip_loss
 impl, b, d, dtype, device, threads, repeats = sys.argv[1:8]
 b, d, threads, repeats = int(b), int(d), int(threads), int(repeats)
 torch.set_num_threads(threads)
@@ -34,7 +36,12 @@ text = torch.nn.functional.normalize(torch.randn(b, d, generator=gen), dim=-1).t
 image.requires_grad_(); text.requires_grad_()
 scale = torch.tensor(10.0, device=device, requires_grad=True)
 bias = torch.tensor(-10.0, device=device, requires_grad=True)
-loss_fn = bce_ext.SigLipLoss() if impl == "bce_ext" else load_open_clip_loss().SigLipLoss()
+if impl == "bce_ext":
+    loss_fn = bce_ext.SigLipLoss()
+elif load_open_clip_loss() is not None:
+    loss_fn = load_open_clip_loss().SigLipLoss()
+else:  # open_clip's formula in torch ops (tests/test_siglip_loss.py): its memory and its products
+    loss_fn = formula
 def sync():
     if device == "cuda":
         torch.cuda.synchronize()
@@ -123,14 +130,17 @@ def main(argv=None):
     lines = [f"# SigLIP loss, forward+backward, D = {args.dim}, {args.dtype}, {args.device}, "
              f"{args.threads} threads, median of {args.repeats}", "",
              "| B | bce_ext time | open_clip time | speed-up | bce_ext peak | open_clip peak | "
-             "peak ratio |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "peak ratio | bce_ext TFLOP/s |", "|" + " ---: |" * 8]
     for row in rows:
         ours, theirs = row.get("bce_ext", {"error": "-"}), row.get("open_clip", {"error": "-"})
         both = "error" not in ours and "error" not in theirs
         speed = f"{theirs['median'] / ours['median']:.2f}x" if both else "-"
         ratio = f"{ours['peak_bytes'] / max(theirs['peak_bytes'], 1):.3f}" if both else "-"
+        flops = 6 * row["batch"] ** 2 * args.dim / ours["median"] / 1e12 \
+            if "error" not in ours else float("nan")
         lines.append(f"| {row['batch']} | {cell(ours, 'time')} | {cell(theirs, 'time')} | "
-                     f"{speed} | {cell(ours, 'peak')} | {cell(theirs, 'peak')} | {ratio} |")
+                     f"{speed} | {cell(ours, 'peak')} | {cell(theirs, 'peak')} | {ratio} | "
+                     f"{flops:.2f} |")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -198,4 +198,10 @@ step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${P
 step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 30 \
   --sizes 16,20,24,28
 [ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"
+# 6. The SigLIP loss against open_clip's formula (dense B x B), D = 768, bfloat16: B = 32768
+#    (where the dense loss fits) and 65536. B = 2^20 is not in the cap: its 6 B^2 D = 5.1e18 flops
+#    of products take about two hours at 700 TFLOP/s.
+step siglip-benchmark bench_siglip.log "$PY" benchmarks/bench_siglip.py --device cuda --dim 768 \
+  --dtype bfloat16 --batches 32768,65536 --repeats 3 --out "$OUT/siglip"
+[ -f "$OUT/siglip/results.md" ] && cat "$OUT/siglip/results.md"
 finish

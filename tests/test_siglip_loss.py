@@ -19,6 +19,9 @@ import torch.nn.functional as F
 import bce_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+CUDA = pytest.mark.skipif(not (torch.cuda.is_available() and bce_ext._C.with_cuda),
+                          reason="needs a GPU and bce_ext's CUDA kernels")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
 def load_open_clip_loss():
@@ -74,7 +77,12 @@ def loss_and_grads(fn, image, text, scale, bias, **kw):
 
 
 def relative(a, e):
-    return ((a.double() - e.double()).abs().max() / e.double().abs().max().clamp_min(1e-300)).item()
+    a, e = a.cpu().double(), e.cpu().double()
+    return ((a - e).abs().max() / e.abs().max().clamp_min(1e-300)).item()
+
+
+def on(device, *tensors):
+    return [None if v is None else v.to(device) for v in tensors]
 
 
 def test_the_oracle_is_open_clip_where_installed():
@@ -92,13 +100,14 @@ CASES = [(7, 5, 0), (300, 16, 8 * 64 * 7), (1000, 32, 8 * 4096 * 3), (257, 8, 8)
          (130, 4, 8 * 130 * 129)]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("b,d,tile", CASES, ids=str)
-def test_float64_matches_open_clip(b, d, tile, bias):
+def test_float64_matches_open_clip(b, d, tile, bias, device):
     image, text = features(b, d)
     scale = torch.tensor(10.0, dtype=torch.float64)
     bias_t = torch.tensor(-10.0, dtype=torch.float64) if bias else None
-    ours, our_grads = loss_and_grads(bce_ext.siglip_loss, image, text, scale, bias_t,
+    ours, our_grads = loss_and_grads(bce_ext.siglip_loss, *on(device, image, text, scale, bias_t),
                                      max_tile_bytes=tile)
     theirs, their_grads = loss_and_grads(reference, image, text, scale, bias_t)
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
@@ -111,14 +120,15 @@ def test_float64_matches_open_clip(b, d, tile, bias):
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 1e-2),
                                              (torch.float16, 1e-2)], ids=str)
 @pytest.mark.parametrize("b,d,tile", [(300, 16, 4 * 64 * 7), (1000, 64, 0)], ids=str)
-def test_lower_precision_against_the_float64_result(b, d, tile, dtype, tolerance):
+@pytest.mark.parametrize("device", DEVICES)
+def test_lower_precision_against_the_float64_result(device, b, d, tile, dtype, tolerance):
     image, text = features(b, d)
     scale = torch.tensor([10.0], dtype=torch.float64)  # shape (1,), as some models keep it
     bias = torch.tensor([-10.0], dtype=torch.float64)
     truth, truth_grads = loss_and_grads(reference, image, text, scale, bias)
     ours, our_grads = loss_and_grads(
-        bce_ext.siglip_loss, image.to(dtype), text.to(dtype), scale.float(), bias.float(),
-        max_tile_bytes=tile)
+        bce_ext.siglip_loss, *on(device, image.to(dtype), text.to(dtype), scale.float(),
+                                 bias.float()), max_tile_bytes=tile)
     assert ours.dtype == dtype
     assert relative(ours, truth) < tolerance
     for a, e in zip(our_grads, truth_grads):

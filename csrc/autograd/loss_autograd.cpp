@@ -27,6 +27,7 @@
 #include "../bce_constants.h"
 #include "../loss_prepare.h"
 #include "../ops/loss_kernels.h"
+#include "graph_node.h"
 #include "loss_derivatives.h"
 
 namespace bce_ext {
@@ -35,19 +36,6 @@ namespace {
 using torch::autograd::Node;
 using torch::autograd::SavedVariable;
 using torch::autograd::variable_list;
-
-// Graph nodes are held by the pointer type of this torch's autograd edges: std::shared_ptr in
-// older releases, c10::intrusive_ptr in newer ones.
-using NodePtr = decltype(torch::autograd::Edge::function);
-
-template <class T>
-auto make_node() {
-  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<Node>>) {
-    return std::shared_ptr<T>(new T());
-  } else {
-    return c10::make_intrusive<T>();
-  }
-}
 
 std::optional<at::Tensor> optional_of(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;

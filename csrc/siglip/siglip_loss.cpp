@@ -33,6 +33,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../autograd/graph_node.h"
 #include "../cpu/loops.h"
 #include "siglip_tile_cuda.h"
 
@@ -294,16 +295,6 @@ at::Tensor loss_only(const at::Tensor& image, const at::Tensor& text, const at::
 
 using torch::autograd::Node;
 using torch::autograd::variable_list;
-using NodePtr = decltype(torch::autograd::Edge::function);
-
-template <class T>
-auto make_node() {
-  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<Node>>) {
-    return std::shared_ptr<T>(new T());
-  } else {
-    return c10::make_intrusive<T>();
-  }
-}
 
 // The backward of siglip_loss: the gradients the forward computed, times the incoming one.
 struct SiglipLossBackward : public Node {
