@@ -36,7 +36,10 @@ LOSSES = {"binary_cross_entropy": (bce_ext.BCELoss, torch.nn.BCELoss, True),
           "binary_cross_entropy_with_logits": (bce_ext.BCEWithLogitsLoss,
                                                torch.nn.BCEWithLogitsLoss, False)}
 LOSS_NAMES = sorted(key for entry in _registry.LOSSES if entry.name in LOSSES
-                    for key in (entry.name,) + entry.aliases)
+                    for key in (entry.name,) + entry.aliases) + ["siglip"]
+# --loss siglip: a two-tower model on SigLIP's pairwise loss instead (bce_ext/demo_siglip.py), with
+# batches of this size unless --batch-size is given.
+SIGLIP_BATCH = 1024
 
 
 @dataclasses.dataclass
@@ -69,13 +72,17 @@ def import_extras():
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bce_ext.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--loss", choices=LOSS_NAMES, default="bce", metavar="{bce,logits}",
+    p.add_argument("--loss", choices=LOSS_NAMES, default="bce", metavar="{bce,logits,siglip}",
                    help="bce: BCELoss on the model's sigmoid outputs; logits: BCEWithLogitsLoss "
                         "on its logits (no final sigmoid); or the losses' own names, "
-                        "binary_cross_entropy and binary_cross_entropy_with_logits")
+                        "binary_cross_entropy and binary_cross_entropy_with_logits; siglip: a "
+                        "two-tower model on SigLIP's pairwise loss, bce_ext's beside the dense "
+                        "formula's, step by step with each one's peak memory")
     p.add_argument("--epochs", type=int, default=40, help="epochs of each run")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step")
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per step (64; {SIGLIP_BATCH} for siglip)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (1e-2; 1e-3 for siglip)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
@@ -83,9 +90,14 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default="bce_ext_demo_out", help="folder for the PNG")
     args = p.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = SIGLIP_BATCH if args.loss == "siglip" else 64
+    if args.lr is None:
+        args.lr = 1e-3 if args.loss == "siglip" else 1e-2
     if min(args.epochs, args.batch_size, args.threads, args.limit or 1) < 1:
         p.error("--epochs, --batch-size, --threads and --limit must be positive")
-    args.loss = _registry.canonical(args.loss)
+    if args.loss != "siglip":
+        args.loss = _registry.canonical(args.loss)
     return args
 
 
@@ -296,6 +308,9 @@ def main(argv=None):
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
+        if args.loss == "siglip":
+            from . import demo_siglip
+            return demo_siglip.run(args, device, extras)
         with processes(device) as (procs, device):
             return run_demo(args, device, extras, procs)
     finally:
