@@ -4,6 +4,7 @@ tests/references.py where that library is not installed) and its inputs.
 
     from _losses import LOSSES, baseline, inputs, parse_losses
 """
+import json
 import os
 import sys
 
@@ -17,7 +18,8 @@ from references import reference  # noqa: E402
 
 from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
 
-__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses", "shape_of"]
+__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses", "shape_of",
+           "write_report"]
 
 # The GPU scripts' inputs from uniform [0, 1) values u drawn on the device, by the input's domain.
 DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
@@ -66,3 +68,14 @@ def inputs(entry, shape, gen, device="cpu", dtype=torch.float32):
     elif entry.name in SPARSE_SCORE_TARGETS:
         t = torch.where(t < 0.1, torch.rand(shape, generator=gen), torch.zeros_like(t))
     return x.to(device=device, dtype=dtype), t.to(device=device, dtype=dtype)
+
+
+def write_report(out, meta, rows, lines):
+    """A benchmark's results into the folder `out`: results.json (meta and rows) and results.md
+    (the table's lines), which is also printed."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))

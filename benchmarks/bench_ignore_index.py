@@ -12,7 +12,6 @@ the table gives each call's median over the rounds and the ratio of the medians.
 results.md and results.json into --out.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
-from _losses import LOSSES, baseline, inputs  # noqa: E402
+from _losses import LOSSES, baseline, inputs, write_report  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
 import bce_ext  # noqa: E402,F401
@@ -120,9 +119,6 @@ def main(argv=None):
     meta = dict(device=args.device, cpu=platform.processor() or platform.machine(),
                 threads=torch.get_num_threads(), torch=torch.__version__, dtype=args.dtype,
                 ignored=args.ignored, rounds=args.rounds)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
     lines = [f"# ignore_index: {args.ignored:.0%} of the targets ignored, {args.dtype}, "
              f"{args.device}, {meta['threads']} threads, median of {args.rounds} alternating "
              f"rounds", "",
@@ -136,9 +132,7 @@ def main(argv=None):
                      f"{m['ignore_index'] / m['without index']:.3f}x | "
                      f"{m['eager + mask'] * 1e3:.2f} | "
                      f"{m['eager + mask'] / m['ignore_index']:.1f}x |")
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, meta, rows, lines)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _losses import write_report  # noqa: E402
 
 WORKER = r"""
 import json, resource, statistics, sys, time
@@ -119,9 +122,6 @@ def main(argv=None):
         rows.append(row)
     meta = dict(device=args.device, cpu=platform.processor() or platform.machine(),
                 threads=args.threads, dim=args.dim, dtype=args.dtype, repeats=args.repeats)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(dict(meta=meta, rows=rows), f, indent=1)
 
     def cell(r, key):
         if "error" in r:
@@ -141,9 +141,7 @@ def main(argv=None):
         lines.append(f"| {row['batch']} | {cell(ours, 'time')} | {cell(theirs, 'time')} | "
                      f"{speed} | {cell(ours, 'peak')} | {cell(theirs, 'peak')} | {ratio} | "
                      f"{flops:.2f} |")
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, meta, rows, lines)
 
 
 if __name__ == "__main__":
