@@ -580,16 +580,12 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
 }
 
 double ignore_value_in(at::ScalarType target_dtype, double ignore_index) {
-  switch (target_dtype) {
-    case at::kHalf:
-      return static_cast<float>(static_cast<at::Half>(ignore_index));
-    case at::kBFloat16:
-      return static_cast<float>(static_cast<at::BFloat16>(ignore_index));
-    case at::kFloat:
-      return static_cast<float>(ignore_index);
-    default:  // float64, and dtypes the checks reject: the value as given
-      return ignore_index;
+  if (target_dtype == at::kHalf) return static_cast<float>(static_cast<at::Half>(ignore_index));
+  if (target_dtype == at::kBFloat16) {
+    return static_cast<float>(static_cast<at::BFloat16>(ignore_index));
   }
+  if (target_dtype == at::kFloat) return static_cast<float>(ignore_index);
+  return ignore_index;  // float64 (and the dtypes the checks then reject): as given
 }
 
 }  // namespace bce_ext
