@@ -155,6 +155,12 @@ def test_several_positives_per_row():
                                rtol=1e-12, atol=0)
 
 
+def test_plain_numbers_as_scale_and_bias():
+    image, text = features(12, 4)
+    ours = bce_ext.SigLipLoss()(image, text, 10.0, -10.0)
+    torch.testing.assert_close(ours, formula(image, text, 10.0, -10.0), rtol=1e-12, atol=0)
+
+
 def test_module_is_open_clips():
     image, text = features(20, 6)
     scale, bias = torch.tensor(2.0, dtype=torch.float64), torch.tensor(-1.0, dtype=torch.float64)

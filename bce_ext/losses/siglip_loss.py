@@ -35,8 +35,9 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, 
     Args:
         image_features, text_features: (B, D) and (Bt, D), one floating dtype (float32, float64,
             float16, bfloat16; half types accumulate in float32), on one device.
-        logit_scale: the already-exponentiated scale, 0-dim or of shape (1,); learnable.
-        logit_bias: the bias, 0-dim or (1,), or None (no bias); learnable.
+        logit_scale: the already-exponentiated scale, 0-dim or of shape (1,); learnable (a plain
+            number is a constant).
+        logit_bias: the bias, 0-dim or (1,), or None (no bias); learnable (a number: constant).
         positives: keyword only: int64 ids, one per image (and, unless ``text_positives`` is
             given, per text): pairs with equal ids are positives (several positives per row, for
             multi-caption batches). None: the diagonal (image i with text i; B == Bt).
@@ -52,6 +53,12 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias=None, *, 
     if positives is None and text_positives is not None:
         raise ValueError("siglip_loss: text_positives needs positives")
     text_ids = text_positives if text_positives is not None else positives
+    # A plain number as scale or bias, as open_clip's formula takes it: a constant.
+    wide = torch.float64 if image_features.dtype == torch.float64 else torch.float32
+    if logit_scale is not None and not isinstance(logit_scale, torch.Tensor):
+        logit_scale = torch.tensor(float(logit_scale), dtype=wide, device=image_features.device)
+    if logit_bias is not None and not isinstance(logit_bias, torch.Tensor):
+        logit_bias = torch.tensor(float(logit_bias), dtype=wide, device=image_features.device)
     # Under autocast open_clip's logits are a product in autocast's dtype and its loss is in the
     # features' dtype (its labels have it).
     dtype = image_features.dtype
