@@ -263,3 +263,23 @@ def test_no_b_by_b_tensor_peak_memory():
                          capture_output=True, text=True, cwd=HERE)
     growth = int(out.stdout.strip().splitlines()[-1])
     assert growth < (b * b * 4) // 4, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
+@CUDA
+def test_no_b_by_b_tensor_peak_memory_cuda():
+    b, d = 8192, 64
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(b, d, generator=gen).cuda().requires_grad_()
+    text = torch.randn(b, d, generator=gen).cuda().requires_grad_()
+    scale = torch.tensor(10.0, device="cuda", requires_grad=True)
+    bias = torch.tensor(-10.0, device="cuda", requires_grad=True)
+    bce_ext.siglip_loss(image[:64], text[:64], scale, bias).backward()  # warm-up
+    image.grad, text.grad = torch.zeros_like(image), torch.zeros_like(text)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    image.grad = text.grad = None
+    bce_ext.siglip_loss(image, text, scale, bias).backward()
+    torch.cuda.synchronize()
+    growth = torch.cuda.max_memory_allocated() - base
+    assert growth < (b * b * 4) // 4, f"peak grew by {growth / 2**20:.0f} MiB"
