@@ -548,7 +548,7 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
         g.mul_(*c.weight);
         if (c.reduction == kReductionMean) {
           if (c.params.ignore) {
-            g.div_(c.kept.has_value() && c.kept->defined() ? *c.kept : kept_count(c));
+            g.div_(mean_divisor(c));
           } else {
             g.div_(c.self.numel());
           }
@@ -572,11 +572,15 @@ BackwardArgs prepare_backward(const LossCall& c, const at::Tensor& grad_output,
   b.grad = incoming_grad(grad_output, c.self, order);
   if (c.params.ignore && c.reduction == kReductionMean) {
     // The forward's count where the caller has it (autograd does), else counted here.
-    b.kept = c.kept.has_value() && c.kept->defined() ? *c.kept : kept_count(c);
+    b.kept = mean_divisor(c);
   }
   b.weight = weight_table(c.weight, sizes, order, c.self.scalar_type(), tables);
   b.pos_weight = weight_table(c.pos_weight, sizes, order, c.self.scalar_type(), tables);
   return b;
+}
+
+at::Tensor mean_divisor(const LossCall& c) {
+  return c.kept.has_value() && c.kept->defined() ? *c.kept : kept_count(c);
 }
 
 double ignore_value_in(at::ScalarType target_dtype, double ignore_index) {

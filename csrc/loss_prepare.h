@@ -75,6 +75,10 @@ BackwardArgs prepare_backward(const LossCall& call, const at::Tensor& grad_outpu
                               std::array<bool, 2> output_mask,
                               Tables tables = Tables::kComputeType);
 
+// The divisor of 'mean' with an ignore_index: the forward's count (call.kept) where the caller has
+// it, else the elements whose target is not the index, counted here (a 0-dim float64 tensor).
+at::Tensor mean_divisor(const LossCall& call);
+
 // The dtype of a loss's result: PyTorch's (torchvision's for the focal loss).
 at::ScalarType result_type(const LossCall& call);
 

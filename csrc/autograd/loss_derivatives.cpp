@@ -10,6 +10,7 @@
 #include "loss_derivatives.h"
 
 #include "../bce_constants.h"
+#include "../loss_prepare.h"
 
 namespace bce_ext {
 namespace {
@@ -38,7 +39,7 @@ at::Tensor backward_partial(const LossCall& c, BackwardOutput out, BackwardInput
     // 0 at the ignored elements whatever their operands; 'mean' divides by the others' count.
     v = at::where(c.target == c.params.ignore_value, at::zeros({}, v.options()), v);
     if (c.reduction == kReductionMean) {
-      return v / (defined(c.kept) ? *c.kept : (c.target != c.params.ignore_value).sum(at::kDouble));
+      return v / mean_divisor(c);
     }
   }
   // sym_numel: under torch.compile with dynamic shapes N is symbolic.

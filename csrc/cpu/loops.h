@@ -103,6 +103,12 @@ struct SiglipTile {
 // product (the scale's gradient), each in double.
 struct SiglipSums {
   double loss = 0.0, grad = 0.0, product_grad = 0.0;
+  SiglipSums& operator+=(const SiglipSums& o) {
+    loss += o.loss;
+    grad += o.grad;
+    product_grad += o.product_grad;
+    return *this;
+  }
 };
 template <typename T>
 using SiglipTileFn = void (*)(const SiglipTile<T>& tile, SiglipSums* sums);

@@ -152,11 +152,7 @@ cpu::SiglipSums cpu_tile(cpu::SiglipTile<T> tile) {
     }
   });
   cpu::SiglipSums total;
-  for (const auto& s : sums) {
-    total.loss += s.loss;
-    total.grad += s.grad;
-    total.product_grad += s.product_grad;
-  }
+  for (const auto& s : sums) total += s;
   return total;
 }
 
@@ -225,10 +221,7 @@ Grads loss_and_grads(const at::Tensor& image, const at::Tensor& text, const at::
                                          static_cast<scalar_t>(grad_scale),
                                          want_grad,
                                          nullptr};
-          const cpu::SiglipSums s = cpu_tile(tile);
-          host_sums.loss += s.loss;
-          host_sums.grad += s.grad;
-          host_sums.product_grad += s.product_grad;
+          host_sums += cpu_tile(tile);
         });
       }
       if (want_grad) {
