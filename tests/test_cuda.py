@@ -314,6 +314,48 @@ def test_large_float32_mean_is_accurate(loss):
     assert abs((ours_sum - exact * LARGE_N) / (exact * LARGE_N)).item() < 1e-6
 
 
+def ulps(value, reference):
+    """|value - reference| in float32 ulps of the float64 reference, element by element."""
+    reference = reference.double()
+    exponent = torch.frexp(reference.abs().clamp_min(2.0 ** -126))[1]
+    return (value.cpu().double() - reference).abs() / torch.ldexp(
+        torch.ones_like(reference), exponent - 24)
+
+
+@needs_cuda
+@all_loss_ids
+def test_device_math_sweep(loss):
+    """The CUDA Math's own functions where they run (cuda_math.cuh: the reciprocal of MUFU.RCP and
+    a Newton step, the log1p polynomial; tests/cuda_math_host.cpp checks the same operations on
+    the host, the hardware's reciprocal aside): every logits loss in float32 over logits of every
+    magnitude and both signs, targets 0, 0.3 and 1, the loss and both gradients against the
+    float64 truth. Where bce_ext's CPU kernels are within the float32 tolerances, so is CUDA; and
+    where the CPU is within 8 ulp of the truth (the well-conditioned elements: elsewhere the
+    formula's own cancellation decides, the same on both devices) CUDA is within 16."""
+    if loss is BCE:
+        pytest.skip("BCE takes probabilities: its logs are the host-checked ones")
+    magnitudes = torch.logspace(-30, 2, 2**15, dtype=torch.float64)
+    x = torch.cat([-magnitudes.flip(0), torch.zeros(1, dtype=torch.float64), magnitudes,
+                   torch.linspace(-20, 20, 2**17, dtype=torch.float64)]).float()
+    tol = TRUTH_TOLERANCES[torch.float32]
+    for target in (0.0, 0.3, 1.0):
+        t = torch.full_like(x, target)
+        g = torch.ones_like(x)
+        ref = truth(x, t, None, "none", g, loss)
+        cpu = ours(x, t, None, "none", g, loss)
+        cuda = ours(x.cuda(), t.cuda(), None, "none", g.cuda(), loss)
+        for name, mine, theirs, exact in zip(("loss", "grad_input", "grad_target"), cuda, cpu, ref):
+            where = f"{name}, target {target}"
+            mine = mine.cpu().double()
+            cpu_close = torch.isclose(theirs.double(), exact, equal_nan=True, **tol)
+            assert cpu_close.double().mean() > 0.99, where  # the sweep is not vacuous
+            bad = cpu_close & ~torch.isclose(mine, exact, equal_nan=True, **tol)
+            assert not bad.any(), f"{where}: {int(bad.sum())} elements, first x = {x[bad][0]}"
+            conditioned = ulps(theirs, exact) <= 8
+            worst = ulps(mine, exact)[conditioned].max().item()
+            assert worst <= 16, f"{where}: {worst:.1f} ulp where the CPU is within 8"
+
+
 # ---------------------------------------------------------------------------------------------
 # Memory paths and layouts, against the float64 oracle and bce_ext's own CPU kernels.
 

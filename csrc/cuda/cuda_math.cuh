@@ -11,7 +11,12 @@
 //                              reductions of log01(x) and log1m(x) of the same x) and log_select
 //                              taking one log; double: CUDA's log and log1p
 //   log_any                    CUDA's log (PyTorch's logit is log(x / (1 - x)) with it)
-//   exp, log1p01, sigmoid      CUDA's accurate exp and log1p (no --use_fast_math: see setup.py)
+//   log1p01                    float: ours for e in [0, 1], within 0.92 ulp, one polynomial with
+//                              no range reduction from bits (15 instructions, CUDA's log1pf about
+//                              24); double: CUDA's log1p
+//   exp, sigmoid               CUDA's accurate exp (no --use_fast_math: see setup.py)
+//   inv_one_plus               1 / (1 + e) for e in [0, 1], correctly rounded (as the CPU's
+//                              division) without the range checks of a general one (below)
 //
 // Apart from the BCE_EXT_HD markers this is plain C++, so that tests/cuda_math_host.cpp compiles
 // the same functions (and the formulas over them) with the host compiler and checks them on the
@@ -48,6 +53,16 @@ BCE_EXT_HD double log1p(double v) { return ::log1p(v); }
 BCE_EXT_HD float log1p(float v) { return ::log1pf(v); }
 BCE_EXT_HD float exp(float v) { return ::expf(v); }
 BCE_EXT_HD double exp(double v) { return ::exp(v); }
+// 1 / d for d in [1, 2], correctly rounded. float: the fast path of __frcp_rn (MUFU.RCP and one
+// Newton step, which rounds correctly for every normal d: what __frcp_rn returns there, bit for
+// bit), without its test of d's exponent and the call of its slow path for d near 0 or huge,
+// which this range never takes (3 instructions instead of 10). double: __drcp_rn itself.
+BCE_EXT_HD float recip_1_2(float d) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(d));
+  return __fmaf_rn(r, __fmaf_rn(-d, r, 1.0f), r);
+}
+BCE_EXT_HD double recip_1_2(double d) { return __drcp_rn(d); }
 // v where ok, else NaN.
 BCE_EXT_HD float nan_unless(bool ok, float v) { return ok ? v : NAN; }
 BCE_EXT_HD double nan_unless(bool ok, double v) { return ok ? v : NAN; }
@@ -93,6 +108,10 @@ inline T log1p(T v) {
 template <typename T>
 inline T exp(T v) {
   return std::exp(v);
+}
+template <typename T>
+inline T recip_1_2(T d) {
+  return T(1) / d;
 }
 template <typename T>
 inline T nan_unless(bool ok, T v) {
@@ -160,6 +179,17 @@ constexpr float kTwo24 = 16777216.0f;
 constexpr int kTwo24Exponent = 24;
 // 1 - sqrt(1/2): b = 1 - a is below sqrt(1/2) above this a, and is then reduced with k = -1.
 constexpr float kOneMinusSqrtHalf = 0.29289322f;
+
+// log1p(e) for e in [0, 1] (the tail log1p(exp(-|x|)) of the logits losses): f = e up to 1/2, and
+// above it log1p(e) = ln 2 + log1p(f) with f = (e - 1) / 2 in [-1/4, 0) (exact: e - 1 by Sterbenz,
+// then halved); log1p(f) = f + f^2 P(f), P of degree 8 fitted to the relative error of the sum
+// on [-1/4, 1/2] (iteratively reweighted least squares, 2^-27.6 before rounding to float).
+// tests/cuda_math_host.cpp measures the float evaluation: at most 0.92 ulp.
+constexpr float kLog1pP0 = -5.000000082e-01f, kLog1pP1 = 3.333345445e-01f,
+                kLog1pP2 = -2.500005457e-01f, kLog1pP3 = 1.999060645e-01f,
+                kLog1pP4 = -1.664776706e-01f, kLog1pP5 = 1.448206598e-01f,
+                kLog1pP6 = -1.316223853e-01f, kLog1pP7 = 1.044831987e-01f,
+                kLog1pP8 = -4.490940513e-02f;
 
 // ---------------------------------------------------------------------------------------------
 // Math: the functions the formulas call (their contracts are csrc/cpu/vec/vec_math.h's).
@@ -247,7 +277,21 @@ struct Math<Lanes<float>> {
   }
   BCE_EXT_HD static float log_any(float q) { return rn::log(q); }
   BCE_EXT_HD static float exp(float y) { return rn::exp(y); }
-  BCE_EXT_HD static float log1p01(float e) { return rn::log1p(e); }
+  BCE_EXT_HD static float log1p01(float e) {
+    const bool above_half = e > 0.5f;
+    const float f = above_half ? rn::fma(e, 0.5f, -0.5f) : e;
+    float q = rn::fma(kLog1pP8, f, kLog1pP7);
+    q = rn::fma(q, f, kLog1pP6);
+    q = rn::fma(q, f, kLog1pP5);
+    q = rn::fma(q, f, kLog1pP4);
+    q = rn::fma(q, f, kLog1pP3);
+    q = rn::fma(q, f, kLog1pP2);
+    q = rn::fma(q, f, kLog1pP1);
+    q = rn::fma(q, f, kLog1pP0);
+    // + 0 where e <= 1/2 keeps the sum's value (and +0 at e = 0).
+    return rn::add(above_half ? kLn2 : 0.0f, rn::fma(rn::mul(f, f), q, f));
+  }
+  BCE_EXT_HD static float inv_one_plus(float e) { return rn::recip_1_2(rn::add(1.0f, e)); }
   BCE_EXT_HD static float sigmoid(float x) { return cuda::sigmoid(x); }
 };
 
@@ -265,6 +309,7 @@ struct Math<Lanes<double>> {
   BCE_EXT_HD static double log_any(double q) { return rn::log(q); }
   BCE_EXT_HD static double exp(double y) { return rn::exp(y); }
   BCE_EXT_HD static double log1p01(double e) { return rn::log1p(e); }
+  BCE_EXT_HD static double inv_one_plus(double e) { return rn::recip_1_2(rn::add(1.0, e)); }
   BCE_EXT_HD static double sigmoid(double x) { return cuda::sigmoid(x); }
 };
 

@@ -1,8 +1,8 @@
 #pragma once
 // The sigmoid focal loss (Lin et al., RetinaNet; torchvision.ops.sigmoid_focal_loss): its element
-// formulas, written once over a backend V and its Math (exp, log1p01, log_any; csrc/cpu/vec/ and
-// csrc/cuda/cuda_math.cuh). See bce.h for the conventions; alpha and gamma come in the
-// Coefficients' slots (Own).
+// formulas, written once over a backend V and its Math (exp, log1p01, inv_one_plus, log_any;
+// csrc/cpu/vec/ and csrc/cuda/cuda_math.cuh). See bce.h for the conventions; alpha and gamma come
+// in the Coefficients' slots (Own).
 //
 // Python reference (torchvision's, x logit, t target, g incoming gradient; the 1/N of 'mean' is
 // applied by the loops):
@@ -55,16 +55,19 @@ struct SigmoidFocal {
   };
   BCE_EXT_HD static Own own(const Coefficients<T>& k) { return {k.v[0], k.v[1]}; }
 
-  // p = sigmoid(x) and q = sigmoid(-x) = 1 - p, from e = exp(-|x|), each without cancellation.
+  // p = sigmoid(x) and q = sigmoid(-x) = 1 - p, from e = exp(-|x|), each without cancellation:
+  // sigmoid(|x|) = 1 / (1 + e) and sigmoid(-|x|) = e / (1 + e), as e times the first (one
+  // reciprocal, not two divisions: on CUDA a division costs about 10 instructions, the
+  // reciprocal of a number in [1, 2] 3).
   struct Sigmoids {
     F p, q, e;
   };
   BCE_EXT_HD static Sigmoids sigmoids(F x) {
-    const F one = V::set1(T(1));
     const F e = MathV::exp(V::neg(V::abs(x)));
-    const F d = V::add(one, e);
+    const F big = MathV::inv_one_plus(e);
+    const F small = V::mul(e, big);
     const M nonneg = V::ge(x, V::zero());
-    return {V::div(V::blend(nonneg, e, one), d), V::div(V::blend(nonneg, one, e), d), e};
+    return {V::blend(nonneg, small, big), V::blend(nonneg, big, small), e};
   }
 
   // m ** gamma.
@@ -98,15 +101,15 @@ struct SigmoidFocal {
     return V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
   }
 
-  // alpha_t = alpha * t + (1 - alpha) * (1 - t), 1 where alpha < 0.
+  // alpha_t = alpha * t + (1 - alpha) * (1 - t), 1 where alpha < 0 (one rounding fewer as an
+  // FMA; the terms have one sign for alpha and t in [0, 1]).
   BCE_EXT_HD static F alpha_t(F t, T alpha) {
-    return V::add(V::mul(V::set1(alpha), t),
-                  V::mul(V::set1(T(1) - alpha), V::sub(V::set1(T(1)), t)));
+    return V::fma(V::set1(alpha), t, V::mul(V::set1(T(1) - alpha), V::sub(V::set1(T(1)), t)));
   }
 
-  // m = 1 - p_t.
+  // m = 1 - p_t = t q + (1 - t) p (an FMA, as alpha_t).
   BCE_EXT_HD static F one_minus_pt(F t, const Sigmoids& s) {
-    return V::add(V::mul(t, s.q), V::mul(V::sub(V::set1(T(1)), t), s.p));
+    return V::fma(t, s.q, V::mul(V::sub(V::set1(T(1)), t), s.p));
   }
 
   // ce, BCE with logits, as (1 - t) * x for x >= 0 or -t * x for x < 0, plus log1p(exp(-|x|)):
@@ -149,11 +152,21 @@ struct SigmoidFocal {
     const F ce = cross_entropy(x, t, s);
     const F dm_dx = V::mul(V::sub(V::set1(T(1)), V::add(t, t)), V::mul(s.p, s.q));
     const F p_minus_t = V::sub(s.p, t);
-    F d = V::add(p_minus_t, V::mul(V::set1(o.gamma), V::mul(ce, over_m(dm_dx, m))));
-    if (V::any(infinite(x))) {
-      d = where_infinite(x, d, p_minus_t);  // inf * 0 in the term that vanishes
+    // M * dm/dx / m: M / m = m ** (gamma - 1) is m for gamma 2 and 1 for gamma 1 (and for gamma
+    // 0, where gamma multiplies the term away), with no division; else M times the quotient.
+    F dm_scaled;
+    if (o.gamma == T(2)) {
+      dm_scaled = V::mul(m, dm_dx);
+    } else if (o.gamma == T(1) || o.gamma == T(0)) {
+      dm_scaled = dm_dx;
+    } else {
+      dm_scaled = V::mul(big_m, over_m(dm_dx, m));
     }
-    d = V::mul(big_m, d);
+    const F linear = V::mul(big_m, p_minus_t);
+    F d = V::add(linear, V::mul(V::set1(o.gamma), V::mul(ce, dm_scaled)));
+    if (V::any(infinite(x))) {
+      d = where_infinite(x, d, linear);  // inf * 0 in the term that vanishes
+    }
     if (o.alpha >= T(0)) d = V::mul(alpha_t(t, o.alpha), d);
     return V::mul(d, g);
   }

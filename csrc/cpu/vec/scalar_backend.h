@@ -137,6 +137,7 @@ struct Math<Portable<Scalar>> {
   static F log_any(F q) { return std::log(q); }
   static F exp(F y) { return std::exp(y); }
   static F log1p01(F e) { return std::log1p(e); }
+  static F inv_one_plus(F e) { return F(1) / (F(1) + e); }
   // As PyTorch's CPU sigmoid (1 / (1 + exp(-x))), but without its overflow to 0 below -88.7.
   static F sigmoid(F x) {
     const F e = std::exp(-std::fabs(x));

@@ -13,6 +13,8 @@
 //   log_any(q)        log(q) for any float, as std::log (-inf at 0, NaN below, +inf at +inf)
 //   exp(y)            exp(y) for any float (0 below -104, +inf above 88.7, NaN at NaN)
 //   log1p01(e)        log1p(e) for e in [0, 1]
+//   inv_one_plus(e)   1 / (1 + e) for e in [0, 1], correctly rounded (a division here; the CUDA
+//                     Math has a cheaper exact one for this range)
 //   sigmoid(x)        1 / (1 + exp(-x)) without overflow: 0 and 1 at -inf and +inf
 // Outside those domains the results are unspecified (the callers check ranges themselves).
 //
@@ -160,6 +162,11 @@ struct Math {
     const F u = V::add(one, e);
     const F cn = V::sub(V::sub(u, one), e);
     return log_core<V, true>(V::mul(u, V::set1(kTwo24)), cn);
+  }
+
+  static F inv_one_plus(F e) {
+    const F one = V::set1(1.0f);
+    return V::div(one, V::add(one, e));
   }
 
   static F sigmoid(F x) {

@@ -211,6 +211,11 @@ struct Math {
     return log_core<V, true, true>(V::mul(u, V::set1(kTwo52)), cn, V::set1(kNegKBias));
   }
 
+  static F inv_one_plus(F e) {
+    const F one = V::set1(1.0);
+    return V::div(one, V::add(one, e));
+  }
+
   static F sigmoid(F x) {
     const F e = exp(V::neg(V::abs(x)));
     const F one = V::set1(1.0);
