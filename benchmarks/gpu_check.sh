@@ -1,58 +1,64 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU: build from source, the CUDA tests, compute-sanitizer (memcheck,
-# racecheck, initcheck, synccheck) over the CUDA tests, the rest of the suite, and the benchmarks.
+# Everything that needs a GPU, as three device calls on one warm machine, each well inside one
+# 10-minute command and about 6 minutes at most, so that a failed call can run again in a
+# 15-minute loan:
 #
-#   bash benchmarks/gpu_check.sh [all|tests|bench]
+#   bash benchmarks/gpu_check.sh tests   # build (this GPU's architecture, all cores),
+#       tests/test_cuda.py (the device-math sweep of cuda_math.cuh's own functions among them),
+#       the error and bad-input suites against that build, and the four compute-sanitizer tools
+#       at once (memcheck, racecheck, initcheck, synccheck: one process each, in parallel), each
+#       over a selection that launches every kernel variant at least once. Caps 340 s of 360.
+#   bash benchmarks/gpu_check.sh bench   # the build again (ninja finds nothing to do: the
+#       objects stay between calls; a fresh machine would rebuild, beyond the cap), and the
+#       losses' benchmark at N = 2^28 and 2^16 with torch.compile on every row. Caps 340 of 360.
+#   bash benchmarks/gpu_check.sh extra   # only with time left: the rest of the suite on the GPU
+#       machine, and the SigLIP benchmark. Caps 310 of 330.
 #
-# all (the default): every step but the SigLIP benchmark, in one call (the caps add up to 565 s).
-# tests: the build and every test step (caps 515 s); bench, after it on the same warm machine: the
-# build (ninja finds nothing to do: the objects are kept between calls), the losses' benchmark
-# with a larger cap, and the SigLIP benchmark (caps 480 s). Planned, not yet rehearsed on a GPU:
-# tests about 8.5 minutes at most, bench about 8 at most.
+# Predicted on an H200 or H100 (16 cores), from the first run's steps (build 83 s, CUDA tests
+# 54 s, memcheck and initcheck about 55 s each alone): tests about 4.5 minutes (the sanitizers
+# at once about 80 s where they took 230 s one after another), bench about 4 (40 torch.compile
+# cases of two graphs each at a few seconds, the timings a few seconds), extra about 4. With the
+# machine's start (1-2 minutes) tests + bench come to about 10.5 of the 15 minutes. Rehearsed
+# without a GPU (every step runs and skips or fails as it should, the caps hold), not yet on one.
 #
 # Needs: a GPU, a CUDA build of torch with its nvcc, ninja, pytest, compute-sanitizer; no network.
 # Writes its logs, the benchmark table (bench_gpu.md, for benchmarks/RESULTS.md) and summary.txt
 # under $OUT (default out/gpu_check).
 #
-# Time: the whole must fit one 10-minute device call (timeout_s 600) with margin. Each step has a
-# cap, and the caps add up to less than the deadline (GPU_CHECK_DEADLINE_S, default 580 s), so a
-# slow step cannot crowd out the later ones; a step also stops at the deadline. Steps come in order
-# of value (the CUDA tests before the sanitizers, the sanitizers before the rest of the suite and
-# the benchmark), so that a cut-short run still answers the first questions. The summary lists every
-# planned step: PASS, FAIL, or NOT RUN with the reason, and the last line says PASS only when all of
-# them ran and passed; a run that did not finish says INCOMPLETE.
+# Time: each step has a cap, and a part's caps add up to less than its deadline
+# (GPU_CHECK_DEADLINE_S, default the part's own), so a slow step cannot crowd out the later ones;
+# a step also stops at the deadline. Steps come in order of value, so that a cut-short run still
+# answers the first questions. The summary lists every planned step: PASS, FAIL, or NOT RUN with
+# the reason, and the last line says PASS only when all of them ran and passed; a run that did not
+# finish says INCOMPLETE.
 # Environment: PYTHON (default python3), TORCH_CUDA_ARCH_LIST (default: this GPU's),
 # GPU_CHECK_DEADLINE_S.
 set -uo pipefail
-PART=${1:-all}
-case "$PART" in all|tests|bench) ;; *) echo "usage: gpu_check.sh [all|tests|bench]" >&2; exit 2 ;; esac
+PART=${1:-tests}
+case "$PART" in tests|bench|extra) ;; *) echo "usage: gpu_check.sh [tests|bench|extra]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out/gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-DEADLINE=${GPU_CHECK_DEADLINE_S:-580}
 # Seconds kept free at the deadline for the summary (and timeout's own kill grace).
 MARGIN=15
 
-# The plan: name and cap (seconds) of every step, in order. The caps add up to 565 s (a step that
-# finishes early leaves its time to the deadline's margin, not to the others: the order and the
-# caps are the plan, whatever the machine). Every loss's kernels are one template: the sanitizers
-# that look at memory (memcheck, initcheck) run all three losses, those that look at the
-# reduction's shared memory and barriers (racecheck, synccheck: loss-independent code) run BCE's
-# and one small selection of the sigmoid focal loss's (its layouts test).
+# The plan: name and cap (seconds) of every step, in order, per part. A step that finishes early
+# leaves its time to the deadline's margin, not to the others: the order and the caps are the plan,
+# whatever the machine.
 case "$PART" in
-  all) STEPS=(build import cuda-tests memcheck racecheck initcheck synccheck other-tests benchmark) ;;
-  tests) STEPS=(build import cuda-tests memcheck racecheck initcheck synccheck other-tests) ;;
-  bench) STEPS=(build import benchmark siglip-benchmark) ;;
+  tests) STEPS=(build import cuda-tests error-suites sanitizers) ;;
+  bench) STEPS=(build import benchmark) ;;
+  extra) STEPS=(build import other-tests siglip-benchmark) ;;
 esac
-# Seen on an H200 (16 cores, 2026-11-27, first run): build 83 s, CUDA tests 54 s (xdist), memcheck
-# and initcheck about 55 s each for their whole selection, racecheck over 30 s.
-declare -A CAP=([build]=120 [import]=10 [cuda-tests]=75 [memcheck]=70 [racecheck]=60
-                [initcheck]=60 [synccheck]=40 [other-tests]=80 [benchmark]=50
-                [siglip-benchmark]=150)
-# The bench part has the time the test steps had: the losses' benchmark gets more of it.
-[ "$PART" = bench ] && CAP[benchmark]=200
+declare -A PART_DEADLINE=([tests]=360 [bench]=360 [extra]=330)
+DEADLINE=${GPU_CHECK_DEADLINE_S:-${PART_DEADLINE[$PART]}}
+declare -A CAP=([build]=110 [import]=10 [cuda-tests]=70 [error-suites]=30 [sanitizers]=120
+                [benchmark]=300 [other-tests]=90 [siglip-benchmark]=180)
+# After the tests part on the same machine the build is ninja's no-op.
+[ "$PART" = bench ] && CAP[build]=30
+[ "$PART" = extra ] && CAP[build]=30
 declare -A STATUS TOOK
 for s in "${STEPS[@]}"; do STATUS[$s]="NOT RUN"; TOOK[$s]="-"; done
 FAILED=0
@@ -164,9 +170,13 @@ if "$PY" -c "import xdist" >/dev/null 2>&1; then
 fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-# 2. The CUDA tests, all of them (with the test beyond 2^31 elements).
+# 2. The CUDA tests, all of them (with the test beyond 2^31 elements and the sweep of the device
+#    Math's own reciprocal and log1p), then the error and bad-input suites against this build
+#    (the first run's crash of a statically linked C++ runtime showed only there).
 step cuda-tests pytest_cuda.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${PAR[@]}"} \
   tests/test_cuda.py
+step error-suites pytest_errors.log "$PY" -m pytest -q -p no:cacheprovider \
+  ${PAR[@]+"${PAR[@]}"} tests/test_errors.py tests/test_bad_input.py
 
 # 3. Sanitizers over the CUDA tests that reach every kernel variant (dtypes, reductions, strict
 #    mode, weights, aligned and misaligned operands, heads and tails, both gradients), not over
@@ -174,32 +184,53 @@ step cuda-tests pytest_cuda.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+
 #    compute-sanitizer can filter), with a small large-N test, no test beyond 2^31 elements and none
 #    that starts another process. memcheck and initcheck run without the caching allocator, so that
 #    an out-of-bounds access lands outside any allocation and a read of memory never written is
-#    seen; CUDA graphs need the caching allocator, so those two leave the graph tests out.
+#    seen; CUDA graphs need the caching allocator, so those two leave the graph tests out. The four
+#    tools run at once, one process each (the instrumentation is mostly host work, and the machine
+#    has the cores): the step takes the slowest of them, each with the step's cap.
 FILTER=()
 if compute-sanitizer --help 2>&1 | grep -q -- '--kernel-name'; then
   FILTER=(--kernel-name kns=bce_ext)
 fi
 SMALL=(env BCE_EXT_TEST_LARGE_N=1048576 BCE_EXT_TEST_HUGE_N=0)
-# The sigmoid focal loss runs through the shared tests' loss parameter (its kernels for every
-# dtype, reduction, gradient and alignment), and "layouts" selects its own
-# test_focal_layouts_and_broadcasts too. Its alpha/gamma grid and infinite logits are left to
-# the plain CUDA tests: alpha and gamma are run-time coefficients of the same kernels (values, not
-# memory paths), and those tests are many small calls, which the caps here cannot afford.
+# Every loss runs through the shared tests' loss parameter (its kernels for every dtype, reduction,
+# gradient and alignment), and "layouts" selects the focal loss's own layouts test too. racecheck
+# and synccheck look at the reduction's shared memory and barriers, code that is the same template
+# for every loss: they run BCE's selection and the focal loss's layouts (racecheck is the slowest
+# tool by far).
 KERNELS="vector_and_unaligned or alignment or strict or bad_values or target_gradient_only \
 or layouts or empty or boundary or broadcast_weights or weight_table or matches_pytorch \
-or infinite_logits or pos_weight_broadcasts or label_smoothing_on_every_path"
+or infinite_logits or pos_weight_broadcasts or label_smoothing_on_every_path or device_math"
 NOSUB="not environment and not first_call_ever and not focal_infinite_logits"
-sanitize() {  # sanitize TOOL NO_CACHING EXTRA_K
-  local tool=$1 nocache=$2 extra=$3
-  step "$tool" "$tool.log" "${SMALL[@]}" PYTORCH_NO_CUDA_MEMORY_CACHING="$nocache" \
-    compute-sanitizer --tool "$tool" --error-exitcode 1 ${FILTER[@]+"${FILTER[@]}"} \
-    "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
-    -k "not cpu and ($KERNELS) and $NOSUB$extra"
+# sanitizers: the four tools as background processes under one cap; the step passes when all do.
+sanitizers() {
+  local tool nocache extra pids=() tools=() rc=0 i
+  for spec in "memcheck|1| and not graph and not capture" \
+              "racecheck|0| and not binary_cross_entropy_with_logits and (not focal or focal_layouts)" \
+              "initcheck|1| and not graph and not capture" \
+              "synccheck|0| and not binary_cross_entropy_with_logits and (not focal or focal_layouts)"; do
+    IFS='|' read -r tool nocache extra <<<"$spec"
+    "${SMALL[@]}" PYTORCH_NO_CUDA_MEMORY_CACHING="$nocache" \
+      compute-sanitizer --tool "$tool" --error-exitcode 1 ${FILTER[@]+"${FILTER[@]}"} \
+      "$PY" -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
+      -k "not cpu and ($KERNELS) and $NOSUB$extra" >"$OUT/$tool.log" 2>&1 &
+    pids+=($!)
+    tools+=("$tool")
+  done
+  for i in "${!pids[@]}"; do
+    if wait "${pids[$i]}"; then
+      echo "${tools[$i]}: PASS ($(tail -n 1 "$OUT/${tools[$i]}.log"))"
+    else
+      echo "${tools[$i]}: FAIL (exit status $?; log: ${tools[$i]}.log)"
+      tail -n 30 "$OUT/${tools[$i]}.log"
+      rc=1
+    fi
+  done
+  return "$rc"
 }
-sanitize memcheck 1 " and not graph and not capture"
-sanitize racecheck 0 " and not binary_cross_entropy_with_logits and (not focal or focal_layouts)"
-sanitize initcheck 1 " and not graph and not capture"
-sanitize synccheck 0 " and not binary_cross_entropy_with_logits and (not focal or focal_layouts)"
+export -f sanitizers
+export PY OUT KERNELS NOSUB
+export SMALL_ENV="${SMALL[*]}" FILTER_ARGS="${FILTER[*]}"
+step sanitizers sanitizers.log bash -c "SMALL=(\$SMALL_ENV); FILTER=(\$FILTER_ARGS); sanitizers"
 
 # 4. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there). Its CPU
 #    cases run too: on the GPU image they found a build defect that CI's machines cannot show
@@ -207,11 +238,10 @@ sanitize synccheck 0 " and not binary_cross_entropy_with_logits and (not focal o
 step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${PAR[@]}"} \
   --ignore=tests/test_cuda.py
 
-# 5. Benchmark (torch.compile compilations stop after --budget-s).
-#    (Four of the sizes the script covers by default, 2^16 to 2^28, so that the cap holds: 2^16
-#    for the launch-bound target, 2^28 for the bandwidth ones.)
-step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 30 \
-  --sizes 16,20,24,28
+# 5. The losses' benchmark at the sizes of the targets: 2^28 (bandwidth, against torch.compile)
+#    and 2^16 (launch-bound). torch.compile on every row: its compilations stop only after
+#    --budget-s, which the cap leaves room for (the rows would say "skipped (time budget)").
+step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 250 --sizes 28,16
 [ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"
 # 6. The SigLIP loss against open_clip's formula (dense B x B), D = 768, bfloat16: B = 32768
 #    (where the dense loss fits) and 65536. B = 2^20 is not in the cap: its 6 B^2 D = 5.1e18 flops
