@@ -5,9 +5,10 @@
 #
 #   bash benchmarks/gpu_check.sh tests   # build (this GPU's architecture, all cores),
 #       tests/test_cuda.py (the device-math sweep of cuda_math.cuh's own functions among them),
-#       the error and bad-input suites against that build, and the four compute-sanitizer tools
-#       at once (memcheck, racecheck, initcheck, synccheck: one process each, in parallel), each
-#       over a selection that launches every kernel variant at least once. Caps 340 s of 360.
+#       the SigLIP loss's CUDA cases, the error and bad-input suites against that build, and the
+#       four compute-sanitizer tools at once (memcheck, racecheck, initcheck, synccheck: one
+#       process each, in parallel), each over a selection that launches every kernel variant at
+#       least once. Caps 345 s of 360.
 #   bash benchmarks/gpu_check.sh bench   # the build again (ninja finds nothing to do: the
 #       objects stay between calls; a fresh machine would rebuild, beyond the cap), and the
 #       losses' benchmark at N = 2^28 and 2^16 with torch.compile on every row. Caps 340 of 360.
@@ -49,15 +50,15 @@ MARGIN=15
 # leaves its time to the deadline's margin, not to the others: the order and the caps are the plan,
 # whatever the machine.
 case "$PART" in
-  tests) STEPS=(build import cuda-tests error-suites sanitizers) ;;
+  tests) STEPS=(build import cuda-tests siglip-tests error-suites sanitizers) ;;
   bench) STEPS=(build import benchmark) ;;
   extra) STEPS=(build import other-tests siglip-benchmark) ;;
 esac
 declare -A PART_DEADLINE=([tests]=360 [bench]=360 [extra]=330)
 SCALE=${GPU_CHECK_CAP_SCALE:-1}
 DEADLINE=${GPU_CHECK_DEADLINE_S:-$((PART_DEADLINE[$PART] * SCALE))}
-declare -A CAP=([build]=110 [import]=10 [cuda-tests]=70 [error-suites]=30 [sanitizers]=120
-                [benchmark]=300 [other-tests]=90 [siglip-benchmark]=180)
+declare -A CAP=([build]=100 [import]=10 [cuda-tests]=70 [siglip-tests]=30 [error-suites]=25
+                [sanitizers]=110 [benchmark]=300 [other-tests]=90 [siglip-benchmark]=180)
 # After the tests part on the same machine the build is ninja's no-op.
 [ "$PART" = bench ] && CAP[build]=30
 [ "$PART" = extra ] && CAP[build]=30
@@ -173,10 +174,14 @@ fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 # 2. The CUDA tests, all of them (with the test beyond 2^31 elements and the sweep of the device
-#    Math's own reciprocal and log1p), then the error and bad-input suites against this build
-#    (the first run's crash of a statically linked C++ runtime showed only there).
+#    Math's own reciprocal and log1p), the SigLIP loss's CUDA cases (its tile kernel's first
+#    run: values against open_clip in float64, the half types, the peak-memory cap), then the
+#    error and bad-input suites against this build (the first run's crash of a statically linked
+#    C++ runtime showed only there).
 step cuda-tests pytest_cuda.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${PAR[@]}"} \
   tests/test_cuda.py
+step siglip-tests pytest_siglip.log "$PY" -m pytest -q -p no:cacheprovider \
+  tests/test_siglip_loss.py -k cuda
 step error-suites pytest_errors.log "$PY" -m pytest -q -p no:cacheprovider \
   ${PAR[@]+"${PAR[@]}"} tests/test_errors.py tests/test_bad_input.py
 
