@@ -72,9 +72,9 @@ struct SigmoidFocal {
 
   // m ** gamma.
   BCE_EXT_HD static F power(F m, T gamma) {
+    if (gamma == T(2)) return V::mul(m, m);  // the default first: one test on its path
     if (gamma == T(0)) return V::set1(T(1));
     if (gamma == T(1)) return m;
-    if (gamma == T(2)) return V::mul(m, m);
     return MathV::exp(V::mul(V::set1(gamma), MathV::log_any(m)));
   }
 
