@@ -20,7 +20,8 @@
 # at once about 80 s where they took 230 s one after another), bench about 4 (40 torch.compile
 # cases of two graphs each at a few seconds, the timings a few seconds), extra about 4. With the
 # machine's start (1-2 minutes) tests + bench come to about 10.5 of the 15 minutes. Rehearsed
-# without a GPU (every step runs and skips or fails as it should, the caps hold), not yet on one.
+# without a GPU, not yet on one: tests with the caps scaled by 40 (every step ran and passed, the
+# CUDA cases skipping), bench unscaled (the no-op build in 8 s, the benchmark refusing: no GPU).
 #
 # Needs: a GPU, a CUDA build of torch with its nvcc, ninja, pytest, compute-sanitizer; no network.
 # Writes its logs, the benchmark table (bench_gpu.md, for benchmarks/RESULTS.md) and summary.txt
@@ -34,7 +35,7 @@
 # finish says INCOMPLETE.
 # Environment: PYTHON (default python3), TORCH_CUDA_ARCH_LIST (default: this GPU's),
 # GPU_CHECK_DEADLINE_S, GPU_CHECK_CAP_SCALE (multiplies every cap and the deadline: a rehearsal on
-# a machine without a GPU, where the CUDA build alone takes 15 minutes, runs the plan with 10).
+# a machine without a GPU, where the CUDA build alone takes 15 minutes or more, scales them).
 set -uo pipefail
 PART=${1:-tests}
 case "$PART" in tests|bench|extra) ;; *) echo "usage: gpu_check.sh [tests|bench|extra]" >&2; exit 2 ;; esac
