@@ -18,8 +18,8 @@ from references import reference  # noqa: E402
 
 from bce_ext._registry import LOSSES, canonical, get  # noqa: E402,F401
 
-__all__ = ["DRAW", "LOSSES", "baseline", "canonical", "get", "inputs", "parse_losses", "shape_of",
-           "write_report"]
+__all__ = ["DRAW", "LOSSES", "backward_seed", "baseline", "canonical", "get", "inputs",
+           "parse_losses", "shape_of", "write_report"]
 
 # The GPU scripts' inputs from uniform [0, 1) values u drawn on the device, by the input's domain.
 DRAW = {"probability": lambda u: u, "logit": lambda u: 16 * u - 8}
@@ -53,6 +53,15 @@ def shape_of(entry, n):
         return (n,)
     classes = CLASSES if n % CLASSES == 0 else 64
     return (n // classes, classes)
+
+
+def backward_seed(fn, x, t, reduction, **kwargs):
+    """The incoming gradient of a timed forward+backward of fn: None for a reduction, else ones of
+    the loss's shape (one per row for a loss that sums rows), from one call without a graph."""
+    if reduction != "none":
+        return None
+    with torch.no_grad():
+        return torch.ones_like(fn(x, t, reduction=reduction, **kwargs))
 
 
 def inputs(entry, shape, gen, device="cpu", dtype=torch.float32):

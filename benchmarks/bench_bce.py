@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
-from _losses import baseline, canonical, get, inputs, parse_losses  # noqa: E402
+from _losses import backward_seed, baseline, canonical, get, inputs, parse_losses  # noqa: E402
 from torch.utils import benchmark  # noqa: E402
 
 import bce_ext  # noqa: E402,F401
@@ -157,9 +157,7 @@ def time_case(impls, loss, impl, mode, x, t, kw, reduction, device, min_time):
             sync(device)
         return timer(run, min_time)
     xg = x.detach().clone().requires_grad_(True)
-    # The incoming gradient of a 'none' loss has the loss's shape (rows, for a loss that sums
-    # each row's classes), from one untimed call.
-    g = torch.ones_like(f(x, t, reduction=reduction, **kw)) if reduction == "none" else None
+    g = backward_seed(f, x, t, reduction, **kw)
 
     def run():
         xg.grad = None

@@ -35,7 +35,7 @@ import bce_ext  # noqa: F401
 # isort: split
 # Each loss's eager and compiled baseline: the function it replaces, or its formula in torch ops
 # where that library is not installed (the same as bench_bce.py's).
-from _losses import DRAW, baseline, get, parse_losses, shape_of
+from _losses import DRAW, backward_seed, baseline, get, parse_losses, shape_of
 
 TARGET_LOG2 = 28            # targets are judged at N = 2^28, 'mean'
 TARGET_FRACTION = 0.85      # of the copy bandwidth, forward and forward+backward
@@ -191,8 +191,8 @@ def bench_case(args, began, copy_bw, loss, dtype, log2, reduction, x, t, x_grad)
             impls["compile"] = torch.compile(eager_fn, dynamic=False)
         else:
             compiled_note = "skipped (time budget)"
-    # 'none' backpropagates a gradient of ones (an N-sized tensor read by the backward).
-    grad = None if reduction == "mean" else torch.ones_like(x)
+    # 'none' backpropagates a gradient of ones (a tensor of the loss's size read by the backward).
+    grad = backward_seed(ours_fn, x, t, reduction)
     rows = []
     for mode in ("fwd", "fwd+bwd"):
         row = {"loss": loss, "dtype": str(dtype).replace("torch.", ""), "log2": log2,

@@ -7,14 +7,15 @@ a fresh process (its peak RSS growth on the CPU; torch.cuda.max_memory_allocated
 
 open_clip's loss is loaded alone from an installed open-clip-torch (pip install --no-deps
 open-clip-torch==3.3.0), else its formula in torch ops (tests/test_siglip_loss.py: the same dense
-products and B x B tensors); a case it cannot run (out of memory) is reported as such. The matrix
-products' throughput is 6 B^2 D flops (forward and backward's three products) over the time.
-Writes results.md and results.json into --out.
+products and B x B tensors); a case it cannot run (out of memory) is reported as such, and a case
+whose B x B float32 logits alone exceed the device's memory is not started. The matrix products'
+throughput is 6 B^2 D flops (forward and backward's three products) over the time, also as a
+fraction of the device's dense bfloat16 peak where it is known (--peak-tflops, or the table
+below). Writes results.md and results.json into --out.
 """
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 
@@ -22,6 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _losses import write_report  # noqa: E402
+
+# Dense bfloat16 tensor-core peaks (TFLOP/s, without sparsity) from NVIDIA's data sheets, by a
+# substring of the device's name; the first match wins.
+BF16_PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("A100", 312.0))
 
 WORKER = r"""
 import json, resource, statistics, sys, time
@@ -92,12 +97,29 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--impls", default="bce_ext,open_clip")
-    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per case")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's dense bfloat16 peak (default: BF16_PEAK_TFLOPS by name)")
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench_siglip"))
     return p.parse_args(argv)
 
 
-def run(impl, b, args):
+def device_facts(args):
+    """(name, memory in bytes, dense bfloat16 peak in TFLOP/s or None) of --device."""
+    import torch
+
+    from bce_ext.info import _cpu_model
+    if args.device != "cuda":
+        return _cpu_model(), None, args.peak_tflops
+    props = torch.cuda.get_device_properties(0)
+    peak = args.peak_tflops or next((v for key, v in BF16_PEAK_TFLOPS if key in props.name), None)
+    return props.name, props.total_memory, peak
+
+
+def run(impl, b, args, memory=None):
+    if impl != "bce_ext" and memory is not None and 4 * b * b > memory:
+        return {"error": f"not run: the B x B float32 logits alone need {4 * b * b / 2**30:.0f} "
+                         f"GiB of the device's {memory / 2**30:.0f}"}
     script = WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
     cmd = [sys.executable, "-c", script, impl, str(b), str(args.dim), args.dtype, args.device,
            str(args.threads), str(args.repeats)]
@@ -113,24 +135,27 @@ def run(impl, b, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    name, memory, peak = device_facts(args)
     rows = []
     for b in (int(v) for v in args.batches.split(",")):
         row = {"batch": b}
         for impl in args.impls.split(","):
-            row[impl] = run(impl, b, args)
+            row[impl] = run(impl, b, args, memory)
             print(b, impl, row[impl], flush=True)
         rows.append(row)
-    meta = dict(device=args.device, cpu=platform.processor() or platform.machine(),
-                threads=args.threads, dim=args.dim, dtype=args.dtype, repeats=args.repeats)
+    meta = dict(device=args.device, name=name, threads=args.threads, dim=args.dim,
+                dtype=args.dtype, repeats=args.repeats, bf16_peak_tflops=peak)
 
     def cell(r, key):
         if "error" in r:
             return r["error"]
         return f"{r['median']:.3f} s" if key == "time" else f"{r['peak_bytes'] / 2**20:.0f} MiB"
-    lines = [f"# SigLIP loss, forward+backward, D = {args.dim}, {args.dtype}, {args.device}, "
-             f"{args.threads} threads, median of {args.repeats}", "",
+    peak_note = f"; products' TFLOP/s as a fraction of its {peak:.0f} TFLOP/s dense bfloat16 " \
+        "peak" if peak else ""
+    lines = [f"# SigLIP loss, forward+backward, D = {args.dim}, {args.dtype}, {args.device} "
+             f"({name}), {args.threads} threads, median of {args.repeats}{peak_note}", "",
              "| B | bce_ext time | open_clip time | speed-up | bce_ext peak | open_clip peak | "
-             "peak ratio | bce_ext TFLOP/s |", "|" + " ---: |" * 8]
+             "peak ratio | bce_ext TFLOP/s | of bf16 peak |", "|" + " ---: |" * 9]
     for row in rows:
         ours, theirs = row.get("bce_ext", {"error": "-"}), row.get("open_clip", {"error": "-"})
         both = "error" not in ours and "error" not in theirs
@@ -140,7 +165,7 @@ def main(argv=None):
             if "error" not in ours else float("nan")
         lines.append(f"| {row['batch']} | {cell(ours, 'time')} | {cell(theirs, 'time')} | "
                      f"{speed} | {cell(ours, 'peak')} | {cell(theirs, 'peak')} | {ratio} | "
-                     f"{flops:.2f} |")
+                     f"{flops:.2f} | {f'{flops / peak:.1%}' if peak else '-'} |")
     write_report(args.out, meta, rows, lines)
 
 

@@ -10,18 +10,22 @@
 #       process each, in parallel), each over a selection that launches every kernel variant at
 #       least once. Caps 345 s of 360.
 #   bash benchmarks/gpu_check.sh bench   # the build again (ninja finds nothing to do: the
-#       objects stay between calls; a fresh machine would rebuild, beyond the cap), and the
-#       losses' benchmark at N = 2^28 and 2^16 with torch.compile on every row. Caps 340 of 360.
-#   bash benchmarks/gpu_check.sh extra   # only with time left: the rest of the suite on the GPU
-#       machine, and the SigLIP benchmark. Caps 310 of 330.
+#       objects stay between calls; a fresh machine would rebuild, beyond the cap), the losses'
+#       benchmark at N = 2^28 and 2^16 with torch.compile on every row, then the host overhead at
+#       2^16 (launches, operators, allocations and host microseconds against eager's). Caps 355 s
+#       of 370.
+#   bash benchmarks/gpu_check.sh extra   # only with time left: the SigLIP benchmark (B = 32768,
+#       65536 and the paper's 2^20), then the rest of the suite on the GPU machine. Caps 330 of
+#       350.
 #
 # Predicted on an H200 or H100 (16 cores), from the first run's steps (build 83 s, CUDA tests
 # 54 s, memcheck and initcheck about 55 s each alone): tests about 4.5 minutes (the sanitizers
-# at once about 80 s where they took 230 s one after another), bench about 4 (40 torch.compile
-# cases of two graphs each at a few seconds, the timings a few seconds), extra about 4. With the
-# machine's start (1-2 minutes) tests + bench come to about 10.5 of the 15 minutes. Rehearsed
-# without a GPU, not yet on one: tests with the caps scaled by 40 (every step ran and passed, the
-# CUDA cases skipping), bench unscaled (the no-op build in 8 s, the benchmark refusing: no GPU).
+# at once about 80 s where they took 230 s one after another), bench about 4.5 (40 torch.compile
+# cases of two graphs each at a few seconds, the timings a few seconds, the host overhead about
+# 20 s), extra about 4 (the SigLIP cases about 2, the suite 74 s). With the machine's start (1-2
+# minutes) tests + bench come to about 11 of the 15 minutes. Rehearsed without a GPU, not yet on
+# one: tests with the caps scaled by 40 (every step ran and passed, the CUDA cases skipping),
+# bench unscaled (the no-op build in 8 s, the benchmark refusing: no GPU).
 #
 # Needs: a GPU, a CUDA build of torch with its nvcc, ninja, pytest, compute-sanitizer; no network.
 # Writes its logs, the benchmark table (bench_gpu.md, for benchmarks/RESULTS.md) and summary.txt
@@ -52,14 +56,15 @@ MARGIN=15
 # whatever the machine.
 case "$PART" in
   tests) STEPS=(build import cuda-tests siglip-tests error-suites sanitizers) ;;
-  bench) STEPS=(build import benchmark) ;;
-  extra) STEPS=(build import other-tests siglip-benchmark) ;;
+  bench) STEPS=(build import benchmark host-overhead) ;;
+  extra) STEPS=(build import siglip-benchmark other-tests) ;;
 esac
-declare -A PART_DEADLINE=([tests]=360 [bench]=360 [extra]=330)
+declare -A PART_DEADLINE=([tests]=360 [bench]=370 [extra]=350)
 SCALE=${GPU_CHECK_CAP_SCALE:-1}
 DEADLINE=${GPU_CHECK_DEADLINE_S:-$((PART_DEADLINE[$PART] * SCALE))}
 declare -A CAP=([build]=100 [import]=10 [cuda-tests]=70 [siglip-tests]=30 [error-suites]=25
-                [sanitizers]=110 [benchmark]=300 [other-tests]=90 [siglip-benchmark]=180)
+                [sanitizers]=110 [benchmark]=275 [host-overhead]=40 [other-tests]=90
+                [siglip-benchmark]=200)
 # After the tests part on the same machine the build is ninja's no-op.
 [ "$PART" = bench ] && CAP[build]=30
 [ "$PART" = extra ] && CAP[build]=30
@@ -240,21 +245,31 @@ export PY OUT KERNELS NOSUB
 export SMALL_ENV="${SMALL[*]}" FILTER_ARGS="${FILTER[*]}"
 step sanitizers sanitizers.log bash -c "SMALL=(\$SMALL_ENV); FILTER=(\$FILTER_ARGS); sanitizers"
 
-# 4. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there). Its CPU
+# 4. The SigLIP loss against open_clip's (dense B x B), D = 768, bfloat16: B = 32768 (where the
+#    dense loss fits), 65536, and the paper's 2^20 (bce_ext's alone: the dense logits would need
+#    4 TiB). Predicted for 2^20 on an H100: 6 B^2 D = 5.1e15 flops of products, about 8 s at 60% of
+#    the 989 TFLOP/s bfloat16 peak, and about 22 bytes of memory traffic per logit (the product's
+#    float32 tile written, the tile loop's read and write, G's bfloat16 copy, the two products'
+#    reads) over B^2 = 1.1e12 logits, about 8 s at 3 TB/s: some 16 s per forward+backward, 60 s for
+#    the case (two timed runs after a warm-up, and the process's start).
+step siglip-benchmark bench_siglip.log "$PY" benchmarks/bench_siglip.py --device cuda --dim 768 \
+  --dtype bfloat16 --batches 32768,65536,1048576 --repeats 2 --timeout 150 --out "$OUT/siglip"
+[ -f "$OUT/siglip/results.md" ] && cat "$OUT/siglip/results.md"
+
+# 5. The rest of the suite (tests/conftest.py adds the cuda device where a GPU is there). Its CPU
 #    cases run too: on the GPU image they found a build defect that CI's machines cannot show
 #    (docs/build.md: a statically linked C++ runtime). 74 s on an H200's 16 cores.
 step other-tests pytest.log "$PY" -m pytest -q -p no:cacheprovider ${PAR[@]+"${PAR[@]}"} \
   --ignore=tests/test_cuda.py
 
-# 5. The losses' benchmark at the sizes of the targets: 2^28 (bandwidth, against torch.compile)
+# 6. The losses' benchmark at the sizes of the targets: 2^28 (bandwidth, against torch.compile)
 #    and 2^16 (launch-bound). torch.compile on every row: its compilations stop only after
 #    --budget-s, which the cap leaves room for (the rows would say "skipped (time budget)").
 step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 250 --sizes 28,16
 [ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"
-# 6. The SigLIP loss against open_clip's formula (dense B x B), D = 768, bfloat16: B = 32768
-#    (where the dense loss fits) and 65536. B = 2^20 is not in the cap: its 6 B^2 D = 5.1e18 flops
-#    of products take about two hours at 700 TFLOP/s.
-step siglip-benchmark bench_siglip.log "$PY" benchmarks/bench_siglip.py --device cuda --dim 768 \
-  --dtype bfloat16 --batches 32768,65536 --repeats 3 --out "$OUT/siglip"
-[ -f "$OUT/siglip/results.md" ] && cat "$OUT/siglip/results.md"
+# 7. Host overhead at N = 2^16 (where a call is launch-bound): the launches, operators and
+#    allocations of one forward+backward call, and its host microseconds, against eager's.
+#    Predicted: 20 cases of about 750 calls at 0.1 to 0.7 ms, and 40 profiled calls: about 20 s.
+step host-overhead bench_host.log "$PY" benchmarks/bench_host.py --out "$OUT/host"
+[ -f "$OUT/host/results.md" ] && cat "$OUT/host/results.md"
 finish

@@ -199,8 +199,8 @@ Grads loss_and_grads(const at::Tensor& image, const at::Tensor& text, const at::
       at::Tensor p = products.narrow(0, 0, r).narrow(1, 0, c);
       if (img.scalar_type() == compute) {
         at::mm_out(p, img_rows, txt_cols.t());
-      } else {  // half operands on CUDA: their product accumulated and returned in float32
-        p.copy_(at::mm(img_rows, txt_cols.t(), compute));
+      } else {  // half operands on CUDA: their product accumulated and written in float32
+        at::mm_out(p, img_rows, txt_cols.t(), compute);
       }
       const int64_t* rid = ids_i.defined() ? ids_i.const_data_ptr<int64_t>() + r0 : nullptr;
       const int64_t* cid = ids_t.defined() ? ids_t.const_data_ptr<int64_t>() + c0 : nullptr;
