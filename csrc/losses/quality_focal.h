@@ -23,6 +23,7 @@
 #include "host_device.h"
 #include "sigmoid_focal.h"
 #include "traits.h"
+#include "weighted_cross_entropy.h"
 
 namespace bce_ext::losses {
 
@@ -32,6 +33,7 @@ struct QualityFocal {
   using M = typename V::M;
   using T = typename V::T;
   using Focal = SigmoidFocal<V, MathV>;
+  using Weighted = WeightedCrossEntropy<V, MathV>;
 
   static constexpr bool kChecksRange = false;
   static constexpr bool kHardPath = false;
@@ -46,48 +48,33 @@ struct QualityFocal {
   };
   BCE_EXT_HD static Own own(const Coefficients<T>& k) { return {k.v[0]}; }
 
-  // What every formula needs: p, q = 1 - p, C, u = p - t, F = |u| ** beta and beta * F / u.
-  struct Terms {
-    typename Focal::Sigmoids s;
-    F tail, ce, u, f, df_du;  // tail: log1p(exp(-|x|)), C's smooth part
-  };
+  // The shared terms (weighted_cross_entropy.h) with w = F = |u| ** beta and dw/du = beta * F / u.
+  using Terms = typename Weighted::Terms;
   BCE_EXT_HD static Terms terms(F x, F t, const Own& o) {
-    Terms r;
-    r.s = Focal::sigmoids(x);
-    r.tail = MathV::log1p01(r.s.e);
-    r.ce = Focal::cross_entropy_of(x, t, r.tail);
-    r.u = V::sub(r.s.p, t);
-    r.f = Focal::power(V::abs(r.u), o.beta);
-    r.df_du = o.beta == T(0) ? V::zero() : V::mul(V::set1(o.beta), Focal::over_m(r.f, r.u));
+    Terms r = Weighted::of(x, t);
+    r.w = Focal::power(V::abs(r.u), o.beta);
+    r.dw_du = Weighted::slope(r.w, r.u, o.beta);
     return r;
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
-    const Terms r = terms(x, t, own(k));
-    return V::mul(r.ce, r.f);
+    return Weighted::loss(terms(x, t, own(k)));
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
-    const Terms r = terms(x, t, own(k));
-    const F linear = V::mul(r.u, r.f);  // (p - t) * F
-    F d = V::add(linear, V::mul(r.ce, V::mul(r.df_du, V::mul(r.s.p, r.s.q))));
-    if (V::any(Focal::infinite(x))) {
-      d = Focal::where_infinite(x, d, linear);  // C * dF/dx: inf * 0, its limit 0
-    }
-    return V::mul(d, g);
+    return Weighted::grad_input(g, x, terms(x, t, own(k)));
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F grad_target(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
     const Terms r = terms(x, t, own(k));
-    F d = V::sub(V::mul(V::neg(x), r.f), V::mul(r.ce, r.df_du));
-    if (V::any(Focal::infinite(x))) {
-      d = Focal::where_infinite(x, d, Focal::target_limit(x, t, r.f, V::neg(r.df_du)));  // F_t
-    }
-    // A negative's target is mmdetection's constant zero.
-    return V::blend(V::eq(t, V::zero()), V::mul(d, g), V::zero());
+    const F d = V::sub(V::mul(V::neg(x), r.w), V::mul(r.ce, r.dw_du));
+    // F_t = -dF/du; a negative's target is mmdetection's constant zero.
+    return V::blend(V::eq(t, V::zero()),
+                    V::mul(Weighted::target_at_infinity(x, t, d, r, V::neg(r.dw_du)), g),
+                    V::zero());
   }
 };
 

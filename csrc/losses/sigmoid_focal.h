@@ -91,16 +91,6 @@ struct SigmoidFocal {
     return V::blend(infinite(x), v, at_inf);
   }
 
-  // The target gradient's limit at x = +-inf of a loss C * w of the focal family whose weight w
-  // depends on t (the varifocal and quality focal losses): |x| * (-sign(x) * w + c * dw/dt),
-  // c = C / |x| there (1 - t at +inf, t at -inf): infinite with that sign, 0 where it is 0.
-  BCE_EXT_HD static F target_limit(F x, F t, F w, F dw_dt) {
-    const M plus = V::gt(x, V::zero());
-    const F c = V::blend(plus, t, V::sub(V::set1(T(1)), t));
-    const F v = V::add(V::blend(plus, w, V::neg(w)), V::mul(c, dw_dt));
-    return V::blend(V::eq(v, V::zero()), V::mul(v, V::set1(T(__builtin_inf()))), V::zero());
-  }
-
   // alpha_t = alpha * t + (1 - alpha) * (1 - t), 1 where alpha < 0 (one rounding fewer as an
   // FMA; the terms have one sign for alpha and t in [0, 1]).
   BCE_EXT_HD static F alpha_t(F t, T alpha) {

@@ -24,6 +24,7 @@
 #include "host_device.h"
 #include "sigmoid_focal.h"
 #include "traits.h"
+#include "weighted_cross_entropy.h"
 
 namespace bce_ext::losses {
 
@@ -33,6 +34,7 @@ struct Varifocal {
   using M = typename V::M;
   using T = typename V::T;
   using Focal = SigmoidFocal<V, MathV>;
+  using Weighted = WeightedCrossEntropy<V, MathV>;
 
   static constexpr bool kChecksRange = false;
   static constexpr bool kHardPath = false;
@@ -48,42 +50,28 @@ struct Varifocal {
   };
   BCE_EXT_HD static Own own(const Coefficients<T>& k) { return {k.v[0], k.v[1], k.v[2] != T(0)}; }
 
-  // What every formula needs: p, q = 1 - p, C, u = p - t, the weight w and, on the negatives,
-  // gamma * F / u (0 on the positives and where u = 0).
-  struct Terms {
-    typename Focal::Sigmoids s;
-    F tail, ce, u, w, dw_du;  // tail: log1p(exp(-|x|)), C's smooth part
+  // The shared terms (weighted_cross_entropy.h) with w and, on the negatives, dw/du = gamma * F /
+  // u (0 on the positives), and the positives' mask.
+  struct Terms : Weighted::Terms {
     M positive;
   };
   BCE_EXT_HD static Terms terms(F x, F t, const Own& o) {
-    Terms r;
-    r.s = Focal::sigmoids(x);
-    r.tail = MathV::log1p01(r.s.e);
-    r.ce = Focal::cross_entropy_of(x, t, r.tail);
-    r.u = V::sub(r.s.p, t);
+    Terms r{Weighted::of(x, t), {}};
     r.positive = V::gt(t, V::zero());
     const F f = V::mul(V::set1(o.alpha), Focal::power(V::abs(r.u), o.gamma));
     r.w = V::blend(r.positive, f, o.iou_weighted ? t : V::set1(T(1)));
-    const F df = o.gamma == T(0) ? V::zero() : V::mul(V::set1(o.gamma), Focal::over_m(f, r.u));
-    r.dw_du = V::blend(r.positive, df, V::zero());
+    r.dw_du = V::blend(r.positive, Weighted::slope(f, r.u, o.gamma), V::zero());
     return r;
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F loss(F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
-    const Terms r = terms(x, t, own(k));
-    return V::mul(r.ce, r.w);
+    return Weighted::loss(terms(x, t, own(k)));
   }
 
   template <bool kWithPw>
   BCE_EXT_HD static F grad_input(F g, F x, F t, F /*pw*/, const Coefficients<T>& k = {}) {
-    const Terms r = terms(x, t, own(k));
-    const F linear = V::mul(r.u, r.w);  // (p - t) * w
-    F d = V::add(linear, V::mul(r.ce, V::mul(r.dw_du, V::mul(r.s.p, r.s.q))));
-    if (V::any(Focal::infinite(x))) {
-      d = Focal::where_infinite(x, d, linear);  // C * dw/dx: inf * 0, its limit 0
-    }
-    return V::mul(d, g);
+    return Weighted::grad_input(g, x, terms(x, t, own(k)));
   }
 
   template <bool kWithPw>
@@ -100,10 +88,7 @@ struct Varifocal {
       const F factor = V::blend(V::ge(x, V::zero()), V::neg(two_t), V::sub(V::set1(T(1)), two_t));
       d = V::blend(r.positive, d, V::add(V::mul(factor, x), r.tail));
     }
-    if (V::any(Focal::infinite(x))) {
-      d = Focal::where_infinite(x, d, Focal::target_limit(x, t, r.w, dw_dt));
-    }
-    return V::mul(d, g);
+    return V::mul(Weighted::target_at_infinity(x, t, d, r, dw_dt), g);
   }
 };
 
