@@ -149,7 +149,8 @@ def main(argv=None):
              f"({where}), {args.threads} thread(s)", "",
              "Host time: median over rounds of the per-call mean (the device idle at each call's "
              "start), [fastest, slowest] round. Launches: the device activities of one call. Ops: "
-             "operators dispatched (allocations among them).", "",
+             "operators dispatched, nested ones included (allocs: aten::empty and "
+             "aten::empty_strided calls).", "",
              "| loss | dtype | reduction | bce_ext us | eager us | eager / bce_ext | "
              "bce_ext launches | eager launches | bce_ext ops (allocs) | eager ops (allocs) |",
              "|" + " --- |" * 3 + " ---: |" * 7]
