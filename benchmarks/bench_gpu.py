@@ -15,8 +15,9 @@ in elements' bytes per element: fwd reads x and t (2), plus the output for 'none
 adds the backward's reads of x and t and its write of grad_input (3), plus the incoming gradient
 for 'none' (4): 5 for a reduction, 7 for 'none'.
 It writes bench_gpu.md (a table to paste into benchmarks/RESULTS.md) and bench_gpu.json under --out
-($OUT if set), and prints the targets (N = 2^28, 'mean', each loss) as PASS/FAIL lines; the exit
-status is 1 if a target or a correctness cross-check failed.
+($OUT if set; bench_gpu.partial.json holds the rows so far while it runs), and prints the targets
+(N = 2^28, 'mean', each loss) as PASS/FAIL lines; the exit status is 1 if a target or a
+correctness cross-check failed.
 torch.compile is compiled once per case (static shapes, its best kernels), largest size first;
 compilations stop when --budget-s seconds have passed, and the rows say so.
 """
@@ -128,6 +129,9 @@ def main():
                 for reduction in reductions:
                     rows += bench_case(args, began, copy_bw, loss, dtype, log2, reduction, x, t,
                                        x_grad)
+                    # The rows so far, in case the run is cut short (gpu_check's cap).
+                    with open(os.path.join(args.out, "bench_gpu.partial.json"), "w") as f:
+                        json.dump({"device": props.name, "copy_bw": copy_bw, "rows": rows}, f)
                 del x, t, x_grad
                 torch.cuda.empty_cache()
 

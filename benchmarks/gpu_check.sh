@@ -24,8 +24,9 @@
 # cases of two graphs each at a few seconds, the timings a few seconds, the host overhead about
 # 20 s), extra about 4 (the SigLIP cases about 2, the suite 74 s). With the machine's start (1-2
 # minutes) tests + bench come to about 11 of the 15 minutes. Rehearsed without a GPU, not yet on
-# one: tests with the caps scaled by 40 (every step ran and passed, the CUDA cases skipping),
-# bench unscaled (the no-op build in 8 s, the benchmark refusing: no GPU).
+# one, with the caps scaled by 40: tests (every step ran and passed, the CUDA cases skipping);
+# bench (a full CUDA build in 684 s, the benchmark refusing: no GPU, the host overhead run on the
+# CPU in 12 s).
 #
 # Needs: a GPU, a CUDA build of torch with its nvcc, ninja, pytest, compute-sanitizer; no network.
 # Writes its logs, the benchmark table (bench_gpu.md, for benchmarks/RESULTS.md) and summary.txt
@@ -269,7 +270,7 @@ step benchmark bench.log "$PY" benchmarks/bench_gpu.py --out "$OUT" --budget-s 2
 [ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"
 # 7. Host overhead at N = 2^16 (where a call is launch-bound): the launches, operators and
 #    allocations of one forward+backward call, and its host microseconds, against eager's.
-#    Predicted: 20 cases of about 750 calls at 0.1 to 0.7 ms, and 40 profiled calls: about 20 s.
+#    Predicted: 20 cases of about 500 calls at 0.1 to 0.7 ms, and 40 profiled calls: about 20 s.
 step host-overhead bench_host.log "$PY" benchmarks/bench_host.py --out "$OUT/host"
 [ -f "$OUT/host/results.md" ] && cat "$OUT/host/results.md"
 finish
