@@ -8,6 +8,7 @@ Table-driven: every loss of bce_ext/_registry.py is a row of LOSS_OPS (a row who
 lacks is skipped), and the DTensor cases are every row x shape x placement x weight x reduction.
 """
 import dataclasses
+import gc
 import inspect
 import itertools
 import os
@@ -357,6 +358,7 @@ def main(rank, init_file, out_dir):
     try:
         run_all(rank, out_dir, dtensor_loaded_by_bce_ext)
     finally:
+        gc.collect()  # the DDP cases' modules hold the group from reference cycles (demo.py)
         dist.destroy_process_group()
 
 
